@@ -1,0 +1,43 @@
+SHELL := /bin/bash
+# cps: build, verify and publish ConPaaS images.
+#
+#   make image   install build dependencies, build conpaas.img from the embedded default template
+#   make test    install test dependencies, run every test (boots a freshly built image in QEMU)
+#   make e2e     heavier end-to-end tests (full images, ARM emulation)
+#   make bench   benchmarks against the reference tools
+
+GO       ?= go
+BIN      := bin
+GOFLAGS  ?=
+export CPS_CACHE ?= /var/cache/cps
+# Tests fail (not skip) when a tool they need is missing: deps.sh installed them.
+export CPS_REQUIRE_TOOLS := 1
+
+.PHONY: all build deps image test e2e bench fmt vet clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+image: deps build
+	$(BIN)/cpsimage build -o . 
+
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -timeout 45m -count=1 ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
+
+e2e: deps build
+	$(GO) test -tags e2e -timeout 120m -count=1 ./... 
+
+bench: deps build
+	@for s in scripts/bench/*.sh; do echo "== $$s"; bash $$s || exit 1; done
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN) test.log

@@ -1,0 +1,219 @@
+// Package catalogue is the image catalogue: one JSON file listing every
+// artifact cpsimage built or registered, read by cpsdirector to decide which
+// image to start on which cloud. Field order is fixed by the structs and
+// lists are kept sorted, so the file diffs well under version control.
+package catalogue
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/conpaas/cps/internal/atomicfile"
+	"golang.org/x/sys/unix"
+)
+
+// SchemaVersion is written to every catalogue; readers refuse newer ones.
+const SchemaVersion = 1
+
+// DefaultPath is used when neither --catalogue nor CPS_CATALOGUE is set.
+const DefaultPath = "catalogue.json"
+
+// Catalogue is the whole file.
+type Catalogue struct {
+	SchemaVersion int        `json:"schema_version"`
+	Artifacts     []Artifact `json:"artifacts"`
+}
+
+// Artifact is one built file.
+type Artifact struct {
+	Name         string         `json:"name"`
+	Version      string         `json:"version"`
+	Kind         string         `json:"kind"` // raw | sdcard | ova
+	Arch         string         `json:"arch"`
+	File         string         `json:"file"`
+	Size         int64          `json:"size"`
+	MD5          string         `json:"md5"`
+	SHA256       string         `json:"sha256"`
+	InputsDigest string         `json:"inputs_digest,omitempty"`
+	Built        time.Time      `json:"built"`
+	Registered   []Registration `json:"registrations,omitempty"`
+}
+
+// Registration says where an artifact can be started.
+type Registration struct {
+	// Cloud is "ec2" or "openstack".
+	Cloud string `json:"cloud"`
+	// Target is the registration method: ec2-ebs, ec2-s3, glance.
+	Target string `json:"target"`
+	// Region is the EC2 region, or the OpenStack region if any.
+	Region string `json:"region,omitempty"`
+	// CloudName is the clouds.yaml entry (OpenStack) or the account/profile (EC2).
+	CloudName  string    `json:"cloud_name,omitempty"`
+	ImageID    string    `json:"image_id"`
+	SnapshotID string    `json:"snapshot_id,omitempty"`
+	Time       time.Time `json:"time"`
+}
+
+// Find returns the artifact named name (newest version first), or nil.
+func (c *Catalogue) Find(name string) *Artifact {
+	for i := range c.Artifacts {
+		if c.Artifacts[i].Name == name {
+			return &c.Artifacts[i]
+		}
+	}
+	return nil
+}
+
+// Put adds a, replacing an artifact with the same name and version but
+// keeping its registrations when the bytes (MD5) did not change.
+func (c *Catalogue) Put(a Artifact) {
+	for i := range c.Artifacts {
+		old := &c.Artifacts[i]
+		if old.Name == a.Name && old.Version == a.Version {
+			if old.MD5 == a.MD5 && len(a.Registered) == 0 {
+				a.Registered = old.Registered
+			}
+			*old = a
+			c.sort()
+			return
+		}
+	}
+	c.Artifacts = append(c.Artifacts, a)
+	c.sort()
+}
+
+// SetRegistration records r for the artifact name/version, replacing an
+// earlier one for the same cloud, target, region and cloud name.
+func (c *Catalogue) SetRegistration(name, version string, r Registration) error {
+	for i := range c.Artifacts {
+		a := &c.Artifacts[i]
+		if a.Name != name || (version != "" && a.Version != version) {
+			continue
+		}
+		for j := range a.Registered {
+			o := a.Registered[j]
+			if o.Cloud == r.Cloud && o.Target == r.Target && o.Region == r.Region && o.CloudName == r.CloudName {
+				a.Registered[j] = r
+				return nil
+			}
+		}
+		a.Registered = append(a.Registered, r)
+		sort.SliceStable(a.Registered, func(x, y int) bool {
+			p, q := a.Registered[x], a.Registered[y]
+			if p.Cloud != q.Cloud {
+				return p.Cloud < q.Cloud
+			}
+			if p.CloudName != q.CloudName {
+				return p.CloudName < q.CloudName
+			}
+			return p.Region < q.Region
+		})
+		return nil
+	}
+	return fmt.Errorf("catalogue has no artifact %q version %q: run `cpsimage build` or `cpsimage catalogue add` first", name, version)
+}
+
+func (c *Catalogue) sort() {
+	sort.SliceStable(c.Artifacts, func(i, j int) bool {
+		if c.Artifacts[i].Name != c.Artifacts[j].Name {
+			return c.Artifacts[i].Name < c.Artifacts[j].Name
+		}
+		return c.Artifacts[i].Version > c.Artifacts[j].Version
+	})
+}
+
+// Parse decodes a catalogue, rejecting unknown fields and newer schemas.
+func Parse(data []byte) (*Catalogue, error) {
+	var c Catalogue
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			line, col := lineCol(data, se.Offset)
+			return nil, fmt.Errorf("line %d, column %d: %w", line, col, err)
+		}
+		return nil, err
+	}
+	if c.SchemaVersion == 0 {
+		return nil, errors.New("missing schema_version: not a cps catalogue")
+	}
+	if c.SchemaVersion > SchemaVersion {
+		return nil, fmt.Errorf("schema_version %d is newer than this program understands (%d): upgrade cps", c.SchemaVersion, SchemaVersion)
+	}
+	return &c, nil
+}
+
+func lineCol(data []byte, off int64) (int, int) {
+	line, col := 1, 1
+	for i := int64(0); i < off && i < int64(len(data)); i++ {
+		if data[i] == '\n' {
+			line++
+			col = 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}
+
+// Load reads path; a missing file is an empty catalogue.
+func Load(path string) (*Catalogue, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &Catalogue{SchemaVersion: SchemaVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read catalogue: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("catalogue %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Marshal renders the catalogue as indented JSON with a trailing newline.
+func (c *Catalogue) Marshal() ([]byte, error) {
+	c.SchemaVersion = SchemaVersion
+	if c.Artifacts == nil {
+		c.Artifacts = []Artifact{}
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Update applies fn to the catalogue at path under an exclusive lock (a
+// PATH.lock file, so concurrent cpsimage runs merge instead of overwriting
+// each other) and writes the result atomically. If fn fails nothing changes.
+func Update(path string, fn func(*Catalogue) error) error {
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("lock catalogue: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock catalogue %s: %w", path, err)
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	c, err := Load(path)
+	if err != nil {
+		return err
+	}
+	if err := fn(c); err != nil {
+		return err
+	}
+	b, err := c.Marshal()
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, b, 0o644)
+}

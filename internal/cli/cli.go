@@ -1,0 +1,161 @@
+// Package cli holds what both commands share: exit codes carried by errors,
+// and a tiny subcommand registry so each feature adds its subcommand in its
+// own file.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// Exit codes. Template and usage errors are 2 (like getopt tools), a
+// failed build or a checksum mismatch is 1, success is 0.
+const (
+	ExitOK       = 0
+	ExitFailure  = 1 // build failed, checksum mismatch, check found a problem
+	ExitUsage    = 2 // bad flags, bad template, unreadable input
+	ExitCanceled = 130
+)
+
+// ExitError carries an exit code with an error.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// WithCode wraps err so the command exits with code.
+func WithCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &ExitError{Code: code, Err: err}
+}
+
+// Usagef is a usage error (exit 2).
+func Usagef(format string, args ...any) error {
+	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, args...)}
+}
+
+// Code returns the exit code for err: the ExitError's, 130 for
+// cancellation, 1 otherwise.
+func Code(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	if errors.Is(err, context.Canceled) {
+		return ExitCanceled
+	}
+	return ExitFailure
+}
+
+// Command is one subcommand.
+type Command struct {
+	Name    string
+	Summary string
+	// Run gets the arguments after the subcommand name.
+	Run func(ctx context.Context, args []string) error
+}
+
+// Registry maps names to commands.
+type Registry struct {
+	Prog     string
+	commands map[string]*Command
+}
+
+// Add registers c; called from init() in each subcommand's file.
+func (r *Registry) Add(c *Command) {
+	if r.commands == nil {
+		r.commands = map[string]*Command{}
+	}
+	if _, dup := r.commands[c.Name]; dup {
+		panic("duplicate command " + c.Name) // programming error, caught by any test run
+	}
+	r.commands[c.Name] = c
+}
+
+// Usage prints the command list.
+func (r *Registry) Usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: %s COMMAND [flags] [args]\n\ncommands:\n", r.Prog)
+	names := make([]string, 0, len(r.commands))
+	for n := range r.commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-12s %s\n", n, r.commands[n].Summary)
+	}
+	fmt.Fprintf(w, "\nRun '%s COMMAND -h' for the flags of a command.\n", r.Prog)
+}
+
+// Main runs the subcommand named by args[0] and returns the exit code,
+// printing the error as one line prefixed by the program name.
+func (r *Registry) Main(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		r.Usage(stderr)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	c, ok := r.commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "%s: unknown command %q\n", r.Prog, args[0])
+		r.Usage(stderr)
+		return ExitUsage
+	}
+	err := c.Run(ctx, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	if err != nil {
+		msg := err.Error()
+		if !strings.HasSuffix(msg, "\n") {
+			msg += "\n"
+		}
+		// Diagnostics already carry their own "Error:" prefix.
+		if strings.HasPrefix(msg, "Error: ") || strings.HasPrefix(msg, "Warning: ") {
+			fmt.Fprint(stderr, msg)
+		} else {
+			fmt.Fprintf(stderr, "%s %s: %s", r.Prog, c.Name, msg)
+		}
+	}
+	return Code(err)
+}
+
+// NewFlagSet returns a FlagSet that reports errors as usage errors instead
+// of exiting, so Run functions stay testable.
+func NewFlagSet(prog, name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(prog+" "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s %s %s\n", prog, name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// Parse parses args, turning flag errors into usage errors.
+func Parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	return nil
+}
+
+// Stdout is where commands print results; tests may swap it.
+var Stdout io.Writer = os.Stdout

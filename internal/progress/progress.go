@@ -1,0 +1,132 @@
+// Package progress reports long work: a pb/v3 bar when stderr is a terminal,
+// and plain log lines (at most one every few seconds) otherwise, so CI logs
+// stay readable.
+package progress
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cheggaaa/pb/v3"
+	"golang.org/x/term"
+)
+
+// Bar counts bytes (or items) towards a total.
+type Bar struct {
+	bar   *pb.ProgressBar
+	label string
+	total int64
+	n     atomic.Int64
+	out   io.Writer
+	start time.Time
+	mu    sync.Mutex
+	last  time.Time
+	every time.Duration
+	done  bool
+}
+
+// Output is where bars and lines go; tests may replace it.
+var Output io.Writer = os.Stderr
+
+// Quiet disables all progress output (set by --quiet).
+var Quiet bool
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// New starts a bar for total bytes (0 if unknown) labelled label.
+func New(label string, total int64) *Bar {
+	b := &Bar{label: label, total: total, out: Output, start: time.Now(), every: 5 * time.Second}
+	b.last = b.start
+	if Quiet {
+		b.out = io.Discard
+		return b
+	}
+	if isTerminal(b.out) {
+		b.bar = pb.New64(total)
+		b.bar.Set(pb.Bytes, true)
+		b.bar.SetTemplateString(`{{string . "label"}} {{counters . }} {{bar . }} {{percent . }} {{speed . }} {{rtime . "ETA %s"}}`)
+		b.bar.Set("label", label)
+		b.bar.SetWriter(b.out)
+		b.bar.Start()
+	}
+	return b
+}
+
+// Add64 implements checksum.Progress and friends.
+func (b *Bar) Add64(n int64) {
+	v := b.n.Add(n)
+	if b.bar != nil {
+		b.bar.Add64(n)
+		return
+	}
+	if b.out == io.Discard {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now := time.Now(); now.Sub(b.last) >= b.every {
+		b.last = now
+		b.line(v, now)
+	}
+}
+
+// Write lets a Bar count an io.Writer's bytes (io.TeeReader, io.MultiWriter).
+func (b *Bar) Write(p []byte) (int, error) { b.Add64(int64(len(p))); return len(p), nil }
+
+func (b *Bar) line(v int64, now time.Time) {
+	el := now.Sub(b.start).Seconds()
+	rate := 0.0
+	if el > 0 {
+		rate = float64(v) / el / (1 << 20)
+	}
+	if b.total > 0 {
+		fmt.Fprintf(b.out, "%s: %s / %s (%.0f%%), %.1f MiB/s\n", b.label, human(v), human(b.total), 100*float64(v)/float64(b.total), rate)
+	} else {
+		fmt.Fprintf(b.out, "%s: %s, %.1f MiB/s\n", b.label, human(v), rate)
+	}
+}
+
+// Finish ends the bar and prints a final line in log mode.
+func (b *Bar) Finish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return
+	}
+	b.done = true
+	if b.bar != nil {
+		b.bar.Finish()
+		return
+	}
+	if b.out != io.Discard {
+		b.line(b.n.Load(), time.Now())
+	}
+}
+
+func human(n int64) string {
+	const u = 1024
+	if n < u {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(u), 0
+	for m := n / u; m >= u; m /= u {
+		div *= u
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Logf prints a plain progress line (a step starting or ending).
+func Logf(format string, args ...any) {
+	if Quiet {
+		return
+	}
+	fmt.Fprintf(Output, format+"\n", args...)
+}

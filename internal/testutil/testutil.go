@@ -1,0 +1,38 @@
+// Package testutil holds helpers shared by tests.
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Strict reports whether missing external tools must fail tests instead of
+// skipping them. `make test` and CI set CPS_REQUIRE_TOOLS=1 after installing
+// every dependency, so a core path can never be skipped silently there.
+func Strict() bool { return os.Getenv("CPS_REQUIRE_TOOLS") == "1" || os.Getenv("CI") == "true" }
+
+// RequireTool returns the path of an external program, skipping the test (or
+// failing it in strict mode) when it is not installed.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if Strict() {
+			t.Fatalf("%s is not installed: run scripts/deps.sh (make test does)", name)
+		}
+		t.Skipf("%s not installed; run scripts/deps.sh", name)
+	}
+	return p
+}
+
+// RequireRoot skips (or fails in strict mode) unless running as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if Strict() {
+			t.Fatal("this test needs root (bootstrapping a Debian root filesystem)")
+		}
+		t.Skip("needs root")
+	}
+}
