@@ -1,0 +1,100 @@
+// Package register is the common frame of `cpsimage register`: a target
+// (ec2-ebs, ec2-s3, glance) turns a built artifact into an image its cloud
+// can start, and the frame records the result in the catalogue. Targets add
+// themselves with Add from their own packages.
+package register
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/images/catalogue"
+	"github.com/conpaas/cps/images/checksum"
+)
+
+// Artifact is what is being registered.
+type Artifact struct {
+	Path    string // the image file
+	Name    string // catalogue name
+	Version string
+	Kind    string // plan.KindRaw, ...
+	Arch    string // amd64, arm64, armhf
+	// Sums are the artifact's digests (from the catalogue or computed).
+	Sums checksum.Sums
+	// Boot tells registrars which boot modes the image supports.
+	Boot plan.Bootloader
+}
+
+// Options common to every target.
+type Options struct {
+	// KeepOnError leaves partially created cloud objects in place for debugging.
+	KeepOnError bool
+}
+
+// Target registers artifacts on one kind of cloud.
+type Target interface {
+	// Register uploads and registers art as described by reg and returns one
+	// registration per region/cloud the image can now be started in. On
+	// error (or ctx cancellation) it deletes what it created unless
+	// opt.KeepOnError.
+	Register(ctx context.Context, reg plan.Register, art Artifact, opt Options) ([]catalogue.Registration, error)
+}
+
+var targets = map[string]Target{}
+
+// Add makes a target available under name (plan.TargetEC2EBS, ...).
+func Add(name string, t Target) { targets[name] = t }
+
+// Get returns the target named name.
+func Get(name string) (Target, error) {
+	t, ok := targets[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown registration target %q (known: %v)", name, Names())
+	}
+	return t, nil
+}
+
+// Names lists the known targets.
+func Names() []string {
+	var n []string
+	for k := range targets {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// Run registers art with the target named in reg and records every
+// resulting registration in the catalogue at catPath. The catalogue is only
+// written after the target succeeded, so a failed run leaves it unchanged.
+func Run(ctx context.Context, reg plan.Register, art Artifact, opt Options, catPath string) ([]catalogue.Registration, error) {
+	t, err := Get(reg.Target)
+	if err != nil {
+		return nil, err
+	}
+	regs, err := t.Register(ctx, reg, art, opt)
+	if err != nil {
+		return nil, fmt.Errorf("register %s with %s: %w", art.Name, reg.Target, err)
+	}
+	if catPath == "" {
+		return regs, nil
+	}
+	err = catalogue.Update(catPath, func(c *catalogue.Catalogue) error {
+		if c.Find(art.Name) == nil {
+			c.Put(catalogue.Artifact{Name: art.Name, Version: art.Version, Kind: art.Kind, Arch: art.Arch,
+				File: art.Path, Size: art.Sums.Size, MD5: art.Sums.MD5, SHA256: art.Sums.SHA256})
+		}
+		for _, r := range regs {
+			if err := c.SetRegistration(art.Name, art.Version, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return regs, fmt.Errorf("registered, but recording it in the catalogue failed: %w", err)
+	}
+	return regs, nil
+}
