@@ -34,16 +34,19 @@ func MakeFAT32(ctx context.Context, dst *os.File, off, size int64, srcDir, label
 		label = "NO NAME"
 	}
 	env := os.Environ()
+	args := []string{"-F", "32", "-S", "512", "-n", label, "-i", fmt.Sprintf("%08x", volID),
+		"--offset", strconv.FormatInt(off/512, 10), "-h", strconv.FormatInt(off/512, 10)}
 	if epoch > 0 {
-		// mkfs.fat stamps the root and volume label entries with the time.
+		// mkfs.fat 4.2 ignores SOURCE_DATE_EPOCH and stamps the volume
+		// label entry with the clock; --invariant pins it (our -i still
+		// sets the serial). mcopy does honour SOURCE_DATE_EPOCH.
+		args = append(args, "--invariant")
 		env = append(env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10))
 	}
-	// dst may be open with pending writes through this *os.File; mkfs.fat
-	// opens the path itself, which sees the same file.
-	err := run(ctx, env, "mkfs.fat", "-F", "32", "-S", "512", "-n", label,
-		"-i", fmt.Sprintf("%08x", volID), "--offset", strconv.FormatInt(off/512, 10),
-		"-h", strconv.FormatInt(off/512, 10),
-		dst.Name(), strconv.FormatInt(size/1024, 10))
+	// mkfs.fat opens the path itself; writes through dst's descriptor and
+	// through the path reach the same file.
+	args = append(args, dst.Name(), strconv.FormatInt(size/1024, 10))
+	err := run(ctx, env, "mkfs.fat", args...)
 	if err != nil {
 		return fmt.Errorf("FAT32 of %d bytes at %d in %s: %w", size, off, dst.Name(), err)
 	}
@@ -59,7 +62,7 @@ func MakeFAT32(ctx context.Context, dst *os.File, off, size int64, srcDir, label
 	}
 	// -s recursive, -p keep attributes, -m keep mtimes, -Q stop at the
 	// first error; mtools stamps what it creates with SOURCE_DATE_EPOCH.
-	args := []string{"-i", fmt.Sprintf("%s@@%d", dst.Name(), off), "-s", "-p", "-m", "-Q"}
+	args = []string{"-i", fmt.Sprintf("%s@@%d", dst.Name(), off), "-s", "-p", "-m", "-Q"}
 	for _, e := range entries {
 		args = append(args, filepath.Join(srcDir, e.Name()))
 	}
