@@ -217,3 +217,24 @@ func TestMakeSwapMatchesMkswap(t *testing.T) {
 		t.Error("a swap area of one page must be refused")
 	}
 }
+
+// A small FAT32 partition inside a much bigger image (the ESP of a 2 GiB
+// disk) must still be a valid FAT32: mkfs.fat would size clusters from the
+// whole file.
+func TestMakeFAT32InBigImage(t *testing.T) {
+	testutil.RequireTool(t, "fsck.vfat")
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "EFI/BOOT"), 0o755)
+	os.WriteFile(filepath.Join(src, "EFI/BOOT/BOOTX64.EFI"), bytes.Repeat([]byte{1, 2, 3}, 300000), 0o644)
+	img := newImage(t, 2<<30)
+	if err := MakeFAT32(context.Background(), img, 2*mib, 64*mib, src, "ESP", 7, epoch); err != nil {
+		t.Fatal(err)
+	}
+	part := extract(t, img, 2*mib, 64*mib)
+	if out, err := exec.Command("fsck.vfat", "-n", part).CombinedOutput(); err != nil {
+		t.Fatalf("fsck.vfat -n: %v\n%s", err, out)
+	}
+	if err := MakeFAT32(context.Background(), img, 2*mib, 16*mib, "", "ESP", 7, epoch); err == nil {
+		t.Error("a 16 MiB FAT32 must be refused with the minimum size")
+	}
+}
