@@ -40,6 +40,9 @@ func tree(t *testing.T) string {
 	must(os.WriteFile(filepath.Join(d, "etc/conpaas/config.cfg"), []byte("DIRECTOR_URL=https://director:5555\n"), 0o600))
 	must(os.WriteFile(filepath.Join(d, "boot/vmlinuz"), bytes.Repeat([]byte("kernel"), 300000), 0o644))
 	must(os.Symlink("conpaas/config.cfg", filepath.Join(d, "etc/link")))
+	// systemd unit names carry backslash escapes; debugfs must find them.
+	must(os.WriteFile(filepath.Join(d, `etc/system-systemd\x2dcryptsetup.slice`), []byte("[Unit]\n"), 0o644))
+	must(os.WriteFile(filepath.Join(d, "etc/with space"), []byte("x"), 0o644))
 	must(os.Link(filepath.Join(d, "boot/vmlinuz"), filepath.Join(d, "boot/vmlinuz.hard")))
 	return d
 }
