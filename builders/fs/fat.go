@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io/fs"
 	"os"
@@ -67,6 +68,16 @@ func MakeFAT32(ctx context.Context, dst *os.File, off, size int64, srcDir, label
 	err := run(ctx, env, "mkfs.fat", args...)
 	if err != nil {
 		return fmt.Errorf("FAT32 of %d bytes at %d in %s: %w", size, off, dst.Name(), err)
+	}
+	// --invariant also pins the serial to 1234-ABCD whatever -i says; put
+	// ours in the boot sector and its backup (sector 6), at 0x43 of the
+	// FAT32 BPB.
+	var id [4]byte
+	binary.LittleEndian.PutUint32(id[:], volID)
+	for _, sec := range []int64{0, 6} {
+		if _, err := dst.WriteAt(id[:], off+sec*512+0x43); err != nil {
+			return fmt.Errorf("FAT32: write the volume serial: %w", err)
+		}
 	}
 	if srcDir == "" {
 		return nil

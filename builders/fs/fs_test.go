@@ -165,7 +165,7 @@ func TestMakeFAT32(t *testing.T) {
 			time.Sleep(1100 * time.Millisecond) // a clock-stamped field would now differ
 		}
 		img := newImage(t, 70*mib)
-		if err := MakeFAT32(context.Background(), img, 4*mib, 64*mib, src, "RASPIFIRM", 0x1234abcd, epoch); err != nil {
+		if err := MakeFAT32(context.Background(), img, 4*mib, 64*mib, src, "RASPIFIRM", 0x2468ace0, epoch); err != nil {
 			t.Fatal(err)
 		}
 		part := extract(t, img, 4*mib, 64*mib)
@@ -173,7 +173,7 @@ func TestMakeFAT32(t *testing.T) {
 			t.Fatalf("fsck.vfat -n: %v\n%s", err, out)
 		}
 		out, _ := exec.Command("blkid", "-p", "-o", "export", part).Output()
-		if !strings.Contains(string(out), "UUID=1234-ABCD") || !strings.Contains(string(out), "LABEL=RASPIFIRM") {
+		if !strings.Contains(string(out), "UUID=2468-ACE0") || !strings.Contains(string(out), "LABEL=RASPIFIRM") {
 			t.Errorf("blkid: %s", out)
 		}
 		// Read back through go-diskfs.
