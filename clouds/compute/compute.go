@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 )
@@ -98,7 +97,8 @@ func Open(cfg Config) (Cloud, error) {
 	return nil, fmt.Errorf("unknown cloud driver %q (ec2 or openstack)", cfg.Driver)
 }
 
-// MissingPorts returns the ports of want that no TCP rule opens.
+// MissingPorts returns the ports of want that no TCP rule opens, in the
+// order of want (the seeds' order groups them by service).
 func MissingPorts(rules []PortRange, want []int) []int {
 	var miss []int
 	for _, p := range want {
@@ -113,7 +113,6 @@ func MissingPorts(rules []PortRange, want []int) []int {
 			miss = append(miss, p)
 		}
 	}
-	sort.Ints(miss)
 	return miss
 }
 

@@ -99,6 +99,20 @@ func (s *Server) AddImage(id, status string) {
 	s.images[id] = status
 }
 
+// DeleteImage removes an image.
+func (s *Server) DeleteImage(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.images, id)
+}
+
+// SetClockOffset shifts the Date header of later responses.
+func (s *Server) SetClockOffset(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ClockOffset = d
+}
+
 // AddKeypair makes a key pair known.
 func (s *Server) AddKeypair(name string) {
 	s.mu.Lock()
@@ -149,8 +163,8 @@ func fault(w http.ResponseWriter, code int, msg string) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Date", time.Now().Add(s.ClockOffset).UTC().Format(http.TimeFormat))
 	s.mu.Lock()
+	w.Header().Set("Date", time.Now().Add(s.ClockOffset).UTC().Format(http.TimeFormat))
 	s.requests = append(s.requests, r.Method+" "+r.URL.Path)
 	s.mu.Unlock()
 	p := r.URL.Path
