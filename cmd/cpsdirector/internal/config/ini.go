@@ -131,3 +131,22 @@ func (s *section) first(keys ...string) (string, int, string) {
 	}
 	return "", s.Line, ""
 }
+
+// ReadSimple parses an INI file (the same dialect as director.cfg) into
+// section -> KEY -> value, section names lower-cased and keys upper-cased.
+// The client uses it for ~/.conpaas/cps-tools.conf.
+func ReadSimple(path string, data []byte) (map[string]map[string]string, error) {
+	f, err := parseINI(path, data)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]string{}
+	for name, s := range f.Sections {
+		m := map[string]string{}
+		for k, e := range s.Keys {
+			m[k] = e.Value
+		}
+		out[name] = m
+	}
+	return out, nil
+}
