@@ -68,7 +68,7 @@ func TestBuildAndBootMinimal(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	want := "catalogue.json conpaas-minimal.img conpaas-minimal.img.md5 conpaas-minimal.img.sha256"
+	want := "catalogue.json catalogue.json.lock conpaas-minimal.img conpaas-minimal.img.md5 conpaas-minimal.img.sha256"
 	if got := strings.Join(names, " "); got != want {
 		t.Errorf("output directory holds %q, want %q", got, want)
 	}
