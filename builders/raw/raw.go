@@ -40,8 +40,11 @@ type Builder struct{}
 const mib = 1 << 20
 
 // Packages every raw image gets on top of the template's: a kernel (with
-// initramfs-tools) and systemd as init.
-var basePackages = []string{"linux-image-amd64", "systemd-sysv"}
+// initramfs-tools), systemd as init with networkd and resolved for DHCP and
+// DNS on every NIC, SSH, and what conpaas-contextualize needs to fetch
+// ConPaaS.tar.gz over HTTPS (curl, CA certificates) and find a config drive
+// (blkid from util-linux, mount).
+var basePackages = []string{"linux-image-amd64", "systemd-sysv", "systemd-resolved", "openssh-server", "curl", "ca-certificates"}
 
 // Build implements builders.Builder.
 func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt builders.Options) (*builders.Result, error) {
