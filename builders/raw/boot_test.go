@@ -109,20 +109,55 @@ func TestBuildAndBoot(t *testing.T) {
 		t.Errorf("fsck.vfat -n: %v\n%s", err, out)
 	}
 
+	// Two boots at once (one vCPU each): SeaBIOS with a config drive whose
+	// user data points at a director serving ConPaaS.tar.gz over HTTPS with
+	// its own CA, and OVMF with no context at all.
+	dir2 := t.TempDir()
+	director := newFakeDirector(t)
+	drive := configDrive(t, ctx, dir2, director.userData())
 	marker := regexp.MustCompile(`CONPAAS-READY`)
-	for _, uefi := range []bool{false, true} {
-		name := map[bool]string{false: "bios", true: "uefi"}[uefi]
-		t.Run(name, func(t *testing.T) {
-			r, err := qemu.Boot(ctx, qemu.Options{Image: res.Path, UEFI: uefi, Marker: marker, Timeout: 8 * time.Minute})
+	for _, tc := range []struct {
+		name   string
+		uefi   bool
+		drives []string
+		want   string
+	}{
+		{"bios+config-drive", false, []string{drive}, "CONPAAS-READY role=agent type=php"},
+		{"uefi+no-context", true, nil, "CONPAAS-READY no-context"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := qemu.Boot(ctx, qemu.Options{Image: res.Path, UEFI: tc.uefi, Drives: tc.drives, Marker: marker, Timeout: 9 * time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s boot: %q after %s", name, r.Line, r.Elapsed.Round(time.Second))
-			if !strings.Contains(r.Console, "Welcome to") && !strings.Contains(r.Console, "systemd") {
-				t.Errorf("console shows no systemd start:\n%s", r.Console)
+			t.Logf("%s: %q after %s; console (end):\n%s", tc.name, r.Line, r.Elapsed.Round(time.Second), lastLines(r.Console, 40))
+			if !strings.Contains(r.Line, tc.want) {
+				t.Fatalf("marker line %q, want %q; console:\n%s", r.Line, tc.want, lastLines(r.Console, 80))
+			}
+			if !strings.Contains(r.Console, "Welcome to") {
+				t.Errorf("console shows no systemd start")
+			}
+			if tc.drives != nil {
+				if n := director.downloads.Load(); n != 1 {
+					t.Errorf("the director served ConPaaS.tar.gz %d times, want 1", n)
+				}
+				if !strings.Contains(r.Console, "context from config drive") {
+					t.Errorf("console does not say where the context came from")
+				}
+			} else if !strings.Contains(r.Console, "no context: no /root/config.cfg") {
+				t.Errorf("console does not explain the missing context")
 			}
 		})
 	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
