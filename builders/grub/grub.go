@@ -164,7 +164,13 @@ func (c Config) Render() string {
 	fmt.Fprintf(&b, "menuentry '%s' {\n", strings.ReplaceAll(c.Title, "'", ""))
 	fmt.Fprintf(&b, "\tsearch --no-floppy --fs-uuid --set=root %s\n", c.RootUUID)
 	fmt.Fprintf(&b, "\techo 'Loading %s ...'\n", filepath.Base(c.Kernel))
-	fmt.Fprintf(&b, "\tlinux %s root=UUID=%s ro %s\n", c.Kernel, c.RootUUID, strings.TrimSpace(c.Cmdline))
+	cmdline := strings.TrimSpace(c.Cmdline)
+	if !strings.Contains(cmdline, "console=") {
+		// The serial console is how clouds (and the boot test) see the
+		// VM; the last console= is /dev/console.
+		cmdline = strings.TrimSpace("console=tty0 console=ttyS0,115200n8 " + cmdline)
+	}
+	fmt.Fprintf(&b, "\tlinux %s root=UUID=%s ro %s\n", c.Kernel, c.RootUUID, cmdline)
 	if c.Initrd != "" {
 		fmt.Fprintf(&b, "\tinitrd %s\n", c.Initrd)
 	}

@@ -141,3 +141,11 @@ func TestConfigRender(t *testing.T) {
 		}
 	}
 }
+
+// Without a console= in the template, the serial console is added.
+func TestConfigRenderDefaultConsole(t *testing.T) {
+	s := Config{RootUUID: testUUID, Kernel: "/boot/vmlinuz", Cmdline: "quiet"}.Render()
+	if !strings.Contains(s, " ro console=tty0 console=ttyS0,115200n8 quiet\n") {
+		t.Errorf("grub.cfg has no serial console:\n%s", s)
+	}
+}

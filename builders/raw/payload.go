@@ -23,6 +23,20 @@ var payloadFiles = []struct {
 	{"payload/conpaas-contextualize", "/usr/local/sbin/conpaas-contextualize", 0o755, false},
 	{"payload/conpaas-contextualize.service", "/etc/systemd/system/conpaas-contextualize.service", 0o644, true},
 	{"payload/conpaas-ssh-keygen.service", "/etc/systemd/system/conpaas-ssh-keygen.service", 0o644, true},
+	{"payload/80-conpaas-dhcp.network", "/etc/systemd/network/80-conpaas-dhcp.network", 0o644, false},
+}
+
+// enableUnits are Debian's own units the image needs started at boot, as
+// symlinks "wants directory -> unit" (what `systemctl enable` makes), so a
+// VM has DHCP and DNS on its NICs, SSH and a login on the serial console.
+// Units whose package the template left out are skipped.
+var enableUnits = []struct{ wants, link, unit string }{
+	{"multi-user.target.wants", "systemd-networkd.service", "systemd-networkd.service"},
+	{"sockets.target.wants", "systemd-networkd.socket", "systemd-networkd.socket"},
+	{"network-online.target.wants", "systemd-networkd-wait-online.service", "systemd-networkd-wait-online.service"},
+	{"multi-user.target.wants", "systemd-resolved.service", "systemd-resolved.service"},
+	{"multi-user.target.wants", "ssh.service", "ssh.service"},
+	{"getty.target.wants", "serial-getty@ttyS0.service", "serial-getty@.service"},
 }
 
 // mount is one fstab line.
@@ -53,6 +67,24 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 				return fmt.Errorf("enable %s: %w", filepath.Base(f.dst), err)
 			}
 		}
+	}
+
+	for _, u := range enableUnits {
+		target := "/lib/systemd/system/" + u.unit
+		if _, err := os.Stat(filepath.Join(root, target)); err != nil {
+			continue
+		}
+		link := filepath.Join(root, "etc/systemd/system", u.wants, u.link)
+		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+			return err
+		}
+		os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
+			return fmt.Errorf("enable %s: %w", u.link, err)
+		}
+	}
+	if err := lockRoot(root); err != nil {
+		return err
 	}
 
 	var fstab strings.Builder
@@ -124,4 +156,33 @@ func writeFile(root, p string, b []byte, mode os.FileMode) error {
 		return fmt.Errorf("write %s into the image: %w", p, err)
 	}
 	return os.Chmod(full, mode)
+}
+
+// lockRoot makes sure root has no empty password: an image published for
+// anyone to boot must not accept a password-less root login. Debian's
+// default ("*") is already locked; a password a provisioner set is kept.
+func lockRoot(root string) error {
+	p := filepath.Join(root, "etc/shadow")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("read /etc/shadow of the image: %w", err)
+	}
+	lines := strings.Split(string(b), "\n")
+	changed := false
+	for i, l := range lines {
+		f := strings.Split(l, ":")
+		if len(f) > 1 && f[0] == "root" && f[1] == "" {
+			f[1] = "*"
+			lines[i] = strings.Join(f, ":")
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(strings.Join(lines, "\n")), st.Mode().Perm())
 }

@@ -236,3 +236,9 @@ func diagnose(out string, img *plan.Image) string {
 func privateMounts() bool {
 	return exec.Command("unshare", "--mount", "--propagation", "private", "true").Run() == nil
 }
+
+// Args is the mmdebstrap command line Bootstrap runs (for benchmarks that
+// time mmdebstrap alone against a full build).
+func Args(img *plan.Image, dir string, extra []string) ([]string, error) {
+	return bootstrapArgs(img, dir, img.Distribution.CacheDir, extra)
+}

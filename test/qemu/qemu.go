@@ -32,6 +32,9 @@ type Options struct {
 	Console io.Writer
 	// Accel is "tcg" (default) or "kvm".
 	Accel string
+	// Drives are more raw disks (a config drive, a data disk), attached
+	// after Image with snapshot=on.
+	Drives []string
 }
 
 // OVMF firmware from Debian's ovmf package.
@@ -74,6 +77,12 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		"-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none",
 		"-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", o.Image, o.Format),
 		"-nic", "user,model=virtio-net-pci",
+	}
+	for _, d := range o.Drives {
+		if _, err := os.Stat(d); err != nil {
+			return nil, fmt.Errorf("qemu: %w", err)
+		}
+		args = append(args, "-drive", fmt.Sprintf("file=%s,format=raw,if=virtio,snapshot=on", d))
 	}
 	if o.Accel == "tcg" {
 		args = append(args, "-cpu", "max")
