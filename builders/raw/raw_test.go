@@ -94,16 +94,3 @@ func TestBuildBadMirror(t *testing.T) {
 	}
 }
 
-// smallImage is a raw image with a minimal package set (what the end-to-end
-// boot test in test/boot builds through the template).
-func smallImage(out string) *plan.Image {
-	return &plan.Image{
-		Name: "conpaas-test", Kind: plan.KindRaw, Arch: "amd64", Version: "test",
-		Output: out, Size: 1536 << 20,
-		Distribution: plan.Distribution{
-			Suite: "bookworm", Mirror: "http://deb.debian.org/debian", Components: []string{"main"}, Variant: "minbase",
-		},
-		Bootloader: plan.Bootloader{Type: "grub", BIOS: true, UEFI: true, Cmdline: "console=ttyS0,115200n8"},
-		Checksums:  []string{"md5", "sha256"},
-	}
-}
