@@ -151,15 +151,29 @@ func debugfsCat(t *testing.T, img string, off int64, path string) string {
 	return string(bytes.TrimSpace(out))
 }
 
-// mtype reads a file from the FAT boot partition of an image.
+// mtype reads a file from the FAT boot partition of an image. mtools
+// misreads a FAT at an offset inside an image file over ~8 GiB, so the
+// partition is copied out first (once per image and offset).
 func mtype(t *testing.T, img string, off int64, path string) string {
 	t.Helper()
 	testutil.RequireTool(t, "mtype")
-	cmd := exec.Command("mtype", "-i", fmt.Sprintf("%s@@%d", img, off), "::"+path)
+	key := fmt.Sprintf("%s@%d", img, off)
+	part, ok := bootCopies[key]
+	if !ok {
+		part = filepath.Join(t.TempDir(), "boot.vfat")
+		extract(t, img, part, off, 512<<20)
+		bootCopies[key] = part
+	}
+	cmd := exec.Command("mtype", "-i", part, "::"+path)
 	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("mtype %s: %v", path, err)
+		ls, _ := exec.Command("mdir", "-i", part, "::/").CombinedOutput()
+		t.Fatalf("mtype %s: %v: %s\n%s", path, err, stderr.String(), ls)
 	}
 	return string(out)
 }
+
+var bootCopies = map[string]string{}
