@@ -338,30 +338,69 @@ func discardHoles(ctx context.Context, t *target, ext []sparse.Extent, size int6
 
 // verify drops the target's cached pages, so the comparison sees what
 // reached the device rather than what is still in memory, then reads every
-// written range back and compares its SHA-256.
+// written range back and compares its SHA-256. Reading the next chunk
+// overlaps hashing the current one.
 func verify(ctx context.Context, t *target, ext []sparse.Extent, sums [][]byte, res *Result) error {
 	_ = unix.Fadvise(int(t.f.Fd()), 0, 0, unix.FADV_DONTNEED) // best effort
 	bar := progress.New("verify", res.DataBytes)
 	defer bar.Finish()
-	b := make([]byte, chunk)
-	for i, e := range ext {
-		h := sha256.New()
-		for off := e.Off; off < e.End(); {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			n := min(int64(chunk), e.End()-off)
-			if _, err := t.f.ReadAt(b[:n], off); err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("read back %s at %d: %w", t.f.Name(), off, err)
-			}
-			h.Write(b[:n])
-			bar.Add64(n)
-			res.Verified += n
-			off += n
-		}
-		if got := h.Sum(nil); !bytes.Equal(got, sums[i]) {
-			return fmt.Errorf("verify %s: bytes %d-%d read back differ from the image (sha256 %x, want %x); the card may be faulty or fake-capacity", t.f.Name(), e.Off, e.End(), got, sums[i])
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free := make(chan []byte, 3)
+	for i := 0; i < cap(free); i++ {
+		free <- make([]byte, chunk)
 	}
-	return nil
+	full := make(chan buf, cap(free))
+	rerr := make(chan error, 1)
+	go func() {
+		defer close(full)
+		for i, e := range ext {
+			for off := e.Off; off < e.End(); {
+				var b []byte
+				select {
+				case b = <-free:
+				case <-ctx.Done():
+					rerr <- ctx.Err()
+					return
+				}
+				n := min(int64(chunk), e.End()-off)
+				if _, err := t.f.ReadAt(b[:n], off); err != nil && !errors.Is(err, io.EOF) {
+					rerr <- fmt.Errorf("read back %s at %d: %w", t.f.Name(), off, err)
+					return
+				}
+				full <- buf{b: b[:n], off: off, ext: i}
+				off += n
+			}
+		}
+		rerr <- nil
+	}()
+	var verr error
+	h, cur := sha256.New(), 0
+	check := func(i int) {
+		if got := h.Sum(nil); verr == nil && !bytes.Equal(got, sums[i]) {
+			e := ext[i]
+			verr = fmt.Errorf("verify %s: bytes %d-%d read back differ from the image (sha256 %x, want %x); the card may be faulty or fake-capacity", t.f.Name(), e.Off, e.End(), got, sums[i])
+			cancel()
+		}
+		h.Reset()
+	}
+	seen := false
+	for c := range full {
+		if c.ext != cur {
+			check(cur)
+			cur = c.ext
+		}
+		seen = true
+		h.Write(c.b)
+		bar.Add64(int64(len(c.b)))
+		res.Verified += int64(len(c.b))
+		free <- c.b[:cap(c.b)]
+	}
+	if err := <-rerr; err != nil && verr == nil {
+		verr = err
+	}
+	if verr == nil && seen {
+		check(cur)
+	}
+	return verr
 }
