@@ -16,8 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/conpaas/cps/images/sparse"
 )
 
 // ErrNoSpace is wrapped by MakeExt4 when the tree does not fit.
@@ -40,10 +38,10 @@ const mke2fsConf = `[defaults]
 	}
 `
 
-// MakeExt4 makes an ext4 filesystem of size bytes holding the tree srcDir
-// (owners, modes, xattrs, hard links and symlinks kept, as mke2fs -d does)
-// and copies its data blocks into dst at off, leaving the holes alone (dst
-// must read as zeros there, e.g. a fresh sparse image).
+// MakeExt4 makes an ext4 filesystem of size bytes at off in dst holding the
+// tree srcDir (owners, modes, xattrs, hard links and symlinks kept, as
+// mke2fs -d does). mke2fs writes only metadata and file data; dst must read
+// as zeros in the range already (a fresh sparse image).
 //
 // When epoch > 0 the result is reproducible: the filesystem's own times
 // come from epoch, and every inode's atime, ctime and crtime are set to
@@ -53,26 +51,28 @@ func MakeExt4(ctx context.Context, dst *os.File, off, size int64, srcDir, label,
 	if len(label) > 16 {
 		return fmt.Errorf("ext4 label %q is longer than 16 bytes", label)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst.Name()), ".cps-ext4-*")
+	confFile, err := os.CreateTemp("", "cps-mke2fs-*.conf")
 	if err != nil {
 		return fmt.Errorf("ext4: %w", err)
 	}
-	defer func() { tmp.Close(); os.Remove(tmp.Name()) }()
-	if err := tmp.Truncate(size); err != nil {
-		return fmt.Errorf("ext4: size %s: %w", tmp.Name(), err)
-	}
-	conf := tmp.Name() + ".conf"
-	if err := os.WriteFile(conf, []byte(mke2fsConf), 0o644); err != nil {
+	conf := confFile.Name()
+	defer os.Remove(conf)
+	if _, err := confFile.WriteString(mke2fsConf); err != nil {
+		confFile.Close()
 		return fmt.Errorf("ext4: %w", err)
 	}
-	defer os.Remove(conf)
+	confFile.Close()
 	env := append(os.Environ(), "MKE2FS_CONFIG="+conf)
 	if epoch > 0 {
 		env = append(env, "E2FSPROGS_FAKE_TIME="+strconv.FormatInt(epoch, 10))
 	}
 
 	args := []string{"-q", "-F", "-t", "ext4", "-L", label}
-	ext := []string{"root_owner=0:0", "nodiscard", "lazy_itable_init=1", "lazy_journal_init=1"}
+	// offset: mke2fs writes straight into the image at the partition, so
+	// only the filesystem's data is written, once. lazy_*_init: the inode
+	// tables and journal lie in a fresh sparse file and read as zeros
+	// already; writing them would only fill holes.
+	ext := []string{"offset=" + strconv.FormatInt(off, 10), "root_owner=0:0", "nodiscard", "lazy_itable_init=1", "lazy_journal_init=1"}
 	if uuid != "" {
 		args = append(args, "-U", uuid)
 		// The directory-index hash seed is random unless given.
@@ -82,7 +82,8 @@ func MakeExt4(ctx context.Context, dst *os.File, off, size int64, srcDir, label,
 	if srcDir != "" {
 		args = append(args, "-d", srcDir)
 	}
-	args = append(args, tmp.Name(), strconv.FormatInt(size/1024, 10)+"k")
+	// dst is written through its path; the descriptor sees the same file.
+	args = append(args, dst.Name(), strconv.FormatInt(size/1024, 10)+"k")
 	if err := run(ctx, env, "mkfs.ext4", args...); err != nil {
 		if strings.Contains(err.Error(), "Could not allocate") || strings.Contains(err.Error(), "No space left") {
 			return fmt.Errorf("ext4: the content of %s does not fit in %d bytes; make the partition (or the image size) bigger: %w", srcDir, size, ErrNoSpace)
@@ -90,12 +91,11 @@ func MakeExt4(ctx context.Context, dst *os.File, off, size int64, srcDir, label,
 		return fmt.Errorf("ext4: %w", err)
 	}
 	if epoch > 0 && srcDir != "" {
-		if err := pinTimes(ctx, env, tmp.Name(), srcDir, epoch); err != nil {
+		// e2fsprogs opens "file?offset=N" as the filesystem at N.
+		dev := dst.Name() + "?offset=" + strconv.FormatInt(off, 10)
+		if err := pinTimes(ctx, env, dev, srcDir, epoch); err != nil {
 			return fmt.Errorf("ext4: %w", err)
 		}
-	}
-	if _, err := sparse.CopyFile(dst, off, tmp); err != nil {
-		return fmt.Errorf("ext4: copy into %s: %w", dst.Name(), err)
 	}
 	return nil
 }
@@ -137,11 +137,17 @@ func pinTimes(ctx context.Context, env []string, img, srcDir string, epoch int64
 	for _, lf := range []string{"/lost+found"} {
 		fmt.Fprintf(&cmds, "sif %s atime %s\nsif %s ctime %s\nsif %s crtime %s\nsif %s mtime %s\n", lf, at, lf, at, lf, at, lf, at)
 	}
-	cf := img + ".debugfs"
-	if err := os.WriteFile(cf, cmds.Bytes(), 0o600); err != nil {
+	f, err := os.CreateTemp("", "cps-debugfs-*")
+	if err != nil {
 		return err
 	}
+	cf := f.Name()
 	defer os.Remove(cf)
+	_, err = f.Write(cmds.Bytes())
+	f.Close()
+	if err != nil {
+		return err
+	}
 	return run(ctx, env, "debugfs", "-w", "-f", cf, img)
 }
 
