@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/google/uuid"
 
@@ -119,23 +117,31 @@ func Assemble(ctx context.Context, img *plan.Image, bootDir, rootDir, seed strin
 		return 0, err
 	}
 	defer out.Abort()
+	// The FAT partition (first, Layout checks) is made while the file ends
+	// with it: mtools (mcopy -i FILE@@OFFSET, used by fs.MakeFAT32) misreads
+	// a FAT at an offset in a file larger than about 8 GiB ("No directory
+	// slots"), which every SD image is. Written in place this way, the
+	// build writes each byte once.
+	boot := img.Partitions[0]
+	if err := out.Truncate(boot.End); err != nil {
+		return 0, fmt.Errorf("size %s: %w", out.Name(), err)
+	}
+	progress.Logf("sdcard: FAT32 %s (%d MiB) from %s", boot.Name, (boot.End-boot.Start)>>20, bootDir)
+	if err := fs.MakeFAT32(ctx, out.File, boot.Start, boot.End-boot.Start, bootDir, boot.Label, d.volID(boot), epoch); err != nil {
+		return 0, fmt.Errorf("partition %q: %w", boot.Name, err)
+	}
 	if err := out.Truncate(img.Size); err != nil {
 		return 0, fmt.Errorf("size %s: %w", out.Name(), err)
 	}
 	if err := disk.WriteTable(out.File, img.Size, img.PartitionTable, img.Partitions, seed); err != nil {
 		return 0, err
 	}
-	for _, p := range img.Partitions {
+	for _, p := range img.Partitions[1:] {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
 		n := p.End - p.Start
 		switch p.FS {
-		case "vfat":
-			progress.Logf("sdcard: FAT32 %s (%d MiB) from %s", p.Name, n>>20, bootDir)
-			if err := makeFAT32(ctx, out.File, p.Start, n, bootDir, p.Label, d.volID(p), epoch); err != nil {
-				return 0, fmt.Errorf("partition %q: %w", p.Name, err)
-			}
 		case "ext4":
 			progress.Logf("sdcard: ext4 %s (%d MiB) from %s", p.Name, n>>20, rootDir)
 			if err := fs.MakeExt4(ctx, out.File, p.Start, n, rootDir, p.Label, d.fsUUID(p), epoch); err != nil {
@@ -157,42 +163,3 @@ func Assemble(ctx context.Context, img *plan.Image, bootDir, rootDir, seed strin
 	return sparse.DataBytes(ext), nil
 }
 
-// makeFAT32 makes the boot filesystem in a temporary file of exactly the
-// partition's size and copies its data into dst at off. fs.MakeFAT32 can
-// write in place, but mtools (mcopy -i FILE@@OFFSET) misreads a FAT32 at an
-// offset in an image file larger than about 8 GiB ("No directory slots"),
-// which every SD image is. The BPB's hidden-sectors field (the partition's
-// LBA, which mkfs.fat -h sets when writing in place) is then set in the
-// boot sector and its backup so the result is the same as in place.
-func makeFAT32(ctx context.Context, dst *os.File, off, size int64, srcDir, label string, volID uint32, epoch int64) error {
-	tmp, err := os.CreateTemp(filepath.Dir(dst.Name()), ".cps-fat-*")
-	if err != nil {
-		return fmt.Errorf("FAT32: %w", err)
-	}
-	defer func() { tmp.Close(); os.Remove(tmp.Name()) }()
-	if err := tmp.Truncate(size); err != nil {
-		return fmt.Errorf("FAT32: %w", err)
-	}
-	if err := fs.MakeFAT32(ctx, tmp, 0, size, srcDir, label, volID, epoch); err != nil {
-		return err
-	}
-	var bs [512]byte
-	if _, err := tmp.ReadAt(bs[:], 0); err != nil {
-		return fmt.Errorf("FAT32: read boot sector: %w", err)
-	}
-	backup := int64(binary.LittleEndian.Uint16(bs[0x32:])) // BPB_BkBootSec
-	var hidden [4]byte
-	binary.LittleEndian.PutUint32(hidden[:], uint32(off/disk.Sector))
-	for _, sec := range []int64{0, backup} {
-		if sec == 0xffff || (sec == backup && sec == 0) {
-			continue
-		}
-		if _, err := tmp.WriteAt(hidden[:], sec*disk.Sector+0x1c); err != nil { // BPB_HiddSec
-			return fmt.Errorf("FAT32: set hidden sectors: %w", err)
-		}
-	}
-	if _, err := sparse.CopyFile(dst, off, tmp); err != nil {
-		return fmt.Errorf("FAT32: copy into %s: %w", dst.Name(), err)
-	}
-	return nil
-}
