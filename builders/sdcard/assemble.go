@@ -162,4 +162,3 @@ func Assemble(ctx context.Context, img *plan.Image, bootDir, rootDir, seed strin
 	}
 	return sparse.DataBytes(ext), nil
 }
-
