@@ -120,7 +120,8 @@ func pinTimes(ctx context.Context, env []string, img, srcDir string, epoch int64
 		if strings.ContainsAny(in, "\"\n") {
 			return nil
 		}
-		q := strconv.Quote(in)
+		// debugfs takes a double-quoted word literally (no escapes).
+		q := `"` + in + `"`
 		fmt.Fprintf(&cmds, "sif %s atime %s\nsif %s ctime %s\nsif %s crtime %s\n", q, at, q, at, q, at)
 		info, err := d.Info()
 		if err != nil {

@@ -33,8 +33,26 @@ func MakeFAT32(ctx context.Context, dst *os.File, off, size int64, srcDir, label
 	if label == "" {
 		label = "NO NAME"
 	}
+	// mkfs.fat picks the cluster size from the size of the whole file, not
+	// of the partition, so a 64 MiB ESP in a 2 GiB image would get 4 KiB
+	// clusters, too few for FAT32. Pick it from the partition, by the
+	// Microsoft table mkfs.fat itself uses.
+	spc := 1
+	switch {
+	case size > 32<<30:
+		spc = 64
+	case size > 16<<30:
+		spc = 32
+	case size > 8<<30:
+		spc = 16
+	case size > 260<<20:
+		spc = 8
+	}
+	if clusters := size / int64(512*spc); clusters < 65525+100 {
+		return fmt.Errorf("a FAT32 filesystem needs at least 65525 clusters; %d bytes give %d, make the partition at least 34MiB", size, clusters)
+	}
 	env := os.Environ()
-	args := []string{"-F", "32", "-S", "512", "-n", label, "-i", fmt.Sprintf("%08x", volID),
+	args := []string{"-F", "32", "-S", "512", "-s", strconv.Itoa(spc), "-n", label, "-i", fmt.Sprintf("%08x", volID),
 		"--offset", strconv.FormatInt(off/512, 10), "-h", strconv.FormatInt(off/512, 10)}
 	if epoch > 0 {
 		// mkfs.fat 4.2 ignores SOURCE_DATE_EPOCH and stamps the volume

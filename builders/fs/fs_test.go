@@ -40,6 +40,9 @@ func tree(t *testing.T) string {
 	must(os.WriteFile(filepath.Join(d, "etc/conpaas/config.cfg"), []byte("DIRECTOR_URL=https://director:5555\n"), 0o600))
 	must(os.WriteFile(filepath.Join(d, "boot/vmlinuz"), bytes.Repeat([]byte("kernel"), 300000), 0o644))
 	must(os.Symlink("conpaas/config.cfg", filepath.Join(d, "etc/link")))
+	// systemd unit names carry backslash escapes; debugfs must find them.
+	must(os.WriteFile(filepath.Join(d, `etc/system-systemd\x2dcryptsetup.slice`), []byte("[Unit]\n"), 0o644))
+	must(os.WriteFile(filepath.Join(d, "etc/with space"), []byte("x"), 0o644))
 	must(os.Link(filepath.Join(d, "boot/vmlinuz"), filepath.Join(d, "boot/vmlinuz.hard")))
 	return d
 }
@@ -215,5 +218,26 @@ func TestMakeSwapMatchesMkswap(t *testing.T) {
 	}
 	if err := MakeSwap(ours, 0, 4096, "s", uid); err == nil {
 		t.Error("a swap area of one page must be refused")
+	}
+}
+
+// A small FAT32 partition inside a much bigger image (the ESP of a 2 GiB
+// disk) must still be a valid FAT32: mkfs.fat would size clusters from the
+// whole file.
+func TestMakeFAT32InBigImage(t *testing.T) {
+	testutil.RequireTool(t, "fsck.vfat")
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "EFI/BOOT"), 0o755)
+	os.WriteFile(filepath.Join(src, "EFI/BOOT/BOOTX64.EFI"), bytes.Repeat([]byte{1, 2, 3}, 300000), 0o644)
+	img := newImage(t, 2<<30)
+	if err := MakeFAT32(context.Background(), img, 2*mib, 64*mib, src, "ESP", 7, epoch); err != nil {
+		t.Fatal(err)
+	}
+	part := extract(t, img, 2*mib, 64*mib)
+	if out, err := exec.Command("fsck.vfat", "-n", part).CombinedOutput(); err != nil {
+		t.Fatalf("fsck.vfat -n: %v\n%s", err, out)
+	}
+	if err := MakeFAT32(context.Background(), img, 2*mib, 16*mib, "", "ESP", 7, epoch); err == nil {
+		t.Error("a 16 MiB FAT32 must be refused with the minimum size")
 	}
 }
