@@ -117,31 +117,23 @@ func Assemble(ctx context.Context, img *plan.Image, bootDir, rootDir, seed strin
 		return 0, err
 	}
 	defer out.Abort()
-	// The FAT partition (first, Layout checks) is made while the file ends
-	// with it: mtools (mcopy -i FILE@@OFFSET, used by fs.MakeFAT32) misreads
-	// a FAT at an offset in a file larger than about 8 GiB ("No directory
-	// slots"), which every SD image is. Written in place this way, the
-	// build writes each byte once.
-	boot := img.Partitions[0]
-	if err := out.Truncate(boot.End); err != nil {
-		return 0, fmt.Errorf("size %s: %w", out.Name(), err)
-	}
-	progress.Logf("sdcard: FAT32 %s (%d MiB) from %s", boot.Name, (boot.End-boot.Start)>>20, bootDir)
-	if err := fs.MakeFAT32(ctx, out.File, boot.Start, boot.End-boot.Start, bootDir, boot.Label, d.volID(boot), epoch); err != nil {
-		return 0, fmt.Errorf("partition %q: %w", boot.Name, err)
-	}
 	if err := out.Truncate(img.Size); err != nil {
 		return 0, fmt.Errorf("size %s: %w", out.Name(), err)
 	}
 	if err := disk.WriteTable(out.File, img.Size, img.PartitionTable, img.Partitions, seed); err != nil {
 		return 0, err
 	}
-	for _, p := range img.Partitions[1:] {
+	for _, p := range img.Partitions {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
 		n := p.End - p.Start
 		switch p.FS {
+		case "vfat":
+			progress.Logf("sdcard: FAT32 %s (%d MiB) from %s", p.Name, n>>20, bootDir)
+			if err := fs.MakeFAT32(ctx, out.File, p.Start, n, bootDir, p.Label, d.volID(p), epoch); err != nil {
+				return 0, fmt.Errorf("partition %q: %w", p.Name, err)
+			}
 		case "ext4":
 			progress.Logf("sdcard: ext4 %s (%d MiB) from %s", p.Name, n>>20, rootDir)
 			if err := fs.MakeExt4(ctx, out.File, p.Start, n, rootDir, p.Label, d.fsUUID(p), epoch); err != nil {

@@ -151,9 +151,9 @@ func debugfsCat(t *testing.T, img string, off int64, path string) string {
 	return string(bytes.TrimSpace(out))
 }
 
-// mtype reads a file from the FAT boot partition of an image. mtools
-// misreads a FAT at an offset inside an image file over ~8 GiB, so the
-// partition is copied out first (once per image and offset).
+// mtype reads a file from the FAT boot partition of an image, copied out
+// once per image and offset (mtools then checks the FAT's size against the
+// file's, which it cannot do at an offset inside a 32 GB image).
 func mtype(t *testing.T, img string, off int64, path string) string {
 	t.Helper()
 	testutil.RequireTool(t, "mtype")
