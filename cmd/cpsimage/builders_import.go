@@ -4,4 +4,5 @@ package main
 import (
 	_ "github.com/conpaas/cps/builders/ova"
 	_ "github.com/conpaas/cps/builders/raw"
+	_ "github.com/conpaas/cps/builders/sdcard"
 )
