@@ -151,6 +151,7 @@ func TestBadInput(t *testing.T) {
 		{"ova without source", "image \"o\" {\n  kind = \"ova\"\n}\n", Options{}, []string{"t.pkr.hcl:1:1:", "needs source"}},
 		{"missing script", "image \"a\" {\n  kind = \"raw\"\n  provisioner \"shell\" {\n    script = \"nope.sh\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:4:14:", "nope.sh"}},
 		{"no image", "variable \"m\" {\n  default = 1\n}\n", Options{}, []string{"No image block"}},
+		{"validation", "variable \"ip\" {\n  default = \"10.0.0.1\"\n  validation {\n    condition     = can(regex(\"^172\\\\.16\\\\.\", var.ip))\n    error_message = \"Must be on 172.16.0.0/24.\"\n  }\n}\nimage \"a\" {\n  kind = \"raw\"\n}\n", Options{}, []string{"t.pkr.hcl:4:21:", "Must be on 172.16.0.0/24"}},
 		{"locals cycle", "locals {\n  a = local.b\n  b = local.a\n}\nimage \"x\" {\n  kind = \"raw\"\n}\n", Options{}, []string{"t.pkr.hcl:2:3:", "Cycle in locals"}},
 	}
 	for _, tc := range cases {
@@ -202,5 +203,29 @@ func TestParseSize(t *testing.T) {
 		if _, err := ParseSize(bad); err == nil {
 			t.Errorf("ParseSize(%q) accepted", bad)
 		}
+	}
+}
+
+func TestPathRootAndValidationPass(t *testing.T) {
+	src := `
+variable "ip" {
+  default = "172.16.0.9"
+  validation {
+    condition     = can(regex("^172\\.16\\.", var.ip))
+    error_message = "Must be on 172.16.0.0/24."
+  }
+}
+image "a" {
+  kind        = "raw"
+  environment = { ROOT = path.root, IP = var.ip, FIRST = try(split(",", "x,y")[0], "none") }
+}
+`
+	p, err := load(t, src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := p.Images[0].Env
+	if env["IP"] != "172.16.0.9" || env["FIRST"] != "x" || !filepath.IsAbs(env["ROOT"]) {
+		t.Errorf("env = %v", env)
 	}
 }

@@ -76,7 +76,11 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 	img.Arch = a.str("arch", defArch)
 	a.oneOf("arch", img.Arch, "amd64", "arm64", "armhf")
 	img.Version = a.str("version", "")
-	img.Output = l.resolve(a.str("output", img.Name+ext))
+	// Like Packer, outputs are relative to where the tool runs; scripts and
+	// files the template reads are relative to the template.
+	if out, err := filepath.Abs(a.str("output", img.Name+ext)); err == nil {
+		img.Output = out
+	}
 	img.Size, _ = a.size("size", defSize, false)
 	img.Alignment, _ = a.size("alignment", defAlign, false)
 	if img.Alignment%512 != 0 {

@@ -19,14 +19,20 @@ var variableSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "type"}, {Name: "default"}, {Name: "description"}, {Name: "sensitive"},
 	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "validation"}},
+}
+
+var validationSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "condition", Required: true}, {Name: "error_message", Required: true}},
 }
 
 type variable struct {
-	name  string
-	typ   cty.Type
-	def   cty.Value
-	block *hcl.Block
-	value cty.Value
+	name        string
+	typ         cty.Type
+	def         cty.Value
+	block       *hcl.Block
+	value       cty.Value
+	validations hcl.Blocks
 }
 
 // variables resolves every variable: default, then CPS_VAR_ environment,
@@ -67,6 +73,7 @@ func (l *loader) variables(blocks hcl.Blocks) (map[string]cty.Value, hcl.Diagnos
 				v.def = cv
 			}
 		}
+		v.validations = c.Blocks
 		vars[name] = v
 	}
 	if diags.HasErrors() {
@@ -149,8 +156,46 @@ func (l *loader) variables(blocks hcl.Blocks) (map[string]cty.Value, hcl.Diagnos
 			continue
 		}
 		out[name] = val
+		diags = append(diags, validate(v, val)...)
 	}
 	return out, diags
+}
+
+// validate runs a variable's validation blocks (condition, error_message),
+// as Packer and Terraform do; the condition sees only var.NAME.
+func validate(v *variable, val cty.Value) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	ctx := &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(map[string]cty.Value{v.name: val})},
+		Functions: (&loader{}).functions(),
+	}
+	for _, b := range v.validations {
+		c, d := b.Body.Content(validationSchema)
+		diags = append(diags, d...)
+		if d.HasErrors() {
+			continue
+		}
+		cond, d := c.Attributes["condition"].Expr.Value(ctx)
+		diags = append(diags, d...)
+		if d.HasErrors() {
+			continue
+		}
+		if cond.Type() != cty.Bool || cond.IsNull() || !cond.IsKnown() {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid validation condition",
+				Detail: "The condition must be true or false.", Subject: c.Attributes["condition"].Expr.Range().Ptr()})
+			continue
+		}
+		if cond.False() {
+			msg, _ := c.Attributes["error_message"].Expr.Value(nil)
+			detail := fmt.Sprintf("Variable %q = %s is not valid.", v.name, render(val))
+			if msg.Type() == cty.String && msg.IsKnown() && !msg.IsNull() {
+				detail = fmt.Sprintf("Variable %q = %s: %s", v.name, render(val), msg.AsString())
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid value for variable",
+				Detail: detail, Subject: c.Attributes["condition"].Expr.Range().Ptr()})
+		}
+	}
+	return diags
 }
 
 // parseValue reads a -var value: taken as is for a string variable, else
@@ -175,7 +220,7 @@ func parseValue(raw string, t cty.Type) (cty.Value, error) {
 func (l *loader) evalContext(vars map[string]cty.Value, blocks hcl.Blocks) (*hcl.EvalContext, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	ctx := &hcl.EvalContext{
-		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars), "local": cty.EmptyObjectVal},
+		Variables: map[string]cty.Value{"var": cty.ObjectVal(vars), "local": cty.EmptyObjectVal, "path": l.pathObject()},
 		Functions: l.functions(),
 	}
 	pending := map[string]*hcl.Attribute{}
@@ -249,4 +294,10 @@ func (l *loader) resolve(p string) string {
 		return p
 	}
 	return filepath.Join(l.dir, p)
+}
+
+// pathObject is Packer's path.root (the template's directory) and path.cwd.
+func (l *loader) pathObject() cty.Value {
+	cwd, _ := os.Getwd()
+	return cty.ObjectVal(map[string]cty.Value{"root": cty.StringVal(l.dir), "cwd": cty.StringVal(cwd)})
 }
