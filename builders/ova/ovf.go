@@ -18,9 +18,9 @@ type ovfData struct {
 	VM        *plan.VM
 	OSID      int
 	DiskFile  string
-	DiskBytes int64 // size of the .vmdk file
-	Capacity  int64 // virtual disk size, bytes
-	Populated int64 // data bytes
+	DiskBytes int64    // size of the .vmdk file
+	Capacity  int64    // virtual disk size, bytes
+	Populated int64    // data bytes
 	Networks  []string // each network once, for the NetworkSection
 	NICNets   []string // the network of each NIC, in order
 	Version   string

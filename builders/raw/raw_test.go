@@ -93,4 +93,3 @@ func TestBuildBadMirror(t *testing.T) {
 		t.Errorf("failed build left %v in the output directory", left)
 	}
 }
-

@@ -33,9 +33,9 @@ func TestPutFindRegistration(t *testing.T) {
 func TestParseErrorsHaveLineCol(t *testing.T) {
 	cases := map[string]string{
 		"{\n  \"schema_version\": 1,\n  \"artifacts\": [ { \"name\": 5 } ]\n}\n": "line 3",
-		"{\n  \"schema_version\": 99\n}\n":                                          "schema",
-		"{\n  \"schema_version\": 1,\n  \"colour\": 1\n}\n":                          "colour",
-		"{ not json":                                                                 "line 1",
+		"{\n  \"schema_version\": 99\n}\n":                                       "schema",
+		"{\n  \"schema_version\": 1,\n  \"colour\": 1\n}\n":                      "colour",
+		"{ not json": "line 1",
 	}
 	for in, want := range cases {
 		if _, err := Parse([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
