@@ -174,7 +174,10 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 		}
 		id := aws.ToString(cp.ImageId)
 		done[dst].images = append(done[dst].images, id)
-		w := ec2.NewImageAvailableWaiter(dc, func(o *ec2.ImageAvailableWaiterOptions) { o.MinDelay = 50 * time.Millisecond; o.MaxDelay = 15 * time.Second })
+		w := ec2.NewImageAvailableWaiter(dc, func(o *ec2.ImageAvailableWaiterOptions) {
+			o.MinDelay = 50 * time.Millisecond
+			o.MaxDelay = 15 * time.Second
+		})
 		if err := w.Wait(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}}, 2*time.Hour); err != nil {
 			return nil, fmt.Errorf("waiting for the copy %s in %s: %w", id, dst, explain(err))
 		}

@@ -109,7 +109,9 @@ func TestRegisterEBSFailures(t *testing.T) {
 		{"wrong secret", func(f *ec2fake.Fake) *EBS { return target(f, "not-the-secret") }, "us-east-1", "secret key is wrong"},
 		{"unknown region", func(f *ec2fake.Fake) *EBS { return target(f, f.Secret) }, "mars-north-1", "not a valid region"},
 		{"failed block", func(f *ec2fake.Fake) *EBS { f.FailPut = 2; return target(f, f.Secret) }, "us-east-1", "PutSnapshotBlock"},
-		{"unreachable", func(f *ec2fake.Fake) *EBS { return &EBS{Endpoint: "http://127.0.0.1:9", Credentials: credentials.NewStaticCredentialsProvider("a", "b", "")} }, "us-east-1", "cannot reach"},
+		{"unreachable", func(f *ec2fake.Fake) *EBS {
+			return &EBS{Endpoint: "http://127.0.0.1:9", Credentials: credentials.NewStaticCredentialsProvider("a", "b", "")}
+		}, "us-east-1", "cannot reach"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
