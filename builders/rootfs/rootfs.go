@@ -136,6 +136,11 @@ func provisionerHook(img *plan.Image, i int, p plan.Provisioner) ([]string, erro
 // provisioners. Downloaded .debs are kept in Distribution.CacheDir so a
 // rebuild fetches nothing. epoch > 0 is passed as SOURCE_DATE_EPOCH.
 func Bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64) error {
+	return cachedBootstrap(ctx, img, dir, extra, epoch)
+}
+
+// bootstrap runs mmdebstrap.
+func bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64) error {
 	cacheDir := img.Distribution.CacheDir
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		return fmt.Errorf("mmdebstrap is not installed; run scripts/deps.sh (or apt-get install mmdebstrap qemu-user-static binfmt-support arch-test)")
