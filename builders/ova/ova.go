@@ -151,7 +151,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	if err := f.Sync(); err != nil {
 		return nil, err
 	}
-	algos, err := parseAlgos(img.Checksums)
+	algos, err := checksum.ParseAlgos(img.Checksums)
 	if err != nil {
 		return nil, err
 	}
@@ -172,17 +172,3 @@ func hashBytes(h hash.Hash, b []byte) string {
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
-func parseAlgos(names []string) ([]checksum.Algo, error) {
-	if len(names) == 0 {
-		names = []string{"md5", "sha256"}
-	}
-	var out []checksum.Algo
-	for _, n := range names {
-		a, err := checksum.ParseAlgo(n)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}

@@ -212,7 +212,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	io1, _ := writtenSoFar()
 
 	// 5. Checksums over the finished bytes (holes hashed without reading).
-	algos, err := algos(img.Checksums)
+	algos, err := checksum.ParseAlgos(img.Checksums)
 	if err != nil {
 		return nil, err
 	}
@@ -392,20 +392,6 @@ func fatVolID(u string) uint32 {
 	return binary.BigEndian.Uint32(parsed[:4])
 }
 
-func algos(names []string) ([]checksum.Algo, error) {
-	if len(names) == 0 {
-		names = []string{"md5", "sha256"}
-	}
-	var out []checksum.Algo
-	for _, n := range names {
-		a, err := checksum.ParseAlgo(n)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}
 
 // writtenSoFar is the bytes this process and its waited-for children have
 // caused to be written to storage (write_bytes of /proc/self/io, which the

@@ -69,7 +69,7 @@ func runBuild(ctx context.Context, args []string) error {
 		if err != nil {
 			return cli.WithCode(cli.ExitUsage, err)
 		}
-		want, err := parseAlgos(img.Checksums)
+		want, err := checksum.ParseAlgos(img.Checksums)
 		if err != nil {
 			return cli.WithCode(cli.ExitUsage, err)
 		}
@@ -142,17 +142,6 @@ func outputPath(img *plan.Image, outDir string) string {
 	return img.Output
 }
 
-func parseAlgos(names []string) ([]checksum.Algo, error) {
-	var out []checksum.Algo
-	for _, n := range names {
-		a, err := checksum.ParseAlgo(n)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}
 
 func union(have []string, more ...string) []string {
 	out := append([]string(nil), have...)
