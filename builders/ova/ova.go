@@ -171,4 +171,3 @@ func hashBytes(h hash.Hash, b []byte) string {
 	h.Write(b)
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
-

@@ -392,7 +392,6 @@ func fatVolID(u string) uint32 {
 	return binary.BigEndian.Uint32(parsed[:4])
 }
 
-
 // writtenSoFar is the bytes this process and its waited-for children have
 // caused to be written to storage (write_bytes of /proc/self/io, which the
 // kernel accumulates from reaped children). ok is false without task I/O

@@ -142,7 +142,6 @@ func outputPath(img *plan.Image, outDir string) string {
 	return img.Output
 }
 
-
 func union(have []string, more ...string) []string {
 	out := append([]string(nil), have...)
 	for _, m := range more {
