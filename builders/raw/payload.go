@@ -116,7 +116,12 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 		}
 		sort.Strings(keys)
 		var b strings.Builder
-		b.WriteString("[conpaas]\n")
+		// The director writes a [manager] section; an agent's is [agent].
+		section := "manager"
+		if strings.EqualFold(img.Env["ROLE"], "agent") {
+			section = "agent"
+		}
+		b.WriteString("[" + section + "]\n")
 		for _, k := range keys {
 			fmt.Fprintf(&b, "%s = %s\n", k, img.Env[k])
 		}

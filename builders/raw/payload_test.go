@@ -48,7 +48,7 @@ func TestInstallPayload(t *testing.T) {
 	if s := read("etc/shadow"); !strings.HasPrefix(s, "root:*:19000:") || !strings.Contains(s, "daemon:*:") {
 		t.Errorf("root not locked:\n%s", s)
 	}
-	if s := read("root/config.cfg"); s != "BOOTSTRAP='it'\\''s'\nDIRECTOR_URL='https://director:5555'\n" {
+	if s := read("root/config.cfg"); s != "[manager]\nBOOTSTRAP = it's\nDIRECTOR_URL = https://director:5555\n" {
 		t.Errorf("config.cfg = %q", s)
 	}
 	if s := read("etc/machine-id"); s != "" {
