@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/cheggaaa/pb/v3 v3.3.0
+	github.com/gophercloud/gophercloud/v2 v2.15.0
 	golang.org/x/sys v0.50.0
 	golang.org/x/term v0.48.0
 )
@@ -15,4 +16,5 @@ require (
 	github.com/mattn/go-colorable v0.1.16 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/mattn/go-runewidth v0.0.31 // indirect
+	gopkg.in/yaml.v2 v2.4.0 // indirect
 )
