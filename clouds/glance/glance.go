@@ -43,6 +43,9 @@ type Target struct {
 	// BeforeUpload, if set, is called with the new image id before the data
 	// is sent (tests use it to inject failures).
 	BeforeUpload func(id string)
+	// onRead, if set, sees the running byte count of the upload stream
+	// (tests cancel mid-upload with it).
+	onRead func(sent int64)
 }
 
 // Client returns an image v2 service client for reg: noauth at an explicit
@@ -221,7 +224,7 @@ func (t *Target) Register(ctx context.Context, reg plan.Register, art register.A
 		t.BeforeUpload(id)
 	}
 
-	sums, err := Upload(ctx, sc, id, f, name)
+	sums, err := upload(ctx, sc, id, f, name, t.onRead)
 	if err != nil {
 		return nil, err
 	}
@@ -237,12 +240,23 @@ func (t *Target) Register(ctx context.Context, reg plan.Register, art register.A
 
 // Upload streams f sparsely into image id, hashing md5+sha512 on the way.
 func Upload(ctx context.Context, sc *gophercloud.ServiceClient, id string, f *os.File, label string) (checksum.Sums, error) {
+	return upload(ctx, sc, id, f, label, nil)
+}
+
+func upload(ctx context.Context, sc *gophercloud.ServiceClient, id string, f *os.File, label string, hook func(int64)) (checksum.Sums, error) {
 	r, err := NewSparseReader(ctx, f)
 	if err != nil {
 		return checksum.Sums{}, err
 	}
 	bar := progress.New("glance "+label, r.Size())
-	r.OnRead = bar.Add64
+	var sent int64
+	r.OnRead = func(n int64) {
+		bar.Add64(n)
+		sent += n
+		if hook != nil {
+			hook(sent)
+		}
+	}
 	m := checksum.NewMulti(checksum.MD5, checksum.SHA512)
 	err = imagedata.Upload(ctx, sc, id, io.TeeReader(r, m)).ExtractErr()
 	bar.Finish()
