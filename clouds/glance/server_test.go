@@ -135,7 +135,7 @@ func TestRealGlance(t *testing.T) {
 			t.Fatal(err)
 		}
 		a := c.Find("conpaas")
-		if a == nil || len(a.Registered) != 1 || a.Registered[0].ImageID != id || a.Registered[0].Target != "glance-test" {
+		if a == nil || len(a.Registered) != 1 || a.Registered[0].ImageID != id || a.Registered[0].Target != plan.TargetGlance {
 			t.Fatalf("catalogue entry = %+v", a)
 		}
 	})

@@ -21,7 +21,7 @@ import (
 )
 
 // StartTimeout bounds how long glance-api may take to answer.
-var StartTimeout = 90 * time.Second
+var StartTimeout = 180 * time.Second
 
 // Server is a running glance-api.
 type Server struct {
