@@ -10,6 +10,7 @@ import (
 
 	"github.com/conpaas/cps/builders/plan"
 	_ "github.com/conpaas/cps/clouds/ec2"
+	_ "github.com/conpaas/cps/clouds/glance"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
