@@ -96,6 +96,9 @@ func MakeExt4(ctx context.Context, dst *os.File, off, size int64, srcDir, label,
 		if err := pinTimes(ctx, env, dev, srcDir, epoch); err != nil {
 			return fmt.Errorf("ext4: %w", err)
 		}
+		if err := zeroKBytesWritten(dst, off); err != nil {
+			return fmt.Errorf("ext4: %w", err)
+		}
 	}
 	return nil
 }
