@@ -2,7 +2,7 @@
 // RPi backend VM): the disk of another image block (or an existing raw
 // image) converted to a streamOptimized VMDK, an OVF 1.0 descriptor for the
 // template's virtual hardware, and a manifest, in a POSIX tar with the
-// descriptor first, as the OVF specification requires.
+// descriptor first, as the OVF specification requires, then the manifest.
 package ova
 
 import (
@@ -112,7 +112,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	}
 	mf := fmt.Sprintf("%s(%s)= %s\n%s(%s)= %x\n", algo, ovfName, ovfSum, algo, diskName, h.Sum(nil))
 
-	// 3. The tar: descriptor first, then the disk, then the manifest.
+	// 3. The tar.
 	f, err := atomicfile.Create(out, 0o644)
 	if err != nil {
 		return nil, err
@@ -133,16 +133,18 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 		}
 		return nil
 	}
+	// The order the issue and VMware's ovftool use: descriptor, manifest,
+	// then the disk, so a streaming reader can check the disk as it comes.
 	if err := add(ovfName, int64(len(ovf)), strings.NewReader(string(ovf))); err != nil {
+		return nil, err
+	}
+	if err := add(base+".mf", int64(len(mf)), strings.NewReader(mf)); err != nil {
 		return nil, err
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
 	if err := add(diskName, vs.Written, tmp); err != nil {
-		return nil, err
-	}
-	if err := add(base+".mf", int64(len(mf)), strings.NewReader(mf)); err != nil {
 		return nil, err
 	}
 	if err := tw.Close(); err != nil {

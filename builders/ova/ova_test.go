@@ -76,7 +76,7 @@ func TestBuildNutshellOVA(t *testing.T) {
 		io.Copy(out, tr)
 		out.Close()
 	}
-	if strings.Join(names, " ") != "ConPaaS-Nutshell.ovf ConPaaS-Nutshell-disk1.vmdk ConPaaS-Nutshell.mf" {
+	if strings.Join(names, " ") != "ConPaaS-Nutshell.ovf ConPaaS-Nutshell.mf ConPaaS-Nutshell-disk1.vmdk" {
 		t.Fatalf("members %v", names)
 	}
 	if out, err := exec.Command("xmllint", "--noout", filepath.Join(ex, names[0])).CombinedOutput(); err != nil {
@@ -89,7 +89,7 @@ func TestBuildNutshellOVA(t *testing.T) {
 			t.Errorf("OVF lacks %s", want)
 		}
 	}
-	vm := filepath.Join(ex, names[1])
+	vm := filepath.Join(ex, names[2])
 	if out, err := exec.Command("qemu-img", "check", vm).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img check: %v\n%s", err, out)
 	}

@@ -168,3 +168,36 @@ func TestCatalogueCLI(t *testing.T) {
 		}
 	}
 }
+
+func TestConvertAndOVAInspect(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.img")
+	f, _ := os.Create(raw)
+	f.Truncate(8 << 20)
+	f.WriteAt([]byte("boot sector and some data"), 0)
+	f.Close()
+	if code, out, errOut := run(t, "convert", "--to", "vmdk", raw); code != 0 || !strings.Contains(out, "streamOptimized") {
+		t.Fatalf("convert: %d %s %s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "disk.vmdk")); err != nil {
+		t.Fatal(err)
+	}
+	odd := filepath.Join(dir, "odd.img")
+	os.WriteFile(odd, make([]byte, 1000), 0o644)
+	if code, _, errOut := run(t, "convert", "-o", filepath.Join(dir, "odd.vmdk"), odd); code != 2 || !strings.Contains(errOut, "512-byte sectors") {
+		t.Errorf("odd size: %d %s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "odd.vmdk")); err == nil {
+		t.Error("a failed convert left its output")
+	}
+	// An OVA built from the raw disk, inspected.
+	tmpl := filepath.Join(dir, "o.pkr.hcl")
+	os.WriteFile(tmpl, []byte(fmt.Sprintf("image \"n\" {\n  kind   = \"ova\"\n  source = %q\n  output = %q\n}\n", raw, filepath.Join(dir, "n.ova"))), 0o644)
+	if code, out, errOut := run(t, "build", tmpl); code != 0 {
+		t.Fatalf("build ova: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut := run(t, "ova", "inspect", filepath.Join(dir, "n.ova"))
+	if code != 0 || !strings.Contains(out, "4 CPUs, 4096 MiB") || !strings.Contains(out, "NAT, HostOnly") || !strings.Contains(out, "manifest: OK") {
+		t.Errorf("inspect: %d\n%s%s", code, out, errOut)
+	}
+}

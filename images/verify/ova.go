@@ -78,22 +78,130 @@ func OVA(path string) ([]string, error) {
 		problems = append(problems, "no .mf manifest")
 		return problems, nil
 	}
-	for i, l := range strings.Split(strings.TrimSpace(string(manifest)), "\n") {
-		m := mfLine.FindStringSubmatch(strings.TrimSpace(l))
-		if m == nil {
-			problems = append(problems, fmt.Sprintf("manifest line %d is malformed: %q", i+1, l))
-			continue
-		}
-		got, ok := digests[m[2]]
+	entries, bad := ParseManifest(manifest)
+	for _, n := range bad {
+		problems = append(problems, fmt.Sprintf("manifest line %d is malformed", n))
+	}
+	for _, e := range entries {
+		got, ok := digests[e.File]
 		if !ok {
-			problems = append(problems, fmt.Sprintf("manifest names %s, which is not in the OVA", m[2]))
+			problems = append(problems, fmt.Sprintf("manifest names %s, which is not in the OVA", e.File))
 			continue
 		}
-		if want := strings.ToLower(m[3]); got[m[1]] != "" && got[m[1]] != want {
-			problems = append(problems, fmt.Sprintf("%s: %s is %s, the manifest says %s", m[2], m[1], got[m[1]], want))
+		if got[e.Algo] != "" && got[e.Algo] != e.Hex {
+			problems = append(problems, fmt.Sprintf("%s: %s is %s, the manifest says %s", e.File, e.Algo, got[e.Algo], e.Hex))
 		}
 	}
 	return problems, nil
 }
 
 func sum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+// ManifestEntry is one line of an OVA manifest.
+type ManifestEntry struct {
+	Algo, File, Hex string
+	Line            int
+}
+
+// ParseManifest reads an .mf ("SHA256(file)= hex" lines); malformed lines
+// are returned by number.
+func ParseManifest(b []byte) ([]ManifestEntry, []int) {
+	var (
+		out []ManifestEntry
+		bad []int
+	)
+	for i, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		m := mfLine.FindStringSubmatch(l)
+		if m == nil {
+			bad = append(bad, i+1)
+			continue
+		}
+		want := map[string]int{"SHA1": 40, "SHA256": 64, "SHA512": 128}[m[1]]
+		if len(m[3]) != want {
+			bad = append(bad, i+1)
+			continue
+		}
+		out = append(out, ManifestEntry{Algo: m[1], File: m[2], Hex: strings.ToLower(m[3]), Line: i + 1})
+	}
+	return out, bad
+}
+
+// OVAInfo is what an appliance's descriptor says.
+type OVAInfo struct {
+	Name      string   `json:"name"`
+	OSType    string   `json:"os_type"`
+	CPUs      int      `json:"cpus"`
+	MemoryMiB int      `json:"memory_mib"`
+	Disks     []int64  `json:"disk_capacities"`
+	NICs      []string `json:"nics"`
+	Members   []string `json:"members"`
+}
+
+// InspectOVA reads the descriptor of an OVA.
+func InspectOVA(path string) (*OVAInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	info := &OVAInfo{}
+	var ovf []byte
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: broken OVA (tar: %v)", path, err)
+		}
+		info.Members = append(info.Members, h.Name)
+		if strings.HasSuffix(h.Name, ".ovf") && ovf == nil {
+			if ovf, err = io.ReadAll(tr); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if ovf == nil {
+		return nil, fmt.Errorf("%s has no .ovf descriptor", path)
+	}
+	var env struct {
+		Disks []struct {
+			Capacity string `xml:"capacity,attr"`
+			Units    string `xml:"capacityAllocationUnits,attr"`
+		} `xml:"DiskSection>Disk"`
+		VS struct {
+			ID     string `xml:"id,attr"`
+			OSDesc string `xml:"OperatingSystemSection>Description"`
+			Items  []struct {
+				Type       int    `xml:"ResourceType"`
+				Quantity   int    `xml:"VirtualQuantity"`
+				Connection string `xml:"Connection"`
+			} `xml:"VirtualHardwareSection>Item"`
+		} `xml:"VirtualSystem"`
+	}
+	if err := xml.Unmarshal(ovf, &env); err != nil {
+		return nil, fmt.Errorf("%s: descriptor is not valid XML: %v", path, err)
+	}
+	info.Name, info.OSType = env.VS.ID, env.VS.OSDesc
+	for _, it := range env.VS.Items {
+		switch it.Type {
+		case 3:
+			info.CPUs = it.Quantity
+		case 4:
+			info.MemoryMiB = it.Quantity
+		case 10:
+			info.NICs = append(info.NICs, it.Connection)
+		}
+	}
+	for _, d := range env.Disks {
+		var n int64
+		fmt.Sscan(d.Capacity, &n)
+		info.Disks = append(info.Disks, n)
+	}
+	return info, nil
+}

@@ -243,3 +243,21 @@ func copyFile(t *testing.T, src, dst string) {
 		t.Fatal(err)
 	}
 }
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte("SHA256(a.ovf)= " + strings.Repeat("ab", 32) + "\nSHA1(a-disk1.vmdk)= " + strings.Repeat("cd", 20) + "\n"))
+	f.Add([]byte("garbage\n\nSHA512(x)=" + strings.Repeat("0", 128)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries, bad := ParseManifest(b)
+		for _, e := range entries {
+			if e.File == "" || e.Line < 1 || len(e.Hex) < 40 {
+				t.Fatalf("bad entry %+v", e)
+			}
+		}
+		for _, n := range bad {
+			if n < 1 {
+				t.Fatalf("bad line number %d", n)
+			}
+		}
+	})
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/conpaas/cps/images/verify"
+	"github.com/conpaas/cps/images/vmdk"
+	"github.com/conpaas/cps/internal/atomicfile"
+	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/progress"
+)
+
+func init() {
+	commands.Add(&cli.Command{
+		Name:    "ova",
+		Summary: "ova inspect FILE.ova: the appliance's hardware, members and manifest check",
+		Run:     runOVA,
+	})
+	commands.Add(&cli.Command{
+		Name:    "convert",
+		Summary: "convert a raw image: --to vmdk (streamOptimized, sparse-aware)",
+		Run:     runConvert,
+	})
+}
+
+func runOVA(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "inspect" {
+		return cli.Usagef("usage: cpsimage ova inspect [-json] FILE.ova")
+	}
+	fs := cli.NewFlagSet("cpsimage", "ova inspect", "[-json] FILE.ova")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := cli.Parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return cli.Usagef("name one .ova file")
+	}
+	path := fs.Arg(0)
+	info, err := verify.InspectOVA(path)
+	if err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	problems, err := verify.OVA(path)
+	if err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(struct {
+			*verify.OVAInfo
+			Problems []string `json:"problems"`
+		}{info, problems}, "", "  ")
+		fmt.Fprintf(cli.Stdout, "%s\n", b)
+	} else {
+		fmt.Fprintf(cli.Stdout, "%s: %s, %d CPUs, %d MiB, disks %v bytes, NICs %s\nmembers: %s\n",
+			path, info.OSType, info.CPUs, info.MemoryMiB, info.Disks, strings.Join(info.NICs, ", "), strings.Join(info.Members, ", "))
+		if len(problems) == 0 {
+			fmt.Fprintln(cli.Stdout, "manifest: OK")
+		}
+		for _, p := range problems {
+			fmt.Fprintf(cli.Stdout, "problem: %s\n", p)
+		}
+	}
+	if len(problems) > 0 {
+		return cli.WithCode(cli.ExitFailure, errors.New("the OVA failed its checks"))
+	}
+	return nil
+}
+
+func runConvert(ctx context.Context, args []string) error {
+	fs := cli.NewFlagSet("cpsimage", "convert", "--to vmdk [-o OUT] IMAGE")
+	to := fs.String("to", "vmdk", "output format: vmdk (streamOptimized)")
+	out := fs.String("o", "", "output `FILE` (default: IMAGE with the new extension)")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return cli.Usagef("name one raw image")
+	}
+	if *to != "vmdk" {
+		return cli.Usagef("--to %q: only vmdk is supported (use qemu-img for qcow2/vhd)", *to)
+	}
+	src := fs.Arg(0)
+	if *out == "" {
+		*out = strings.TrimSuffix(src, filepath.Ext(src)) + ".vmdk"
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	f, err := atomicfile.Create(*out, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	bar := progress.New(filepath.Base(src), st.Size())
+	stats, err := vmdk.Write(ctx, f, in, vmdk.Options{Progress: bar})
+	bar.Finish()
+	if err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	if err := f.Commit(); err != nil {
+		return err
+	}
+	fmt.Fprintf(cli.Stdout, "%s: streamOptimized VMDK, %d bytes (%d data grains of a %d-byte disk)\n", *out, stats.Written, stats.DataGrains, stats.Capacity)
+	return nil
+}
