@@ -35,7 +35,7 @@ func TestLayout(t *testing.T) {
 			want: [][2]int64{
 				{4 * mib, 260 * mib},
 				{260 * mib, sdSize/(4*mib)*(4*mib) - 1<<30},
-				{sdSize/(4*mib)*(4*mib) - 1<<30, sdSize/(4*mib)*(4*mib)},
+				{sdSize/(4*mib)*(4*mib) - 1<<30, sdSize / (4 * mib) * (4 * mib)},
 			},
 		},
 		{

@@ -106,8 +106,9 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 	if err := writeFile(root, "/boot/grub/grub.cfg", []byte(grubCfg), 0o644); err != nil {
 		return err
 	}
-	// Context variables from the template (DIRECTOR_URL, ...) are baked in
-	// only when given; normally the cloud supplies them at boot.
+	// Context from the template's environment (DIRECTOR_URL, BOOTSTRAP,
+	// TYPE) is baked in only when given; normally the cloud supplies it at
+	// boot. Same "KEY = VALUE" form as the director writes.
 	if len(img.Env) > 0 {
 		keys := make([]string, 0, len(img.Env))
 		for k := range img.Env {
@@ -115,8 +116,9 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 		}
 		sort.Strings(keys)
 		var b strings.Builder
+		b.WriteString("[conpaas]\n")
 		for _, k := range keys {
-			fmt.Fprintf(&b, "%s='%s'\n", k, strings.ReplaceAll(img.Env[k], "'", `'\''`))
+			fmt.Fprintf(&b, "%s = %s\n", k, img.Env[k])
 		}
 		if err := writeFile(root, "/root/config.cfg", []byte(b.String()), 0o600); err != nil {
 			return err

@@ -150,7 +150,16 @@ func Bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string,
 		return err
 	}
 	progress.Logf("rootfs: mmdebstrap %s %s (%s) into %s", orDefault(img.Distribution.Suite, "bookworm"), img.Arch, orDefault(img.Distribution.Variant, "important"), dir)
-	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	// mmdebstrap (root mode) mounts /proc, /sys and /dev inside the tree
+	// while maintainer scripts run. In a private mount namespace those
+	// mounts are never seen by the host and vanish with the process, even
+	// when the build is killed; the image itself is made without mounts.
+	name := "mmdebstrap"
+	if privateMounts() {
+		args = append([]string{"--mount", "--propagation", "private", "--", "mmdebstrap"}, args...)
+		name = "unshare"
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = os.Environ()
 	if epoch > 0 {
 		cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10))
@@ -220,6 +229,12 @@ func diagnose(out string, img *plan.Image) string {
 		}
 	}
 	return ""
+}
+
+// privateMounts reports whether `unshare --mount` works here (it needs
+// CAP_SYS_ADMIN, which root normally has).
+func privateMounts() bool {
+	return exec.Command("unshare", "--mount", "--propagation", "private", "true").Run() == nil
 }
 
 // Args is the mmdebstrap command line Bootstrap runs (for benchmarks that
