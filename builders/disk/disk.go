@@ -45,8 +45,8 @@ func Layout(size, align int64, table string, parts []plan.Partition) error {
 	if align <= 0 {
 		align = mib
 	}
-	if align%Sector != 0 {
-		return fmt.Errorf("alignment %d is not a multiple of the %d-byte sector; use a power of two such as 1MiB or 4MiB", align, Sector)
+	if align%Sector != 0 || align&(align-1) != 0 {
+		return fmt.Errorf("alignment %d is not a power of two of at least %d bytes; use e.g. 1MiB or 4MiB (the SD card erase block)", align, Sector)
 	}
 	if size%Sector != 0 {
 		return fmt.Errorf("image size %d is not a multiple of the %d-byte sector", size, Sector)
