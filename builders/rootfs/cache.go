@@ -22,7 +22,7 @@ import (
 const keepTrees = 4
 
 // cachedBootstrap is Bootstrap with a tree cache, like mkosi's incremental
-// mode: the bootstrapped tree is kept as a tar in CacheDir/trees, keyed by
+// mode: the bootstrapped tree is kept as a tar in CacheDir/../trees/NAME, keyed by
 // everything that shapes it (the mmdebstrap command line with the package
 // list and provisioner scripts, the files provisioners copy in, the
 // SOURCE_DATE_EPOCH) and by the archive's current InRelease, so a point
@@ -38,7 +38,9 @@ func cachedBootstrap(ctx context.Context, img *plan.Image, dir string, extra []s
 		progress.Logf("rootfs: no tree cache (%v)", err)
 		return bootstrap(ctx, img, dir, extra, epoch)
 	}
-	trees := filepath.Join(cacheDir, "trees")
+	// Beside the package cache, never inside it: mmdebstrap copies the
+	// package cache into the tree and back.
+	trees := filepath.Join(filepath.Dir(filepath.Clean(cacheDir)), "trees", filepath.Base(filepath.Clean(cacheDir)))
 	tarPath := filepath.Join(trees, key+".tar")
 	if _, err := os.Stat(tarPath); err == nil {
 		progress.Logf("rootfs: unpacking the cached tree %s", filepath.Base(tarPath))
