@@ -6,7 +6,8 @@ SHELL := /bin/bash
 #   make e2e     heavier end-to-end tests (full images, ARM emulation)
 #   make bench   benchmarks against the reference tools
 
-GO       ?= go
+# Go from PATH, else where the Go tarball installs it.
+GO       ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN      := bin
 GOFLAGS  ?=
 export CPS_CACHE ?= /var/cache/cps
@@ -24,7 +25,7 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 image: deps build
-	$(BIN)/cpsimage build -o . 
+	$(BIN)/cpsimage build -force -o .
 
 test: deps build
 	$(GO) vet ./...

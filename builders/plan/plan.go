@@ -27,7 +27,7 @@ type Plan struct {
 	// InputsDigest is a SHA256 over the template sources, resolved variables
 	// and referenced files: two builds with the same digest (and the same
 	// package snapshot) must produce the same bytes.
-	InputsDigest string `json:"inputs_digest"`
+	InputsDigest string     `json:"inputs_digest"`
 	Images       []Image    `json:"images"`
 	Registers    []Register `json:"registers,omitempty"`
 }

@@ -138,7 +138,15 @@ func Parse(data []byte) (*Catalogue, error) {
 			line, col := lineCol(data, se.Offset)
 			return nil, fmt.Errorf("line %d, column %d: %w", line, col, err)
 		}
-		return nil, err
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			line, col := lineCol(data, te.Offset)
+			return nil, fmt.Errorf("line %d, column %d: %w", line, col, err)
+		}
+		// Unknown fields and the like: the decoder's position is where
+		// it stopped.
+		line, col := lineCol(data, dec.InputOffset())
+		return nil, fmt.Errorf("line %d, column %d: %w", line, col, err)
 	}
 	if c.SchemaVersion == 0 {
 		return nil, errors.New("missing schema_version: not a cps catalogue")

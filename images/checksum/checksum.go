@@ -354,3 +354,20 @@ func WriteSideFiles(artifact string, s Sums, algos ...Algo) error {
 	}
 	return nil
 }
+
+// ParseAlgos parses a template's checksums list; an empty list means MD5
+// and SHA256 (the side files and catalogue fields every build gets).
+func ParseAlgos(names []string) ([]Algo, error) {
+	if len(names) == 0 {
+		names = []string{"md5", "sha256"}
+	}
+	out := make([]Algo, 0, len(names))
+	for _, n := range names {
+		a, err := ParseAlgo(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}

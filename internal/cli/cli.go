@@ -159,3 +159,7 @@ func Parse(fs *flag.FlagSet, args []string) error {
 
 // Stdout is where commands print results; tests may swap it.
 var Stdout io.Writer = os.Stdout
+
+// Stderr is where commands print per-item warnings and errors while they
+// go on; tests may swap it.
+var Stderr io.Writer = os.Stderr

@@ -1,0 +1,299 @@
+// Package disk lays out and writes partition tables (GPT or MBR) on disk
+// image files, without a loop device: the table is computed from the plan's
+// partitions and written with go-diskfs straight into the image file.
+package disk
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/diskfs/go-diskfs/partition/mbr"
+	"github.com/google/uuid"
+
+	"github.com/conpaas/cps/builders/plan"
+)
+
+// Sector is the logical sector size every image uses.
+const Sector = 512
+
+const (
+	mib = 1 << 20
+	// gptTail is what the backup GPT takes at the end of the disk: 32
+	// sectors of partition entries and the backup header.
+	gptTail = 33 * Sector
+	// mbrMaxSectors is the largest sector count an MBR entry can hold.
+	mbrMaxSectors = 1<<32 - 1
+)
+
+// Table kinds.
+const (
+	GPT = "gpt"
+	MBR = "mbr"
+)
+
+// Layout fills Start and End (bytes, End exclusive) of every partition, in
+// table order. Each partition starts on an align boundary (the first never
+// before 1 MiB, as parted and sfdisk do); partitions after a fill partition
+// (Size 0) are packed against the end of the disk so a "swap near the end"
+// stays there; a fill partition takes what is left. It fails with a sentence
+// naming the size needed when the partitions do not fit.
+func Layout(size, align int64, table string, parts []plan.Partition) error {
+	if align <= 0 {
+		align = mib
+	}
+	if align%Sector != 0 {
+		return fmt.Errorf("alignment %d is not a multiple of the %d-byte sector; use a power of two such as 1MiB or 4MiB", align, Sector)
+	}
+	if size%Sector != 0 {
+		return fmt.Errorf("image size %d is not a multiple of the %d-byte sector", size, Sector)
+	}
+	if len(parts) == 0 {
+		return fmt.Errorf("the image has no partitions; declare at least one partition block")
+	}
+	first, last, err := usable(size, table)
+	if err != nil {
+		return err
+	}
+	if table == MBR && len(parts) > 4 {
+		return fmt.Errorf("an MBR table holds at most 4 primary partitions, the image declares %d; use partition_table = \"gpt\" or fewer partitions", len(parts))
+	}
+	fill := -1
+	for i, p := range parts {
+		if p.Size < 0 {
+			return fmt.Errorf("partition %q: negative size %d", p.Name, p.Size)
+		}
+		if p.Size%Sector != 0 {
+			return fmt.Errorf("partition %q: size %d is not a multiple of %d bytes", p.Name, p.Size, Sector)
+		}
+		if p.Size == 0 {
+			if fill >= 0 {
+				return fmt.Errorf("partitions %q and %q both fill the rest of the disk; give one of them a size", parts[fill].Name, p.Name)
+			}
+			fill = i
+		}
+	}
+
+	// Forward pass up to the fill partition (or all of them).
+	pos := roundUp(first, align)
+	head := len(parts)
+	if fill >= 0 {
+		head = fill
+	}
+	for i := 0; i < head; i++ {
+		parts[i].Start = pos
+		parts[i].End = pos + parts[i].Size
+		pos = roundUp(parts[i].End, align)
+	}
+	if fill < 0 {
+		if end := parts[len(parts)-1].End; end > last {
+			return tooSmall(size, end-last)
+		}
+		return nil
+	}
+
+	// Backward pass: the partitions after the fill one, packed at the end.
+	limit := last
+	for i := len(parts) - 1; i > fill; i-- {
+		start := roundDown(limit-parts[i].Size, align)
+		parts[i].Start = start
+		parts[i].End = start + parts[i].Size
+		limit = start
+	}
+	parts[fill].Start = pos
+	parts[fill].End = roundDown(limit, Sector)
+	// A fill partition needs room for at least one alignment unit.
+	if parts[fill].End-parts[fill].Start < align {
+		need := align - (parts[fill].End - parts[fill].Start)
+		return tooSmall(size, need)
+	}
+	return nil
+}
+
+func tooSmall(size, short int64) error {
+	need := roundUp(size+short, mib)
+	return fmt.Errorf("the partitions do not fit in an image of %d bytes; set size to at least %d bytes (%d MiB)", size, need, need/mib)
+}
+
+// usable returns the first and last (exclusive) byte partitions may use.
+func usable(size int64, table string) (int64, int64, error) {
+	switch table {
+	case GPT, "":
+		if size < 2*mib {
+			return 0, 0, fmt.Errorf("image size %d is too small for a GPT disk; use at least 2MiB", size)
+		}
+		return mib, size - gptTail, nil
+	case MBR:
+		if size/Sector > mbrMaxSectors {
+			return 0, 0, fmt.Errorf("image size %d is over the 2 TiB an MBR table can address; use partition_table = \"gpt\"", size)
+		}
+		return mib, size, nil
+	default:
+		return 0, 0, fmt.Errorf("unknown partition table %q; use \"gpt\" or \"mbr\"", table)
+	}
+}
+
+func roundUp(n, a int64) int64   { return (n + a - 1) / a * a }
+func roundDown(n, a int64) int64 { return n / a * a }
+
+// GUID derives a stable UUID (version 5) from seed and what, so that two
+// builds of the same inputs produce the same disk, partition and filesystem
+// identifiers (needed for byte-identical images).
+func GUID(seed, what string) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("cps:"+seed+"\x00"+what)).String()
+}
+
+// DiskID derives the 32-bit MBR disk signature from seed; Linux shows it as
+// the PARTUUID prefix ("xxxxxxxx-02"), which Raspberry Pi cmdline.txt uses.
+func DiskID(seed string) uint32 {
+	h := sha256.Sum256([]byte("cps-mbr:" + seed))
+	id := binary.LittleEndian.Uint32(h[:4])
+	if id == 0 { // 0 means "no signature" to some tools
+		id = 1
+	}
+	return id
+}
+
+// PartUUID is the PARTUUID Linux reports for partition i (0-based) of a
+// table written by WriteTable with the same seed.
+func PartUUID(table string, parts []plan.Partition, i int, seed string) string {
+	if table == MBR {
+		return fmt.Sprintf("%08x-%02d", DiskID(seed), i+1)
+	}
+	return GUID(seed, "part:"+parts[i].Name)
+}
+
+// WriteTable writes the partition table for parts (already laid out) into f,
+// an image file of exactly size bytes. For GPT it writes the protective MBR
+// entries, both headers and both entry arrays, and leaves the 440 bytes of
+// boot code alone so a boot loader can be installed before or after.
+func WriteTable(f *os.File, size int64, table string, parts []plan.Partition, seed string) error {
+	for _, p := range parts {
+		if p.End <= p.Start || p.Start%Sector != 0 || p.End%Sector != 0 {
+			return fmt.Errorf("partition %q has no valid layout (start %d, end %d); call disk.Layout first", p.Name, p.Start, p.End)
+		}
+	}
+	switch table {
+	case GPT, "":
+		t := &gpt.Table{
+			LogicalSectorSize:  Sector,
+			PhysicalSectorSize: Sector,
+			ProtectiveMBR:      true,
+			GUID:               GUID(seed, "disk"),
+		}
+		for i, p := range parts {
+			typ, err := gptType(p.FS)
+			if err != nil {
+				return fmt.Errorf("partition %q: %w", p.Name, err)
+			}
+			t.Partitions = append(t.Partitions, &gpt.Partition{
+				Index: i + 1,
+				Start: uint64(p.Start / Sector),
+				End:   uint64(p.End/Sector - 1), // GPT's last LBA is inclusive
+				Size:  uint64(p.End - p.Start),
+				Type:  typ,
+				Name:  p.Name,
+				GUID:  PartUUID(GPT, parts, i, seed),
+			})
+		}
+		if err := t.Write(f, size); err != nil {
+			return fmt.Errorf("write GPT to %s: %w", f.Name(), err)
+		}
+		return nil
+	case MBR:
+		t := &mbr.Table{LogicalSectorSize: Sector, PhysicalSectorSize: Sector}
+		for i, p := range parts {
+			typ, err := mbrType(p.FS)
+			if err != nil {
+				return fmt.Errorf("partition %q: %w", p.Name, err)
+			}
+			t.Partitions = append(t.Partitions, &mbr.Partition{
+				Index: i + 1,
+				// The Pi firmware does not care; BIOSes that do want the
+				// first FAT partition active.
+				Bootable: i == 0 && (p.FS == "vfat" || p.FS == "esp"),
+				Type:     typ,
+				Start:    uint32(p.Start / Sector),
+				Size:     uint32((p.End - p.Start) / Sector),
+			})
+		}
+		if err := t.Write(f, size); err != nil {
+			return fmt.Errorf("write MBR to %s: %w", f.Name(), err)
+		}
+		var sig [4]byte
+		binary.LittleEndian.PutUint32(sig[:], DiskID(seed))
+		if _, err := f.WriteAt(sig[:], 440); err != nil {
+			return fmt.Errorf("write MBR disk signature to %s: %w", f.Name(), err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown partition table %q; use \"gpt\" or \"mbr\"", table)
+	}
+}
+
+func gptType(fs string) (gpt.Type, error) {
+	switch fs {
+	case "bios_grub":
+		return gpt.BIOSBoot, nil
+	case "esp":
+		return gpt.EFISystemPartition, nil
+	case "vfat":
+		return gpt.MicrosoftBasicData, nil
+	case "ext4", "none":
+		return gpt.LinuxFilesystem, nil
+	case "swap":
+		return gpt.LinuxSwap, nil
+	}
+	return "", fmt.Errorf("unknown partition content %q; use ext4, vfat, esp, swap, bios_grub or none", fs)
+}
+
+func mbrType(fs string) (mbr.Type, error) {
+	switch fs {
+	case "esp":
+		return mbr.EFISystem, nil
+	case "vfat":
+		return mbr.Fat32LBA, nil
+	case "ext4", "none":
+		return mbr.Linux, nil
+	case "swap":
+		return mbr.LinuxSwap, nil
+	case "bios_grub":
+		return 0, fmt.Errorf("a bios_grub partition only exists on GPT; with an MBR table GRUB uses the gap after the MBR, so remove the partition or use partition_table = \"gpt\"")
+	}
+	return 0, fmt.Errorf("unknown partition content %q; use ext4, vfat, esp, swap, bios_grub or none", fs)
+}
+
+// FSOf maps a partition type back to the plan's FS name ("" if unknown), for
+// readers of existing images (resize, verify).
+func FSOf(table, typ string) string {
+	typ = strings.ToUpper(typ)
+	if table == MBR {
+		switch typ {
+		case "0C", "0B":
+			return "vfat"
+		case "EF":
+			return "esp"
+		case "83":
+			return "ext4"
+		case "82":
+			return "swap"
+		}
+		return ""
+	}
+	switch gpt.Type(typ) {
+	case gpt.BIOSBoot:
+		return "bios_grub"
+	case gpt.EFISystemPartition:
+		return "esp"
+	case gpt.MicrosoftBasicData:
+		return "vfat"
+	case gpt.LinuxFilesystem, gpt.LinuxRootX86_64, gpt.LinuxRootArm64:
+		return "ext4"
+	case gpt.LinuxSwap:
+		return "swap"
+	}
+	return ""
+}

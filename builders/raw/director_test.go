@@ -1,0 +1,173 @@
+package raw
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/conpaas/cps/builders/disk"
+	cfs "github.com/conpaas/cps/builders/fs"
+)
+
+// fakeDirector serves ConPaaS.tar.gz over HTTPS on 127.0.0.1 with a
+// certificate from its own CA, as the ConPaaS director does. A guest under
+// QEMU's user network reaches it as 10.0.2.2, which is in the certificate,
+// so the download succeeds only if the guest verifies with that CA.
+type fakeDirector struct {
+	srv       *httptest.Server
+	caPEM     []byte
+	downloads atomic.Int32
+}
+
+func newFakeDirector(t *testing.T) *fakeDirector {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cps test director CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "10.0.2.2"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("10.0.2.2"), net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &fakeDirector{caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
+	tgz := conpaasTarball(t)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /download/ConPaaS.tar.gz", func(w http.ResponseWriter, r *http.Request) {
+		d.downloads.Add(1)
+		w.Header().Set("Content-Type", "application/x-gzip")
+		w.Write(tgz)
+	})
+	d.srv = httptest.NewUnstartedServer(mux)
+	d.srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	d.srv.StartTLS()
+	t.Cleanup(d.srv.Close)
+	return d
+}
+
+// userData is what the director would hand the VM: a script writing the CA
+// and config.cfg of a php agent.
+func (d *fakeDirector) userData() string {
+	port := d.srv.Listener.Addr().(*net.TCPAddr).Port
+	return fmt.Sprintf(`#!/bin/sh
+set -e
+mkdir -p /etc/cpsagent/certs
+cat > /etc/cpsagent/certs/ca_cert.pem <<'EOF'
+%sEOF
+cat > /root/config.cfg <<'EOF'
+[agent]
+DIRECTOR_URL = https://10.0.2.2:%d
+TYPE = php
+EOF
+`, d.caPEM, port)
+}
+
+// conpaasTarball is a ConPaaS.tar.gz whose php agent announces itself on
+// the serial console.
+func conpaasTarball(t *testing.T) []byte {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	files := []struct {
+		name string
+		mode int64
+		body string
+	}{
+		{"ConPaaS/", 0o755, ""},
+		{"ConPaaS/sbin/", 0o755, ""},
+		{"ConPaaS/sbin/agent/", 0o755, ""},
+		{"ConPaaS/sbin/agent/php-cpsagent", 0o755, "#!/bin/sh\necho \"fake php agent started: $*\" > /dev/ttyS0\nexec sleep 3600\n"},
+	}
+	for _, f := range files {
+		h := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), Typeflag: tar.TypeReg}
+		if strings.HasSuffix(f.name, "/") {
+			h.Typeflag = tar.TypeDir
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(f.body))
+	}
+	tw.Close()
+	gz.Close()
+	return buf.Bytes()
+}
+
+// configDrive makes an OpenStack-style config drive (a filesystem labelled
+// config-2 with openstack/latest/user_data) as a raw disk.
+func configDrive(t *testing.T, ctx context.Context, dir, userData string) string {
+	t.Helper()
+	src := filepath.Join(dir, "config-drive")
+	if err := os.MkdirAll(filepath.Join(src, "openstack/latest"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "openstack/latest/user_data"), []byte(userData), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "config-drive.img")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 16 << 20
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfs.MakeExt4(ctx, f, 0, size, src, "config-2", disk.GUID("test", "config-2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The fake director really needs its CA: a client without it is refused,
+// one with it gets the tarball (what curl --cacert does in the guest).
+func TestFakeDirectorTLS(t *testing.T) {
+	d := newFakeDirector(t)
+	url := d.srv.URL + "/download/ConPaaS.tar.gz"
+	if _, err := (&http.Client{Transport: &http.Transport{}}).Get(url); err == nil {
+		t.Fatal("download without the director CA succeeded")
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(d.caPEM)
+	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || d.downloads.Load() != 1 {
+		t.Fatalf("status %d, downloads %d", resp.StatusCode, d.downloads.Load())
+	}
+}

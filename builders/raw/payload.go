@@ -1,0 +1,193 @@
+package raw
+
+import (
+	"embed"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/conpaas/cps/builders/plan"
+)
+
+//go:embed payload
+var payload embed.FS
+
+// payloadFiles maps the embedded payload to its place in the image.
+var payloadFiles = []struct {
+	src, dst string
+	mode     os.FileMode
+	enable   bool // a systemd unit enabled for multi-user.target
+}{
+	{"payload/conpaas-contextualize", "/usr/local/sbin/conpaas-contextualize", 0o755, false},
+	{"payload/conpaas-contextualize.service", "/etc/systemd/system/conpaas-contextualize.service", 0o644, true},
+	{"payload/conpaas-ssh-keygen.service", "/etc/systemd/system/conpaas-ssh-keygen.service", 0o644, true},
+	{"payload/80-conpaas-dhcp.network", "/etc/systemd/network/80-conpaas-dhcp.network", 0o644, false},
+}
+
+// enableUnits are Debian's own units the image needs started at boot, as
+// symlinks "wants directory -> unit" (what `systemctl enable` makes), so a
+// VM has DHCP and DNS on its NICs, SSH and a login on the serial console.
+// Units whose package the template left out are skipped.
+var enableUnits = []struct{ wants, link, unit string }{
+	{"multi-user.target.wants", "systemd-networkd.service", "systemd-networkd.service"},
+	{"sockets.target.wants", "systemd-networkd.socket", "systemd-networkd.socket"},
+	{"network-online.target.wants", "systemd-networkd-wait-online.service", "systemd-networkd-wait-online.service"},
+	{"multi-user.target.wants", "systemd-resolved.service", "systemd-resolved.service"},
+	{"multi-user.target.wants", "ssh.service", "ssh.service"},
+	{"getty.target.wants", "serial-getty@ttyS0.service", "serial-getty@.service"},
+}
+
+// mount is one fstab line.
+type mount struct {
+	uuid, dir, fs, opts string
+	pass                int
+}
+
+// installPayload makes the bootstrapped tree a ConPaaS VM: the
+// contextualization service, fstab by UUID, hostname, a serial console, no
+// SSH host keys (each VM makes its own) and an uninitialised machine-id.
+func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string) error {
+	for _, f := range payloadFiles {
+		b, err := payload.ReadFile(f.src)
+		if err != nil {
+			return err
+		}
+		if err := writeFile(root, f.dst, b, f.mode); err != nil {
+			return err
+		}
+		if f.enable {
+			link := filepath.Join(root, "etc/systemd/system/multi-user.target.wants", filepath.Base(f.dst))
+			if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+				return err
+			}
+			os.Remove(link)
+			if err := os.Symlink(f.dst, link); err != nil {
+				return fmt.Errorf("enable %s: %w", filepath.Base(f.dst), err)
+			}
+		}
+	}
+
+	for _, u := range enableUnits {
+		target := "/lib/systemd/system/" + u.unit
+		if _, err := os.Stat(filepath.Join(root, target)); err != nil {
+			continue
+		}
+		link := filepath.Join(root, "etc/systemd/system", u.wants, u.link)
+		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+			return err
+		}
+		os.Remove(link)
+		if err := os.Symlink(target, link); err != nil {
+			return fmt.Errorf("enable %s: %w", u.link, err)
+		}
+	}
+	if err := lockRoot(root); err != nil {
+		return err
+	}
+
+	var fstab strings.Builder
+	fstab.WriteString("# Written by cps (cpsimage build): filesystems by UUID.\n")
+	for _, m := range mounts {
+		fmt.Fprintf(&fstab, "UUID=%s\t%s\t%s\t%s\t0\t%d\n", m.uuid, m.dir, m.fs, m.opts, m.pass)
+		if m.dir != "none" {
+			if err := os.MkdirAll(filepath.Join(root, m.dir), 0o755); err != nil {
+				return err
+			}
+		}
+	}
+	if err := writeFile(root, "/etc/fstab", []byte(fstab.String()), 0o644); err != nil {
+		return err
+	}
+	if err := writeFile(root, "/etc/hostname", []byte(img.Name+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := writeFile(root, "/boot/grub/grub.cfg", []byte(grubCfg), 0o644); err != nil {
+		return err
+	}
+	// Context from the template's environment (DIRECTOR_URL, BOOTSTRAP,
+	// TYPE) is baked in only when given; normally the cloud supplies it at
+	// boot. Same "KEY = VALUE" form as the director writes.
+	if len(img.Env) > 0 {
+		keys := make([]string, 0, len(img.Env))
+		for k := range img.Env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var b strings.Builder
+		// The director writes a [manager] section; an agent's is [agent].
+		section := "manager"
+		if strings.EqualFold(img.Env["ROLE"], "agent") {
+			section = "agent"
+		}
+		b.WriteString("[" + section + "]\n")
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s = %s\n", k, img.Env[k])
+		}
+		if err := writeFile(root, "/root/config.cfg", []byte(b.String()), 0o600); err != nil {
+			return err
+		}
+	}
+	// Host keys made at build time would be shared by every VM.
+	keys, _ := filepath.Glob(filepath.Join(root, "etc/ssh/ssh_host_*"))
+	for _, k := range keys {
+		if err := os.Remove(k); err != nil {
+			return err
+		}
+	}
+	// systemd makes a machine-id on first boot when the file is empty.
+	if err := writeFile(root, "/etc/machine-id", nil, 0o444); err != nil {
+		return err
+	}
+	os.Remove(filepath.Join(root, "var/lib/dbus/machine-id"))
+	// Logs of the build, and caches that differ from build to build.
+	for _, g := range []string{"var/log/*.log", "var/log/apt/*", "var/cache/ldconfig/aux-cache", "var/cache/debconf/*-old", "var/lib/dpkg/*-old", "var/cache/apt/*.bin"} {
+		ms, _ := filepath.Glob(filepath.Join(root, g))
+		for _, m := range ms {
+			os.Remove(m)
+		}
+	}
+	return nil
+}
+
+func writeFile(root, p string, b []byte, mode os.FileMode) error {
+	full := filepath.Join(root, p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return err
+	}
+	os.Remove(full)
+	if err := os.WriteFile(full, b, mode); err != nil {
+		return fmt.Errorf("write %s into the image: %w", p, err)
+	}
+	return os.Chmod(full, mode)
+}
+
+// lockRoot makes sure root has no empty password: an image published for
+// anyone to boot must not accept a password-less root login. Debian's
+// default ("*") is already locked; a password a provisioner set is kept.
+func lockRoot(root string) error {
+	p := filepath.Join(root, "etc/shadow")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("read /etc/shadow of the image: %w", err)
+	}
+	lines := strings.Split(string(b), "\n")
+	changed := false
+	for i, l := range lines {
+		f := strings.Split(l, ":")
+		if len(f) > 1 && f[0] == "root" && f[1] == "" {
+			f[1] = "*"
+			lines[i] = strings.Join(f, ":")
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(strings.Join(lines, "\n")), st.Mode().Perm())
+}

@@ -1,0 +1,77 @@
+package raw
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/conpaas/cps/builders/plan"
+)
+
+// installPayload on a skeleton tree: the files the image needs are in
+// place, units are enabled only when their package is there, root's empty
+// password is locked and build-time identity is removed.
+func TestInstallPayload(t *testing.T) {
+	root := t.TempDir()
+	mk := func(p, content string) {
+		full := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("etc/shadow", "root::19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+	mk("lib/systemd/system/systemd-networkd.service", "")
+	mk("lib/systemd/system/ssh.service", "")
+	mk("lib/systemd/system/serial-getty@.service", "")
+	mk("etc/ssh/ssh_host_ed25519_key", "secret")
+	mk("etc/machine-id", "0123456789abcdef0123456789abcdef\n")
+	img := &plan.Image{Name: "conpaas", Env: map[string]string{"DIRECTOR_URL": "https://director:5555", "BOOTSTRAP": "it's"}}
+	mounts := []mount{{"1111-2222", "/boot/efi", "vfat", "umask=0077", 2}, {"abcd", "/", "ext4", "errors=remount-ro", 1}}
+	if err := installPayload(root, img, mounts, "grub.cfg body\n"); err != nil {
+		t.Fatal(err)
+	}
+	read := func(p string) string {
+		b, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if s := read("etc/fstab"); !strings.Contains(s, "UUID=abcd\t/\text4\terrors=remount-ro\t0\t1\n") || !strings.Contains(s, "UUID=1111-2222\t/boot/efi\tvfat") {
+		t.Errorf("fstab:\n%s", s)
+	}
+	if read("etc/hostname") != "conpaas\n" || read("boot/grub/grub.cfg") != "grub.cfg body\n" {
+		t.Error("hostname or grub.cfg not written")
+	}
+	if s := read("etc/shadow"); !strings.HasPrefix(s, "root:*:19000:") || !strings.Contains(s, "daemon:*:") {
+		t.Errorf("root not locked:\n%s", s)
+	}
+	if s := read("root/config.cfg"); s != "[manager]\nBOOTSTRAP = it's\nDIRECTOR_URL = https://director:5555\n" {
+		t.Errorf("config.cfg = %q", s)
+	}
+	if s := read("etc/machine-id"); s != "" {
+		t.Errorf("machine-id kept: %q", s)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/ssh/ssh_host_ed25519_key")); err == nil {
+		t.Error("build-time SSH host key shipped")
+	}
+	for link, want := range map[string]string{
+		"multi-user.target.wants/conpaas-contextualize.service": "/etc/systemd/system/conpaas-contextualize.service",
+		"multi-user.target.wants/systemd-networkd.service":      "/lib/systemd/system/systemd-networkd.service",
+		"multi-user.target.wants/ssh.service":                   "/lib/systemd/system/ssh.service",
+		"getty.target.wants/serial-getty@ttyS0.service":         "/lib/systemd/system/serial-getty@.service",
+	} {
+		got, err := os.Readlink(filepath.Join(root, "etc/systemd/system", link))
+		if err != nil || got != want {
+			t.Errorf("%s -> %q (%v), want %q", link, got, err, want)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/systemd-resolved.service")); err == nil {
+		t.Error("enabled systemd-resolved, which is not installed in the tree")
+	}
+	if fi, err := os.Stat(filepath.Join(root, "usr/local/sbin/conpaas-contextualize")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("contextualize script: %v %v", fi, err)
+	}
+}

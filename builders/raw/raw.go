@@ -1,0 +1,412 @@
+// Package raw builds conpaas.img: a bootable x86_64 disk image (GPT, BIOS
+// and UEFI GRUB, ext4 root made from a Debian tree by mmdebstrap) holding the
+// ConPaaS contextualization payload. Nothing is mounted and no loop device is
+// used: the tree is bootstrapped into a directory, the filesystems are made
+// from it into the image file at their partitions' offsets, and GRUB's boot
+// code is written by builders/grub.
+package raw
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/google/uuid"
+
+	"github.com/conpaas/cps/builders"
+	"github.com/conpaas/cps/builders/disk"
+	cfs "github.com/conpaas/cps/builders/fs"
+	"github.com/conpaas/cps/builders/grub"
+	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/builders/rootfs"
+	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/images/sparse"
+	"github.com/conpaas/cps/internal/atomicfile"
+	"github.com/conpaas/cps/internal/progress"
+)
+
+func init() { builders.Add(plan.KindRaw, Builder{}) }
+
+// Builder builds plan.KindRaw images.
+type Builder struct{}
+
+const mib = 1 << 20
+
+// Packages every raw image gets on top of the template's: a kernel (with
+// initramfs-tools), systemd as init with networkd and resolved for DHCP and
+// DNS on every NIC, SSH, and what conpaas-contextualize needs to fetch
+// ConPaaS.tar.gz over HTTPS (curl, CA certificates) and find a config drive
+// (blkid from util-linux, mount).
+var basePackages = []string{"linux-image-amd64", "systemd-sysv", "systemd-resolved", "openssh-server", "curl", "ca-certificates"}
+
+// Build implements builders.Builder.
+func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt builders.Options) (*builders.Result, error) {
+	if err := normalize(img); err != nil {
+		return nil, err
+	}
+	out := img.Output
+	if out == "" {
+		out = img.Name + ".img"
+	}
+	if opt.OutputDir != "" {
+		out = filepath.Join(opt.OutputDir, filepath.Base(out))
+	}
+	if img.Distribution.CacheDir == "" {
+		img.Distribution.CacheDir = filepath.Join(cacheRoot(opt), "apt", img.Arch)
+	}
+	seed := p.InputsDigest + "/" + img.Name
+	epoch := opt.SourceDateEpoch
+
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	work, err := os.MkdirTemp(filepath.Dir(out), ".cps-work-"+img.Name+"-")
+	if err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	if opt.KeepWorkDir {
+		progress.Logf("raw: keeping work directory %s", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	root := filepath.Join(work, "root")
+
+	// 1. The root filesystem tree.
+	if err := rootfs.Bootstrap(ctx, img, root, basePackages, epoch); err != nil {
+		return nil, err
+	}
+	kernel, initrd, err := findKernel(root)
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. The layout and identifiers.
+	parts := img.Partitions
+	if err := disk.Layout(img.Size, img.Alignment, img.PartitionTable, parts); err != nil {
+		return nil, fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	var mounts []mount
+	rootIdx := -1
+	for i := range parts {
+		pt := &parts[i]
+		if pt.UUID == "" && pt.FS != "bios_grub" && pt.FS != "none" {
+			pt.UUID = disk.GUID(seed, "fs:"+pt.Name)
+		}
+		switch pt.FS {
+		case "ext4":
+			if pt.Mount == "/" {
+				rootIdx = i
+				mounts = append(mounts, mount{pt.UUID, "/", "ext4", "errors=remount-ro", 1})
+			} else if pt.Mount != "" {
+				mounts = append(mounts, mount{pt.UUID, pt.Mount, "ext4", "defaults", 2})
+			}
+		case "esp", "vfat":
+			if pt.Mount != "" {
+				pt.UUID = fatUUID(pt.UUID)
+				mounts = append(mounts, mount{pt.UUID, pt.Mount, "vfat", "umask=0077", 2})
+			}
+		case "swap":
+			mounts = append(mounts, mount{pt.UUID, "none", "swap", "sw", 0})
+		}
+	}
+	rootUUID := parts[rootIdx].UUID
+
+	// 3. The payload and GRUB's configuration in the tree.
+	cfg := grub.Config{
+		RootUUID: rootUUID, Kernel: kernel, Initrd: initrd, Timeout: img.Bootloader.Timeout,
+		Cmdline: img.Bootloader.Cmdline, Title: "ConPaaS " + img.Version + " (" + img.Name + ")",
+	}
+	if err := installPayload(root, img, mounts, cfg.Render()); err != nil {
+		return nil, fmt.Errorf("image %q: payload: %w", img.Name, err)
+	}
+	if err := fitCheck(root, img, parts[rootIdx]); err != nil {
+		return nil, err
+	}
+
+	// 4. The image file: written under a temporary name, renamed at the end.
+	io0, ioOK := writtenSoFar()
+	f, err := atomicfile.Create(out, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Abort()
+	if err := f.Truncate(img.Size); err != nil {
+		return nil, fmt.Errorf("size %s: %w", f.Name(), err)
+	}
+	if err := disk.WriteTable(f.File, img.Size, img.PartitionTable, parts, seed); err != nil {
+		return nil, err
+	}
+	var biosCore []byte
+	if img.Bootloader.BIOS {
+		progress.Logf("raw: GRUB i386-pc core image")
+		if biosCore, err = grub.MkImage(ctx, "i386-pc", rootUUID); err != nil {
+			return nil, err
+		}
+	}
+	biosDone := false
+	for i, pt := range parts {
+		size := pt.End - pt.Start
+		switch pt.FS {
+		case "ext4":
+			// Only the root filesystem is filled; another ext4 partition
+			// (say /srv) starts empty and its directory's files stay in /.
+			src := ""
+			if i == rootIdx {
+				src = root
+			}
+			progress.Logf("raw: ext4 %s (%d MiB) from %s", pt.Name, size/mib, map[bool]string{true: "the root tree", false: "nothing"}[src != ""])
+			if err := cfs.MakeExt4(ctx, f.File, pt.Start, size, src, label(pt, 16), pt.UUID, epoch); err != nil {
+				if errors.Is(err, cfs.ErrNoSpace) {
+					return nil, fmt.Errorf("image %q: the root filesystem does not fit in partition %q of %d MiB; raise size (now %d bytes): %w", img.Name, pt.Name, size/mib, img.Size, err)
+				}
+				return nil, err
+			}
+		case "esp", "vfat":
+			dir := filepath.Join(work, "fat-"+pt.Name)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+			if pt.FS == "esp" && img.Bootloader.UEFI {
+				progress.Logf("raw: GRUB x86_64-efi image for %s", pt.Name)
+				efi, err := grub.MkImage(ctx, "x86_64-efi", rootUUID)
+				if err != nil {
+					return nil, err
+				}
+				if err := writeFile(dir, "/EFI/BOOT/BOOTX64.EFI", efi, 0o644); err != nil {
+					return nil, err
+				}
+			}
+			if err := cfs.MakeFAT32(ctx, f.File, pt.Start, size, dir, strings.ToUpper(label(pt, 11)), fatVolID(pt.UUID), epoch); err != nil {
+				return nil, err
+			}
+		case "swap":
+			if err := cfs.MakeSwap(f.File, pt.Start, size, label(pt, 16), pt.UUID); err != nil {
+				return nil, err
+			}
+		case "bios_grub":
+			if biosCore != nil {
+				if err := grub.InstallBIOS(f.File, biosCore, pt.Start, size); err != nil {
+					return nil, fmt.Errorf("image %q: %w", img.Name, err)
+				}
+				biosDone = true
+			}
+		}
+	}
+	if img.Bootloader.BIOS && !biosDone {
+		// MBR disks: core.img goes in the gap between the MBR and the first
+		// partition, as grub-install does.
+		if err := grub.InstallBIOS(f.File, biosCore, disk.Sector, parts[0].Start-disk.Sector); err != nil {
+			return nil, fmt.Errorf("image %q: %w", img.Name, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("sync %s: %w", f.Name(), err)
+	}
+	io1, _ := writtenSoFar()
+
+	// 5. Checksums over the finished bytes (holes hashed without reading).
+	algos, err := checksum.ParseAlgos(img.Checksums)
+	if err != nil {
+		return nil, err
+	}
+	bar := progress.New("hash "+filepath.Base(out), img.Size)
+	sums, err := checksum.File(ctx, f.Name(), checksum.Options{Algos: algos, Progress: bar})
+	bar.Finish()
+	if err != nil {
+		return nil, err
+	}
+	ext, err := sparse.DataExtents(f.File)
+	if err != nil {
+		return nil, err
+	}
+	data := sparse.DataBytes(ext)
+	if err := f.Commit(); err != nil {
+		return nil, err
+	}
+	progress.Logf("raw: %s: %d bytes, %d MiB of data, md5 %s", out, img.Size, data/mib, sums.Get(checksum.MD5))
+	// What this process and the tools it ran (mke2fs, debugfs, mkfs.fat,
+	// mcopy) sent to storage while making the image; without I/O accounting
+	// the image file started as one hole, so its data is a lower bound.
+	written := data
+	if ioOK {
+		written = io1 - io0
+	}
+	progress.Logf("raw: wrote %d MiB for %d MiB of image data (%.2fx)", written/mib, data/mib, float64(written)/float64(max(data, 1)))
+	return &builders.Result{Path: out, Sums: sums, DataBytes: data, WrittenBytes: written}, nil
+}
+
+// normalize fills the defaults of a raw image and refuses what this builder
+// cannot make.
+func normalize(img *plan.Image) error {
+	if img.Arch == "" {
+		img.Arch = "amd64"
+	}
+	if img.Arch != "amd64" {
+		return fmt.Errorf("image %q: the raw builder makes x86_64 images (arch = \"amd64\"), not %q", img.Name, img.Arch)
+	}
+	if img.PartitionTable == "" {
+		img.PartitionTable = disk.GPT
+	}
+	if img.Alignment == 0 {
+		img.Alignment = mib
+	}
+	bl := &img.Bootloader
+	if bl.Type == "" {
+		bl.Type = "grub"
+	}
+	if bl.Type != "grub" {
+		return fmt.Errorf("image %q: the raw builder boots with bootloader type \"grub\", not %q", img.Name, bl.Type)
+	}
+	if !bl.BIOS && !bl.UEFI {
+		bl.BIOS = true
+	}
+	if len(img.Partitions) == 0 {
+		if bl.BIOS && img.PartitionTable == disk.GPT {
+			img.Partitions = append(img.Partitions, plan.Partition{Name: "bios", FS: "bios_grub", Size: mib})
+		}
+		if bl.UEFI {
+			img.Partitions = append(img.Partitions, plan.Partition{Name: "esp", FS: "esp", Size: 64 * mib, Mount: "/boot/efi", Label: "ESP"})
+		}
+		img.Partitions = append(img.Partitions, plan.Partition{Name: "root", FS: "ext4", Mount: "/", Label: "conpaas-root"})
+	}
+	roots, bios, esp := 0, 0, 0
+	for _, p := range img.Partitions {
+		switch {
+		case p.FS == "ext4" && p.Mount == "/":
+			roots++
+		case p.FS == "bios_grub":
+			bios++
+		case p.FS == "esp":
+			esp++
+		}
+	}
+	if roots != 1 {
+		return fmt.Errorf("image %q: needs exactly one ext4 partition with mount = \"/\", has %d", img.Name, roots)
+	}
+	if bl.BIOS && img.PartitionTable == disk.GPT && bios != 1 {
+		return fmt.Errorf("image %q: BIOS boot from a GPT disk needs one partition with fs = \"bios_grub\" (1MiB)", img.Name)
+	}
+	if bl.UEFI && esp != 1 {
+		return fmt.Errorf("image %q: UEFI boot needs one partition with fs = \"esp\"", img.Name)
+	}
+	if img.Size <= 0 {
+		return fmt.Errorf("image %q: size is not set", img.Name)
+	}
+	return nil
+}
+
+func cacheRoot(opt builders.Options) string {
+	if opt.CacheDir != "" {
+		return opt.CacheDir
+	}
+	if c := os.Getenv("CPS_CACHE"); c != "" {
+		return c
+	}
+	return "/var/cache/cps"
+}
+
+// findKernel returns the newest kernel and its initrd in the tree, as paths
+// inside the image.
+func findKernel(root string) (string, string, error) {
+	ks, _ := filepath.Glob(filepath.Join(root, "boot/vmlinuz-*"))
+	if len(ks) == 0 {
+		return "", "", fmt.Errorf("no kernel in /boot of the root filesystem; linux-image-amd64 failed to install")
+	}
+	sort.Strings(ks)
+	k := ks[len(ks)-1]
+	ver := strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
+	initrd := "/boot/initrd.img-" + ver
+	if _, err := os.Stat(filepath.Join(root, initrd)); err != nil {
+		return "", "", fmt.Errorf("no initramfs %s in the root filesystem; initramfs-tools failed to run: %w", initrd, err)
+	}
+	return "/boot/" + filepath.Base(k), initrd, nil
+}
+
+// fitCheck refuses early, with the size needed, a root tree that cannot fit
+// its partition (mke2fs would fail later with a less useful message).
+func fitCheck(root string, img *plan.Image, pt plan.Partition) error {
+	var used int64
+	var inodes int64
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		inodes++
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			used += st.Blocks * 512
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("measure the root tree: %w", err)
+	}
+	// ext4 overhead: journal (up to 64 MiB), inode tables, reserved blocks.
+	need := used + used/10 + inodes*256 + 80*mib
+	if have := pt.End - pt.Start; need > have {
+		short := (need - have + mib - 1) / mib * mib
+		return fmt.Errorf("image %q: the root tree needs about %d MiB but partition %q has %d MiB; set size to at least %d bytes (%d MiB)",
+			img.Name, need/mib, pt.Name, have/mib, img.Size+short, (img.Size+short)/mib)
+	}
+	return nil
+}
+
+func label(p plan.Partition, max int) string {
+	l := p.Label
+	if l == "" {
+		l = p.Name
+	}
+	if len(l) > max {
+		l = l[:max]
+	}
+	return l
+}
+
+// fatUUID is the form Linux shows a FAT serial in (XXXX-XXXX), which fstab
+// needs; the serial itself is derived from the partition's UUID.
+func fatUUID(u string) string {
+	id := fatVolID(u)
+	return fmt.Sprintf("%04X-%04X", id>>16, id&0xffff)
+}
+
+func fatVolID(u string) uint32 {
+	if len(u) == 9 && u[4] == '-' {
+		var hi, lo uint32
+		fmt.Sscanf(u, "%04X-%04X", &hi, &lo)
+		return hi<<16 | lo
+	}
+	parsed, err := uuid.Parse(u)
+	if err != nil {
+		return 0x12345678
+	}
+	return binary.BigEndian.Uint32(parsed[:4])
+}
+
+// writtenSoFar is the bytes this process and its waited-for children have
+// caused to be written to storage (write_bytes of /proc/self/io, which the
+// kernel accumulates from reaped children). ok is false without task I/O
+// accounting.
+func writtenSoFar() (n int64, ok bool) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, found := strings.CutPrefix(l, "write_bytes: "); found {
+			if _, err := fmt.Sscan(v, &n); err == nil {
+				return n, true
+			}
+		}
+	}
+	return 0, false
+}

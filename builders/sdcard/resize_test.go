@@ -1,0 +1,199 @@
+package sdcard
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/images/sparse"
+	"github.com/conpaas/cps/internal/testutil"
+)
+
+// smallTrees makes a boot and a root directory with a few files.
+func smallTrees(t *testing.T) (boot, root string) {
+	t.Helper()
+	boot, root = t.TempDir(), t.TempDir()
+	w := func(p, s string) {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w(filepath.Join(boot, "config.txt"), "arm_64bit=1\n")
+	w(filepath.Join(boot, "cmdline.txt"), "root=PARTUUID=x-02 rw rootwait\n")
+	w(filepath.Join(root, "etc/hostname"), "conpaas-rpi\n")
+	w(filepath.Join(root, "etc/conpaas/controller"), "172.16.0.1\n")
+	os.MkdirAll(filepath.Join(root, "boot/firmware"), 0o755)
+	return boot, root
+}
+
+// buildSmall assembles a full-size (sparse) SD image from small trees.
+func buildSmall(t *testing.T) (string, *plan.Image) {
+	t.Helper()
+	for _, tool := range []string{"mkfs.ext4", "mkfs.fat", "mcopy", "debugfs"} {
+		testutil.RequireTool(t, tool)
+	}
+	img := &plan.Image{Name: "rpi", Kind: plan.KindSDCard, Output: filepath.Join(t.TempDir(), "rpi.img")}
+	if err := Layout(img); err != nil {
+		t.Fatal(err)
+	}
+	boot, root := smallTrees(t)
+	if _, err := Assemble(t.Context(), img, boot, root, "test-seed", 1700000000); err != nil {
+		t.Fatal(err)
+	}
+	return img.Output, img
+}
+
+func TestAssembleDefaultLayout(t *testing.T) {
+	path, img := buildSmall(t)
+	parts := checkImage(t, path, DefaultSize)
+	for i, p := range parts {
+		if p.start != img.Partitions[i].Start || p.size != img.Partitions[i].End-img.Partitions[i].Start {
+			t.Errorf("partition %d: sfdisk says %d+%d, the plan %d-%d", i+1, p.start, p.size, img.Partitions[i].Start, img.Partitions[i].End)
+		}
+	}
+	if got := mtype(t, path, parts[0].start, "/config.txt"); got != "arm_64bit=1\n" {
+		t.Errorf("config.txt on the boot partition: %q", got)
+	}
+	if got := debugfsCat(t, path, parts[1].start, "/etc/conpaas/controller"); got != "172.16.0.1" {
+		t.Errorf("/etc/conpaas/controller in the root: %q", got)
+	}
+}
+
+func TestResize(t *testing.T) {
+	testutil.RequireTool(t, "resize2fs")
+	path, _ := buildSmall(t)
+	before := checkImage(t, path, DefaultSize)
+	sig := mbrSignature(t, path)
+
+	const card64 = 63996690432 // 2 x the 32 GB image: a "64 GB" card
+	res, err := Resize(t.Context(), path, card64, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := checkImage(t, path, card64)
+	if after[0] != before[0] || after[1].start != before[1].start {
+		t.Errorf("boot or root start moved: before %+v after %+v", before, after)
+	}
+	if after[2].size != before[2].size || after[1].start+after[1].size != after[2].start {
+		t.Errorf("swap not moved to the end with the same size, or root not grown up to it: %+v", after)
+	}
+	if after[1].size <= before[1].size+(DefaultSize-(8<<20)) {
+		t.Errorf("root grew from %d to only %d bytes", before[1].size, after[1].size)
+	}
+	if mbrSignature(t, path) != sig {
+		t.Error("the MBR disk signature (PARTUUID prefix) changed")
+	}
+	// Content kept, filesystem really grown.
+	if got := debugfsCat(t, path, after[1].start, "/etc/conpaas/controller"); got != "172.16.0.1" {
+		t.Errorf("root content after resize: %q", got)
+	}
+	if got := mtype(t, path, after[0].start, "/config.txt"); got != "arm_64bit=1\n" {
+		t.Errorf("boot content after resize: %q", got)
+	}
+	t.Logf("resize wrote %d bytes", res.Copied)
+	// No temporary files left next to the image.
+	es, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range es {
+		if strings.HasPrefix(e.Name(), ".") {
+			t.Errorf("left behind %s", e.Name())
+		}
+	}
+}
+
+func TestResizeRefuses(t *testing.T) {
+	path, _ := buildSmall(t)
+	orig, _ := os.Stat(path)
+	tests := []struct {
+		name  string
+		size  int64
+		align int64
+		want  string
+	}{
+		{"smaller", DefaultSize - 4<<20, 0, "smaller than the image (31998345216 bytes)"},
+		{"same", DefaultSize, 0, "already 31998345216 bytes"},
+		{"not sectors", DefaultSize + 100, 0, "not a multiple of 512"},
+		{"too little to grow", DefaultSize + 512, 0, "no room to grow"},
+		{"bad alignment", 2 * DefaultSize, 3 << 20, "not a power of two"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Resize(t.Context(), path, tc.size, tc.align)
+			if !errors.Is(err, ErrBadSize) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want ErrBadSize containing %q", err, tc.want)
+			}
+			st, _ := os.Stat(path)
+			if st.Size() != orig.Size() || !st.ModTime().Equal(orig.ModTime()) {
+				t.Fatal("the image changed")
+			}
+		})
+	}
+}
+
+func mbrSignature(t *testing.T, path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 4)
+	f.ReadAt(b, 440)
+	return string(b)
+}
+
+// TestRefreshSums: side files of a changed image are recomputed, absent
+// ones are not created. (On a resized 64 GB image this hashes 64 GB, so
+// it is tested on a small file.)
+func TestRefreshSums(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.img")
+	os.WriteFile(p, []byte("hello\n"), 0o644)
+	os.WriteFile(p+".md5", []byte("0123456789abcdef0123456789abcdef  x.img\n"), 0o644)
+	if err := refreshSums(t.Context(), p); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p + ".md5")
+	if !strings.HasPrefix(string(b), "b1946ac92492d2347c6235b4d2611184") {
+		t.Fatalf(".md5 = %q, want md5 of hello\\n", b)
+	}
+	if _, err := os.Stat(p + ".sha256"); err == nil {
+		t.Fatal("created a .sha256 side file that did not exist")
+	}
+}
+
+// TestAssembleReproducible: the same trees, seed and epoch give the same
+// bytes. Compared extent by extent (the holes are equal by construction of
+// equal extents; hashing 32 GB of zeros twice would take minutes).
+func TestAssembleReproducible(t *testing.T) {
+	a, _ := buildSmall(t)
+	time.Sleep(1100 * time.Millisecond) // a later clock must not show
+	b, _ := buildSmall(t)
+	fa, _ := os.Open(a)
+	defer fa.Close()
+	fb, _ := os.Open(b)
+	defer fb.Close()
+	ea, _ := sparse.DataExtents(fa)
+	eb, _ := sparse.DataExtents(fb)
+	if len(ea) != len(eb) {
+		t.Fatalf("%d data extents vs %d", len(ea), len(eb))
+	}
+	for i := range ea {
+		if ea[i] != eb[i] {
+			t.Fatalf("extent %d: %+v vs %+v", i, ea[i], eb[i])
+		}
+		x, y := make([]byte, ea[i].Len), make([]byte, eb[i].Len)
+		fa.ReadAt(x, ea[i].Off)
+		fb.ReadAt(y, eb[i].Off)
+		if !bytes.Equal(x, y) {
+			for j := range x {
+				if x[j] != y[j] {
+					t.Fatalf("builds differ at byte %d", ea[i].Off+int64(j))
+				}
+			}
+		}
+	}
+}

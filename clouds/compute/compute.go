@@ -1,0 +1,165 @@
+// Package compute starts and stops the VMs of ConPaaS managers on EC2
+// (aws-sdk-go-v2) and OpenStack (gophercloud), and answers the questions
+// `cpsdirector check` asks a cloud: are the credentials accepted, what time
+// does the endpoint think it is, does the image exist, which ports does the
+// security group open.
+package compute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Ports must be open (TCP, inbound) on every ConPaaS VM, from the seeds'
+// "Security Group" section.
+var Ports = []int{
+	443, 5555, // director, managers, agents
+	80, 8000, 8080, 9000, // web hosting
+	3306, 4444, 4567, 4568, // MySQL with Galera
+	32636, 32638, 32640, // XtreemFS
+	22, 6121, 6122, 6123, 6130, 8081, // Flink
+}
+
+// Config selects and authenticates a cloud.
+type Config struct {
+	Driver string // "ec2" or "openstack"
+	Region string
+	// EC2.
+	AccessKey, SecretKey string
+	Endpoint             string // overrides the regional endpoint (tests, compatible clouds)
+	// OpenStack (Keystone v3 password auth).
+	AuthURL, Username, Password, Project, Domain string
+	// HTTPClient is used for every call (tests pass one trusting a test CA);
+	// nil means a default client with a timeout.
+	HTTPClient *http.Client
+}
+
+// StartRequest describes one VM.
+type StartRequest struct {
+	Name          string
+	ImageID       string
+	InstanceType  string // EC2 instance type or OpenStack flavor name/id
+	SecurityGroup string
+	KeyName       string
+	UserData      []byte // raw; the drivers base64-encode it
+	Tags          map[string]string
+}
+
+// Instance is a started VM.
+type Instance struct {
+	ID      string
+	State   string
+	Address string
+}
+
+// PortRange is one inbound rule.
+type PortRange struct {
+	Protocol string // tcp, udp, icmp, or "-1"/"" for all
+	From, To int
+}
+
+// Cloud is one configured cloud.
+type Cloud interface {
+	Start(ctx context.Context, req StartRequest) (Instance, error)
+	Stop(ctx context.Context, id string) error
+	Describe(ctx context.Context, id string) (Instance, error)
+	// Probe authenticates (EC2 DescribeRegions, Keystone token) and returns
+	// the endpoint's clock from its Date header.
+	Probe(ctx context.Context) (time.Time, error)
+	// ImageExists returns ErrNotFound when the cloud does not know id.
+	ImageExists(ctx context.Context, id string) error
+	// SecurityGroupRules returns the inbound rules of the named group, or
+	// ErrNotFound.
+	SecurityGroupRules(ctx context.Context, name string) ([]PortRange, error)
+	// EnsureSecurityGroup creates the group if missing and opens ports.
+	EnsureSecurityGroup(ctx context.Context, name string, ports []int) error
+}
+
+// ErrNotFound is returned for a missing image, instance or group.
+var ErrNotFound = errors.New("not found")
+
+// ErrAuth wraps credential rejections so callers can say "fix USER/PASSWORD".
+var ErrAuth = errors.New("credentials rejected")
+
+// Open returns the Cloud for cfg without contacting it.
+func Open(cfg Config) (Cloud, error) {
+	hc := withDateRecorder(cfg.HTTPClient)
+	switch cfg.Driver {
+	case "ec2":
+		return openEC2(cfg, hc)
+	case "openstack":
+		return openOpenStack(cfg, hc)
+	}
+	return nil, fmt.Errorf("unknown cloud driver %q (ec2 or openstack)", cfg.Driver)
+}
+
+// MissingPorts returns the ports of want that no TCP rule opens, in the
+// order of want (the seeds' order groups them by service).
+func MissingPorts(rules []PortRange, want []int) []int {
+	var miss []int
+	for _, p := range want {
+		ok := false
+		for _, r := range rules {
+			if (r.Protocol == "tcp" || r.Protocol == "6" || r.Protocol == "-1" || r.Protocol == "") && r.From <= p && p <= r.To {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			miss = append(miss, p)
+		}
+	}
+	return miss
+}
+
+// dateRecorder keeps the Date header of the last response, for the clock
+// skew check (EC2 rejects requests signed more than 5 minutes off; Keystone
+// tokens expire early or late for the same reason).
+type dateRecorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (d *dateRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := d.next.RoundTrip(r)
+	if err == nil {
+		if t, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+			d.mu.Lock()
+			d.last = t
+			d.mu.Unlock()
+		}
+	}
+	return resp, err
+}
+
+func (d *dateRecorder) Last() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last
+}
+
+type recordingClient struct {
+	*http.Client
+	rec *dateRecorder
+}
+
+func withDateRecorder(hc *http.Client) recordingClient {
+	var base http.Client
+	if hc != nil {
+		base = *hc
+	} else {
+		base.Timeout = 60 * time.Second
+	}
+	next := base.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	rec := &dateRecorder{next: next}
+	base.Transport = rec
+	return recordingClient{Client: &base, rec: rec}
+}

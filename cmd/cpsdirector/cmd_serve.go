@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/api"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/certs"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/db"
+	"github.com/conpaas/cps/internal/cli"
+)
+
+func init() {
+	commands.Add(&cli.Command{Name: "serve", Summary: "run the director's HTTPS API", Run: runServe})
+}
+
+func runServe(ctx context.Context, args []string) error {
+	fs := cli.NewFlagSet("cpsdirector", "serve", "[--config FILE] [--listen ADDR]")
+	cfgPath := configFlag(fs)
+	listen := fs.String("listen", "", "address to listen on (default: LISTEN, or DIRECTOR_URL's port on all interfaces)")
+	noCheck := fs.Bool("no-cloud-check", false, "do not authenticate against the clouds at start-up")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return cli.Usagef("serve takes no arguments")
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	choices, _, err := resolveImages(cfg)
+	if err != nil {
+		return err
+	}
+	clouds, err := openClouds(cfg)
+	if err != nil {
+		return err
+	}
+	if !*noCheck {
+		if err := probeClouds(ctx, cfg, clouds); err != nil {
+			return err
+		}
+	}
+	ca, err := certs.Load(cfg.CertDir)
+	if err != nil {
+		return err
+	}
+	if err := certs.ServerMatches(ca.Server.Leaf, cfg.Host); err != nil {
+		return fmt.Errorf("%w: run `cpsdirector certs` to re-issue it", err)
+	}
+	d, err := db.Open(ctx, cfg.DBPath)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if _, err := os.Stat(cfg.TarballPath); err != nil {
+		log.Warn("ConPaaS.tar.gz is missing: managers will not be able to bootstrap", "path", cfg.TarballPath)
+	}
+
+	srv := &api.Server{Cfg: cfg, DB: d, CA: ca, Clouds: clouds, Choices: choices, Log: log}
+	addr := cfg.Listen
+	if *listen != "" {
+		addr = *listen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		TLSConfig:         ca.ServerTLS(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      10 * time.Minute, // ConPaaS.tar.gz over slow links
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	for _, ch := range choices {
+		log.Info("cloud image", "cloud", ch.Cloud, "image", ch.ImageID, "source", ch.Source, "version", ch.Version)
+	}
+	// Tests and scripts wait for this line.
+	fmt.Fprintf(os.Stderr, "cpsdirector: listening on https://%s for %s\n", ln.Addr(), cfg.DirectorURL)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/conpaas/cps/clouds/compute"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/config"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/imagesel"
+	"github.com/conpaas/cps/images/catalogue"
+	"github.com/conpaas/cps/internal/cli"
+)
+
+// configFlag adds --config to fs.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", config.DefaultPath, "director configuration `file`")
+}
+
+// loadConfig reads the config; errors are usage errors (exit 2) since the
+// fix is in the file, named with its line.
+func loadConfig(path string) (*config.Config, error) {
+	c, err := config.Load(path)
+	if err != nil {
+		return nil, cli.WithCode(cli.ExitUsage, err)
+	}
+	return c, nil
+}
+
+// resolveImages loads the catalogue (when a cloud refers to it) and picks
+// every cloud's image.
+func resolveImages(cfg *config.Config) (map[string]imagesel.Choice, []imagesel.Choice, error) {
+	var cat *catalogue.Catalogue
+	if imagesel.NeedsCatalogue(cfg) {
+		var err error
+		if cat, err = catalogue.Load(cfg.CataloguePath); err != nil {
+			return nil, nil, cli.WithCode(cli.ExitUsage, err)
+		}
+	}
+	list, err := imagesel.ResolveAll(cat, cfg)
+	if err != nil {
+		return nil, list, cli.WithCode(cli.ExitUsage, err)
+	}
+	m := map[string]imagesel.Choice{}
+	for _, ch := range list {
+		m[ch.Cloud] = ch
+	}
+	return m, list, nil
+}
+
+func computeConfig(cl config.Cloud) compute.Config {
+	return compute.Config{
+		Driver: cl.Driver, Region: cl.Region,
+		AccessKey: cl.User, SecretKey: cl.Password, Endpoint: cl.Endpoint,
+		AuthURL: cl.AuthURL, Username: cl.User, Password: cl.Password, Project: cl.Project, Domain: cl.Domain,
+	}
+}
+
+func openClouds(cfg *config.Config) (map[string]compute.Cloud, error) {
+	m := map[string]compute.Cloud{}
+	for _, cl := range cfg.Clouds {
+		c, err := compute.Open(computeConfig(cl))
+		if err != nil {
+			return nil, fmt.Errorf("cloud %s: %w", cl.Name, err)
+		}
+		m[cl.Name] = c
+	}
+	return m, nil
+}
+
+// probeClouds authenticates against every cloud so bad credentials stop
+// the director at start-up instead of at the first service start.
+func probeClouds(ctx context.Context, cfg *config.Config, clouds map[string]compute.Cloud) error {
+	for _, cl := range cfg.Clouds {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := clouds[cl.Name].Probe(pctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cloud %s (%s, line %d of %s): %w; fix the credentials, or start with --no-cloud-check to skip this", cl.Name, cl.Driver, cl.Line, cfg.Path, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/conpaas/cps/builders"
+	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/images/catalogue"
+	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/progress"
+)
+
+func init() {
+	commands.Add(&cli.Command{
+		Name:    "build",
+		Summary: "build the images of a template (default: the embedded conpaas.img template)",
+		Run:     runBuild,
+	})
+}
+
+func runBuild(ctx context.Context, args []string) error {
+	fs := cli.NewFlagSet("cpsimage", "build", "[-o DIR] [-only NAME] [-force] [-var NAME=VALUE]... [TEMPLATE]")
+	outDir := fs.String("o", "", "write the images into `DIR` instead of where the template says")
+	only := fs.String("only", "", "build only the image `NAME` (and what it is made from)")
+	force := fs.Bool("force", false, "replace images that already exist")
+	catPath := fs.String("catalogue", "", "record the images in this catalogue `FILE` (default: catalogue.json next to the first image)")
+	keep := fs.Bool("keep-work", false, "keep the temporary work directory (for debugging)")
+	epochFlag := fs.Int64("source-date-epoch", 0, "pin every timestamp to this Unix time for a reproducible image (default: $SOURCE_DATE_EPOCH)")
+	tf := addTemplateFlags(fs)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	p, err := tf.load(fs.Args())
+	if err != nil {
+		return err
+	}
+	epoch := *epochFlag
+	if epoch == 0 {
+		if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
+			if epoch, err = strconv.ParseInt(s, 10, 64); err != nil || epoch <= 0 {
+				return cli.Usagef("SOURCE_DATE_EPOCH=%q is not a positive Unix time", s)
+			}
+		}
+	}
+	order, err := buildOrder(p, *only)
+	if err != nil {
+		return err
+	}
+	// Refuse before any work what would be overwritten.
+	for _, img := range order {
+		out := outputPath(img, *outDir)
+		if _, err := os.Stat(out); err == nil && !*force {
+			return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s already exists; remove it or pass -force to replace it", out))
+		}
+	}
+	if *catPath == "" && len(order) > 0 {
+		*catPath = filepath.Join(filepath.Dir(outputPath(order[0], *outDir)), catalogue.DefaultPath)
+	}
+
+	opt := builders.Options{OutputDir: *outDir, SourceDateEpoch: epoch, KeepWorkDir: *keep, Built: map[string]*builders.Result{}}
+	for _, img := range order {
+		b, err := builders.Get(img.Kind)
+		if err != nil {
+			return cli.WithCode(cli.ExitUsage, err)
+		}
+		want, err := checksum.ParseAlgos(img.Checksums)
+		if err != nil {
+			return cli.WithCode(cli.ExitUsage, err)
+		}
+		// The catalogue records MD5 and SHA256 whatever side files are asked.
+		img.Checksums = union(img.Checksums, "md5", "sha256")
+		start := time.Now()
+		progress.Logf("build: image %q (%s) -> %s", img.Name, img.Kind, outputPath(img, *outDir))
+		res, err := b.Build(ctx, p, img, opt)
+		if err != nil {
+			if ctx.Err() != nil {
+				return cli.WithCode(cli.ExitCanceled, fmt.Errorf("build of %q canceled", img.Name))
+			}
+			return fmt.Errorf("build of image %q failed: %w", img.Name, err)
+		}
+		opt.Built[img.Name] = res
+		if err := checksum.WriteSideFiles(res.Path, res.Sums, want...); err != nil {
+			return err
+		}
+		if err := record(*catPath, p, img, res, epoch); err != nil {
+			return err
+		}
+		fmt.Fprintf(cli.Stdout, "%s  %s  (%s, %d bytes, %d bytes of data, built in %s)\n",
+			res.Sums.Get(checksum.MD5), res.Path, img.Kind, sizeOf(res.Path), res.DataBytes, time.Since(start).Round(time.Second))
+	}
+	return nil
+}
+
+// buildOrder is the images to build, each after the image it is made from
+// (an ova's source).
+func buildOrder(p *plan.Plan, only string) ([]*plan.Image, error) {
+	var order []*plan.Image
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(name string) error
+	visit = func(name string) error {
+		img := p.Image(name)
+		if img == nil {
+			return cli.Usagef("the template has no image %q", name)
+		}
+		switch state[name] {
+		case 1:
+			return cli.Usagef("image %q is made from itself (source cycle)", name)
+		case 2:
+			return nil
+		}
+		state[name] = 1
+		if img.Kind == plan.KindOVA && p.Image(img.Source) != nil {
+			if err := visit(img.Source); err != nil {
+				return err
+			}
+		}
+		state[name] = 2
+		order = append(order, img)
+		return nil
+	}
+	if only != "" {
+		return order, visit(only)
+	}
+	for _, img := range p.Images {
+		if err := visit(img.Name); err != nil {
+			return nil, err
+		}
+	}
+	return order, nil
+}
+
+func outputPath(img *plan.Image, outDir string) string {
+	if outDir != "" {
+		return filepath.Join(outDir, filepath.Base(img.Output))
+	}
+	return img.Output
+}
+
+func union(have []string, more ...string) []string {
+	out := append([]string(nil), have...)
+	for _, m := range more {
+		found := false
+		for _, h := range out {
+			found = found || h == m
+		}
+		if !found {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func sizeOf(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return -1
+	}
+	return st.Size()
+}
+
+// record puts the artifact in the catalogue; its file is named relative to
+// the catalogue when it lies beside or below it.
+func record(catPath string, p *plan.Plan, img *plan.Image, res *builders.Result, epoch int64) error {
+	file := res.Path
+	if abs, err := filepath.Abs(res.Path); err == nil {
+		catDir, _ := filepath.Abs(filepath.Dir(catPath))
+		if rel, err := filepath.Rel(catDir, abs); err == nil && filepath.IsLocal(rel) {
+			file = rel
+		} else {
+			file = abs
+		}
+	}
+	built := time.Now().UTC().Truncate(time.Second)
+	if epoch > 0 {
+		built = time.Unix(epoch, 0).UTC()
+	}
+	a := catalogue.Artifact{
+		Name: img.Name, Version: img.Version, Kind: img.Kind, Arch: img.Arch, File: file,
+		Size: sizeOf(res.Path), MD5: res.Sums.Get(checksum.MD5), SHA256: res.Sums.Get(checksum.SHA256),
+		InputsDigest: p.InputsDigest, Built: built,
+	}
+	err := catalogue.Update(catPath, func(c *catalogue.Catalogue) error {
+		// A rebuild replaces the entry; registrations stay only if the
+		// bytes are the same (a reproducible rebuild).
+		c.Put(a)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record %s in the catalogue %s: %w", img.Name, catPath, err)
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/conpaas/cps/images/catalogue"
+	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/internal/cli"
+)
+
+func init() {
+	commands.Add(&cli.Command{
+		Name:    "catalogue",
+		Summary: "list, show, add artifacts and record registrations in the image catalogue",
+		Run:     runCatalogue,
+	})
+}
+
+func runCatalogue(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return cli.Usagef("usage: cpsimage catalogue list|show NAME|add FILE|set-registration NAME [flags]")
+	}
+	sub, args := args[0], args[1:]
+	fs := cli.NewFlagSet("cpsimage", "catalogue "+sub, "[flags]")
+	path := fs.String("f", catalogue.DefaultPath, "the catalogue `FILE`")
+	switch sub {
+	case "list":
+		if err := cli.Parse(fs, args); err != nil {
+			return err
+		}
+		c, err := loadCatalogue(*path)
+		if err != nil {
+			return err
+		}
+		w := tabwriter.NewWriter(cli.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "NAME\tVERSION\tKIND\tARCH\tSIZE\tMD5\tREGISTERED")
+		for _, a := range c.Artifacts {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%d\n", a.Name, a.Version, a.Kind, a.Arch, a.Size, a.MD5, len(a.Registered))
+		}
+		return w.Flush()
+	case "show":
+		if err := cli.Parse(fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return cli.Usagef("catalogue show: name one artifact")
+		}
+		c, err := loadCatalogue(*path)
+		if err != nil {
+			return err
+		}
+		a := c.Find(fs.Arg(0))
+		if a == nil {
+			return cli.WithCode(cli.ExitFailure, fmt.Errorf("%s has no artifact %q", *path, fs.Arg(0)))
+		}
+		b, _ := json.MarshalIndent(a, "", "  ")
+		fmt.Fprintf(cli.Stdout, "%s\n", b)
+		return nil
+	case "add":
+		name := fs.String("name", "", "artifact name (default: the file name without extension)")
+		version := fs.String("version", "", "ConPaaS version")
+		kind := fs.String("kind", "raw", "raw, sdcard or ova")
+		arch := fs.String("arch", "amd64", "Debian architecture")
+		if err := cli.Parse(fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return cli.Usagef("catalogue add: name one file")
+		}
+		file := fs.Arg(0)
+		if *name == "" {
+			*name = trimExt(filepath.Base(file))
+		}
+		switch *kind {
+		case "raw", "sdcard", "ova":
+		default:
+			return cli.Usagef("--kind %q: use raw, sdcard or ova", *kind)
+		}
+		sums, err := hashFile(ctx, file, []checksum.Algo{checksum.MD5, checksum.SHA256})
+		if err != nil {
+			return cli.WithCode(cli.ExitUsage, err)
+		}
+		rel := file
+		if abs, err := filepath.Abs(file); err == nil {
+			catDir, _ := filepath.Abs(filepath.Dir(*path))
+			if r, err := filepath.Rel(catDir, abs); err == nil && filepath.IsLocal(r) {
+				rel = r
+			} else {
+				rel = abs
+			}
+		}
+		a := catalogue.Artifact{Name: *name, Version: *version, Kind: *kind, Arch: *arch, File: rel,
+			Size: sizeOf(file), MD5: sums.Get(checksum.MD5), SHA256: sums.Get(checksum.SHA256), Built: time.Now().UTC().Truncate(time.Second)}
+		if err := catalogue.Update(*path, func(c *catalogue.Catalogue) error { c.Put(a); return nil }); err != nil {
+			return err
+		}
+		fmt.Fprintf(cli.Stdout, "added %s %s (%s) to %s\n", a.Name, a.Version, a.MD5, *path)
+		return nil
+	case "set-registration":
+		version := fs.String("version", "", "artifact version")
+		cloud := fs.String("cloud", "", "ec2 or openstack")
+		target := fs.String("target", "", "ec2-ebs, ec2-s3 or glance")
+		region := fs.String("region", "", "EC2 region / OpenStack region")
+		cloudName := fs.String("cloud-name", "", "clouds.yaml entry or AWS profile")
+		imageID := fs.String("image-id", "", "AMI id or Glance image id")
+		snapID := fs.String("snapshot-id", "", "EBS snapshot id")
+		if err := cli.Parse(fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 || *cloud == "" || *target == "" || *imageID == "" {
+			return cli.Usagef("catalogue set-registration NAME --cloud C --target T --image-id ID [--region R]")
+		}
+		r := catalogue.Registration{Cloud: *cloud, Target: *target, Region: *region, CloudName: *cloudName,
+			ImageID: *imageID, SnapshotID: *snapID, Time: time.Now().UTC().Truncate(time.Second)}
+		err := catalogue.Update(*path, func(c *catalogue.Catalogue) error {
+			return c.SetRegistration(fs.Arg(0), *version, r)
+		})
+		if err != nil {
+			return cli.WithCode(cli.ExitFailure, err)
+		}
+		fmt.Fprintf(cli.Stdout, "%s: %s %s %s -> %s\n", fs.Arg(0), *cloud, *target, *region, *imageID)
+		return nil
+	}
+	return cli.Usagef("catalogue: unknown subcommand %q (list, show, add, set-registration)", sub)
+}
+
+func loadCatalogue(path string) (*catalogue.Catalogue, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("no catalogue at %s; build an image first or pass -f FILE", path))
+	}
+	c, err := catalogue.Load(path)
+	if err != nil {
+		return nil, cli.WithCode(cli.ExitUsage, err)
+	}
+	return c, nil
+}
+
+func trimExt(name string) string {
+	for _, ext := range []string{".img.tar.gz", ".tar.gz", ".img", ".ova", ".vmdk"} {
+		if len(name) > len(ext) && name[len(name)-len(ext):] == ext {
+			return name[:len(name)-len(ext)]
+		}
+	}
+	return name
+}

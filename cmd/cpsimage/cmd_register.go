@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/conpaas/cps/builders/plan"
+	_ "github.com/conpaas/cps/clouds/ec2"
+	"github.com/conpaas/cps/clouds/register"
+	"github.com/conpaas/cps/images/catalogue"
+	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/internal/cli"
+)
+
+func init() {
+	commands.Add(&cli.Command{
+		Name:    "register",
+		Summary: "make a built image startable in a cloud (ec2-ebs AMI, glance) and record it in the catalogue",
+		Run:     runRegister,
+	})
+}
+
+func runRegister(ctx context.Context, args []string) error {
+	fs := cli.NewFlagSet("cpsimage", "register", "[-target T -image FILE [-region R] ...] | [-only NAME] [TEMPLATE]")
+	target := fs.String("target", "", "registration target: "+strings.Join(register.Names(), ", "))
+	image := fs.String("image", "", "the image `FILE` to register (without a template)")
+	name := fs.String("name", "", "artifact name in the catalogue (default: the file name)")
+	version := fs.String("version", "", "artifact version")
+	region := fs.String("region", "", "EC2 region (default $AWS_REGION)")
+	copyTo := fs.String("copy-to", "", "comma-separated regions to copy the AMI to")
+	public := fs.Bool("public", false, "make the AMI public")
+	cloud := fs.String("cloud", "", "clouds.yaml entry (glance)")
+	only := fs.String("only", "", "run only the template's register block `NAME`")
+	cat := fs.String("catalogue", catalogue.DefaultPath, "the catalogue `FILE` to read artifacts from and record registrations in")
+	keep := fs.Bool("keep-on-error", false, "do not delete what a failed run created (for debugging)")
+	tf := addTemplateFlags(fs)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	opt := register.Options{KeepOnError: *keep}
+
+	if *image != "" {
+		if *target == "" {
+			return cli.Usagef("-image needs -target (%s)", strings.Join(register.Names(), ", "))
+		}
+		art, err := artifactFromFile(ctx, *image, *name, *version, *cat)
+		if err != nil {
+			return err
+		}
+		reg := plan.Register{Name: *target, Target: *target, Image: art.Name, Region: *region, Public: *public, Cloud: *cloud}
+		if *copyTo != "" {
+			reg.CopyTo = strings.Split(*copyTo, ",")
+		}
+		return doRegister(ctx, reg, art, opt, *cat)
+	}
+
+	p, err := tf.load(fs.Args())
+	if err != nil {
+		return err
+	}
+	if len(p.Registers) == 0 {
+		return cli.Usagef("%s has no register blocks; add one or use -target and -image", p.TemplatePath)
+	}
+	c, err := catalogue.Load(*cat)
+	if err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	ran := 0
+	for _, reg := range p.Registers {
+		if *only != "" && reg.Name != *only {
+			continue
+		}
+		if *region != "" {
+			reg.Region = *region
+		}
+		if *public {
+			reg.Public = true
+		}
+		img := p.Image(reg.Image)
+		a := c.Find(reg.Image)
+		if a == nil {
+			return cli.WithCode(cli.ExitUsage, fmt.Errorf("image %q is not in the catalogue %s; run `cpsimage build` first", reg.Image, *cat))
+		}
+		path := a.File
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(*cat), path)
+		}
+		art := register.Artifact{Path: path, Name: a.Name, Version: a.Version, Kind: a.Kind, Arch: a.Arch,
+			Sums: checksum.Sums{Size: a.Size, MD5: a.MD5, SHA256: a.SHA256}}
+		if img != nil {
+			art.Boot = img.Bootloader
+		}
+		if err := checkUnchanged(ctx, art); err != nil {
+			return err
+		}
+		if err := doRegister(ctx, reg, art, opt, *cat); err != nil {
+			return err
+		}
+		ran++
+	}
+	if ran == 0 {
+		return cli.Usagef("no register block named %q", *only)
+	}
+	return nil
+}
+
+func doRegister(ctx context.Context, reg plan.Register, art register.Artifact, opt register.Options, cat string) error {
+	regs, err := register.Run(ctx, reg, art, opt, cat)
+	if err != nil {
+		if ctx.Err() != nil {
+			return cli.WithCode(cli.ExitCanceled, fmt.Errorf("canceled; what this run created was deleted: %w", err))
+		}
+		return err
+	}
+	for _, r := range regs {
+		fmt.Fprintf(cli.Stdout, "%s %s %s: %s %s\n", art.Name, r.Target, r.Region, r.ImageID, r.SnapshotID)
+	}
+	return nil
+}
+
+// artifactFromFile describes a file given with -image, from the catalogue
+// when it is there, else by hashing it.
+func artifactFromFile(ctx context.Context, path, name, version, cat string) (register.Artifact, error) {
+	if name == "" {
+		name = trimExt(filepath.Base(path))
+	}
+	sums, err := hashFile(ctx, path, []checksum.Algo{checksum.MD5, checksum.SHA256})
+	if err != nil {
+		return register.Artifact{}, cli.WithCode(cli.ExitUsage, err)
+	}
+	art := register.Artifact{Path: path, Name: name, Version: version, Kind: plan.KindRaw, Arch: "amd64", Sums: sums,
+		Boot: plan.Bootloader{BIOS: true}}
+	if c, err := catalogue.Load(cat); err == nil {
+		if a := c.Find(name); a != nil && a.MD5 == sums.MD5 {
+			art.Version, art.Kind, art.Arch = a.Version, a.Kind, a.Arch
+		}
+	}
+	return art, nil
+}
+
+// checkUnchanged refuses to register a file whose bytes are no longer the
+// catalogue's (rebuilt or damaged since).
+func checkUnchanged(ctx context.Context, art register.Artifact) error {
+	st, err := os.Stat(art.Path)
+	if err != nil {
+		return cli.WithCode(cli.ExitUsage, fmt.Errorf("the catalogue's file for %s: %w", art.Name, err))
+	}
+	if st.Size() != art.Sums.Size {
+		return cli.WithCode(cli.ExitFailure, errors.New(art.Path+" is not the size the catalogue records; rebuild it or run cpsimage verify"))
+	}
+	sums, err := hashFile(ctx, art.Path, []checksum.Algo{checksum.MD5})
+	if err != nil {
+		return err
+	}
+	if sums.MD5 != art.Sums.MD5 {
+		return cli.WithCode(cli.ExitFailure, fmt.Errorf("%s has MD5 %s but the catalogue says %s; rebuild it or run cpsimage verify", art.Path, sums.MD5, art.Sums.MD5))
+	}
+	return nil
+}

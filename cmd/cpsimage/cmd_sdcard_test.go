@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func sparseFile(t *testing.T, dir, name string, size int64) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteAt([]byte("cps"), 0)
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestFlashAndResizeCLI(t *testing.T) {
+	dir := t.TempDir()
+	img := sparseFile(t, dir, "sd.img", 31998345216)
+	small := sparseFile(t, dir, "card16", 16_000_000_000)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"flash: card too small", []string{"flash", img, small}, 2, "needs 31998345216 bytes"},
+		{"flash: missing device", []string{"flash", img}, 2, "want IMAGE and DEVICE"},
+		{"flash: missing image", []string{"flash", filepath.Join(dir, "nope.img"), small}, 1, "no such file"},
+		{"resize: no size", []string{"sdcard", "resize", img}, 2, "--size is required"},
+		{"resize: bad unit", []string{"sdcard", "resize", img, "--size", "64XB"}, 2, "unknown unit"},
+		{"resize: smaller", []string{"sdcard", "resize", img, "--size", "16GB"}, 2, "shrinking is not supported"},
+		{"resize: not an SD image", []string{"sdcard", "resize", "--size", "64GB", img}, 1, "no readable partition table"},
+		{"sdcard: unknown subcommand", []string{"sdcard", "grow"}, 2, "unknown sdcard subcommand"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := commands.Main(t.Context(), tc.args, &stderr)
+			if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, stderr.String(), tc.code, tc.want)
+			}
+		})
+	}
+	// The refused card was not touched.
+	if st, _ := os.Stat(small); st.Size() != 16_000_000_000 {
+		t.Fatal("a refused card changed size")
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		bad  bool
+	}{
+		{"31998345216", 31998345216, false},
+		{"64GB", 64_000_000_000, false},
+		{"4MiB", 4 << 20, false},
+		{"4M", 4 << 20, false},
+		{"1.5GiB", 3 << 29, false},
+		{"-1", 0, true},
+		{"GB", 0, true},
+		{"12 parsecs", 0, true},
+	}
+	for _, tc := range tests {
+		got, err := parseSize(tc.in)
+		if (err != nil) != tc.bad || (!tc.bad && got != tc.want) {
+			t.Errorf("parseSize(%q) = %d, %v; want %d (error %v)", tc.in, got, err, tc.want, tc.bad)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/conpaas/cps/images/verify"
+	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/progress"
+)
+
+func init() {
+	commands.Add(&cli.Command{
+		Name:    "verify",
+		Summary: "check images against --md5, a checksum file, the catalogue or the published ConPaaS releases; --structure/--deep check inside",
+		Run:     runVerify,
+	})
+}
+
+func runVerify(ctx context.Context, args []string) error {
+	fs := cli.NewFlagSet("cpsimage", "verify", "[--md5 HEX | -c SUMFILE] [--catalogue FILE] [--structure] [--deep] [--json] FILE...")
+	md5 := fs.String("md5", "", "the expected MD5 (`HEX`)")
+	sumFile := fs.String("c", "", "take expected values from `SUMFILE` (md5sum/sha256sum format)")
+	cat := fs.String("catalogue", "catalogue.json", "look files up in this catalogue `FILE`")
+	structure := fs.Bool("structure", false, "also check the partition table, filesystems, boot code (OVA: descriptor and manifest)")
+	deep := fs.Bool("deep", false, "archives: stream through .tar.gz and check the image inside (implies --structure)")
+	asJSON := fs.Bool("json", false, "print a JSON report")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return cli.Usagef("name at least one file")
+	}
+	opt := verify.Options{MD5: *md5, Catalogue: *cat, Structure: *structure, Deep: *deep}
+	fromFile := map[string]*verify.Expected{}
+	if *sumFile != "" {
+		f, err := os.Open(*sumFile)
+		if err != nil {
+			return cli.WithCode(cli.ExitUsage, err)
+		}
+		entries, bad, err := verify.ParseSumFile(f)
+		f.Close()
+		if err != nil {
+			return cli.WithCode(cli.ExitUsage, err)
+		}
+		for _, b := range bad {
+			fmt.Fprintf(cli.Stderr, "cpsimage: %s: %d: improperly formatted checksum line\n", *sumFile, b.Line)
+		}
+		for _, e := range entries {
+			fromFile[filepath.Base(e.File)] = &verify.Expected{Algo: e.Algo, Hex: e.Hex, Source: fmt.Sprintf("%s line %d", *sumFile, e.Line)}
+		}
+	}
+	var reports []*verify.Report
+	worst := cli.ExitOK
+	for _, path := range fs.Args() {
+		var (
+			exp  *verify.Expected
+			kind string
+			err  error
+		)
+		if e, ok := fromFile[filepath.Base(path)]; ok {
+			exp = e
+		} else if *sumFile != "" {
+			err = fmt.Errorf("%s is not listed in %s", path, *sumFile)
+		} else {
+			exp, kind, _, err = verify.Lookup(path, opt)
+		}
+		if err != nil {
+			fmt.Fprintf(cli.Stderr, "cpsimage verify: %v\n", err)
+			worst = max(worst, cli.ExitUsage)
+			continue
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			fmt.Fprintf(cli.Stderr, "cpsimage verify: %v\n", err)
+			worst = max(worst, cli.ExitUsage)
+			continue
+		}
+		bar := progress.New(filepath.Base(path), st.Size())
+		opt.Progress = bar
+		rep, err := verify.File(ctx, path, exp, kind, opt)
+		bar.Finish()
+		if err != nil {
+			fmt.Fprintf(cli.Stderr, "cpsimage verify: %v\n", err)
+			worst = max(worst, cli.ExitUsage)
+			continue
+		}
+		reports = append(reports, rep)
+		if !rep.OK {
+			worst = max(worst, cli.ExitFailure)
+		}
+		if *asJSON {
+			continue
+		}
+		if rep.OK {
+			fmt.Fprintf(cli.Stdout, "%s: OK (%s %s, from %s)\n", path, exp.Algo, rep.Sums[string(exp.Algo)], exp.Source)
+		} else {
+			fmt.Fprintf(cli.Stdout, "%s: FAILED\n", path)
+			if rep.Mismatch != "" {
+				fmt.Fprintf(cli.Stdout, "  %s\n", rep.Mismatch)
+			}
+		}
+		for _, p := range rep.Problems {
+			fmt.Fprintf(cli.Stdout, "  %s\n", p)
+		}
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(reports, "", "  ")
+		fmt.Fprintf(cli.Stdout, "%s\n", b)
+	}
+	switch worst {
+	case cli.ExitOK:
+		return nil
+	case cli.ExitFailure:
+		return cli.WithCode(cli.ExitFailure, errors.New("verification failed"))
+	default:
+		return cli.WithCode(worst, errors.New("some files could not be verified"))
+	}
+}

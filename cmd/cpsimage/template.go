@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/conpaas/cps/builders/plan"
+	cpshcl "github.com/conpaas/cps/hcl"
+	"github.com/conpaas/cps/internal/cli"
+)
+
+// templateFlags are the flags every template-reading command takes.
+type templateFlags struct {
+	vars     map[string]string
+	varFiles []string
+}
+
+func addTemplateFlags(fs *flag.FlagSet) *templateFlags {
+	tf := &templateFlags{vars: map[string]string{}}
+	fs.Func("var", "set a template variable: -var NAME=VALUE (repeatable)", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want NAME=VALUE, got %q", s)
+		}
+		tf.vars[k] = v
+		return nil
+	})
+	fs.Func("var-file", "read template variables from an HCL file (repeatable)", func(s string) error {
+		tf.varFiles = append(tf.varFiles, s)
+		return nil
+	})
+	return tf
+}
+
+// load reads the template named by args (at most one), or the embedded
+// default. Template errors exit with code 2, like usage errors.
+func (tf *templateFlags) load(args []string) (*plan.Plan, error) {
+	opt := cpshcl.Options{Vars: tf.vars, VarFiles: tf.varFiles, Environ: os.Environ()}
+	var (
+		p   *plan.Plan
+		err error
+	)
+	switch len(args) {
+	case 0:
+		name, src := cpshcl.Default()
+		dir, _ := os.Getwd()
+		p, err = cpshcl.LoadSource(name, src, dir, opt)
+	case 1:
+		p, err = cpshcl.Load(args[0], opt)
+	default:
+		return nil, cli.Usagef("want at most one TEMPLATE, got %d", len(args))
+	}
+	if err != nil {
+		var herr *cpshcl.Error
+		if errors.As(err, &herr) || errors.Is(err, os.ErrNotExist) {
+			return nil, cli.WithCode(cli.ExitUsage, err)
+		}
+		return nil, err
+	}
+	return p, nil
+}

@@ -1,0 +1,240 @@
+// Package hcl reads cps templates (HCL, Packer-like) into a build plan.
+//
+// A template has variable, locals, image and register blocks; expressions may
+// use var.NAME, local.NAME and the HCL standard library functions (upper,
+// format, join, concat, merge, ...) plus file() and abspath() relative to the
+// template's directory. Every error is an HCL diagnostic naming
+// file:line:col with a snippet of the source.
+package hcl
+
+import (
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/conpaas/cps/builders/plan"
+)
+
+//go:embed templates/conpaas.pkr.hcl
+var defaultTemplate []byte
+
+// DefaultName is how the embedded default template is named in messages.
+const DefaultName = "<embedded>/conpaas.pkr.hcl"
+
+// Default returns the embedded default template: conpaas.img for x86_64.
+func Default() (name string, src []byte) { return DefaultName, defaultTemplate }
+
+// Options are the inputs besides the template itself.
+type Options struct {
+	// Vars are -var NAME=VALUE settings (highest precedence).
+	Vars map[string]string
+	// VarFiles are -var-file paths (HCL files of NAME = value).
+	VarFiles []string
+	// Environ is the environment; CPS_VAR_NAME sets variable NAME (lowest
+	// precedence after defaults), like Packer's PKR_VAR_.
+	Environ []string
+}
+
+// Error is a set of template diagnostics; Error() renders them like the
+// hcl tool does: "file:line,col-col: summary; detail" plus the source line.
+type Error struct {
+	Diags  hcl.Diagnostics
+	parser *hclparse.Parser
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	files := e.parser.Files()
+	for i, d := range e.Diags {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		sev := "error"
+		if d.Severity == hcl.DiagWarning {
+			sev = "warning"
+		}
+		if d.Subject == nil {
+			fmt.Fprintf(&b, "%s: %s", sev, d.Summary)
+		} else {
+			r := d.Subject
+			fmt.Fprintf(&b, "%s:%d:%d: %s: %s", r.Filename, r.Start.Line, r.Start.Column, sev, d.Summary)
+		}
+		if d.Detail != "" {
+			fmt.Fprintf(&b, "; %s", d.Detail)
+		}
+		if d.Subject != nil {
+			if f := files[d.Subject.Filename]; f != nil {
+				b.WriteString(snippet(f.Bytes, *d.Subject))
+			}
+		}
+	}
+	return b.String()
+}
+
+// snippet is the source line of r with a caret line under the range, as
+// compilers print them.
+func snippet(src []byte, r hcl.Range) string {
+	lines := strings.Split(string(src), "\n")
+	if r.Start.Line < 1 || r.Start.Line > len(lines) {
+		return ""
+	}
+	line := strings.TrimRight(lines[r.Start.Line-1], "\r")
+	width := 1
+	if r.End.Line == r.Start.Line && r.End.Column > r.Start.Column {
+		width = r.End.Column - r.Start.Column
+	}
+	pad := strings.Map(func(c rune) rune {
+		if c == '\t' {
+			return '\t'
+		}
+		return ' '
+	}, line[:min(len(line), max(r.Start.Column-1, 0))])
+	return fmt.Sprintf("\n%5d | %s\n      | %s%s", r.Start.Line, line, pad, strings.Repeat("^", width))
+}
+
+// Load reads the template at path.
+func Load(path string, opt Options) (*plan.Plan, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read template: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	return LoadSource(path, src, filepath.Dir(abs), opt)
+}
+
+// LoadSource reads a template from memory; dir is where relative paths in
+// it resolve (the current directory for the embedded default).
+func LoadSource(name string, src []byte, dir string, opt Options) (*plan.Plan, error) {
+	l := &loader{parser: hclparse.NewParser(), dir: dir, opt: opt}
+	p, diags := l.load(name, src)
+	if diags.HasErrors() {
+		return nil, &Error{Diags: diags, parser: l.parser}
+	}
+	return p, nil
+}
+
+type loader struct {
+	parser *hclparse.Parser
+	dir    string
+	opt    Options
+	// files read by file() and by provisioners, for the inputs digest
+	inputs map[string][]byte
+}
+
+func (l *loader) load(name string, src []byte) (*plan.Plan, hcl.Diagnostics) {
+	f, diags := l.parser.ParseHCL(src, name)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	content, d := f.Body.Content(topSchema)
+	diags = append(diags, d...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	l.inputs = map[string][]byte{}
+	vars, d := l.variables(content.Blocks.OfType("variable"))
+	diags = append(diags, d...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	ctx, d := l.evalContext(vars, content.Blocks.OfType("locals"))
+	diags = append(diags, d...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	p := &plan.Plan{TemplatePath: name, Dir: l.dir}
+	seen := map[string]*hcl.Block{}
+	for _, b := range content.Blocks.OfType("image") {
+		if prev, ok := seen[b.Labels[0]]; ok {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate image",
+				Detail: fmt.Sprintf("An image named %q is already defined at %s.", b.Labels[0], prev.DefRange), Subject: b.LabelRanges[0].Ptr()})
+			continue
+		}
+		seen[b.Labels[0]] = b
+		img, d := l.image(b, ctx)
+		diags = append(diags, d...)
+		if img != nil {
+			p.Images = append(p.Images, *img)
+		}
+	}
+	for _, b := range content.Blocks.OfType("register") {
+		r, d := l.register(b, ctx, seen)
+		diags = append(diags, d...)
+		if r != nil {
+			p.Registers = append(p.Registers, *r)
+		}
+	}
+	if len(p.Images) == 0 && !diags.HasErrors() {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "No image block",
+			Detail: "A template needs at least one image \"NAME\" { kind = \"raw\" ... } block.", Subject: f.Body.MissingItemRange().Ptr()})
+	}
+	diags = append(diags, l.checkSources(p, seen)...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	p.InputsDigest = l.digest(src, vars)
+	return p, diags
+}
+
+// checkSources verifies that an ova's source names an image or a file.
+func (l *loader) checkSources(p *plan.Plan, blocks map[string]*hcl.Block) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, img := range p.Images {
+		if img.Kind != plan.KindOVA || img.Source == "" || p.Image(img.Source) != nil {
+			continue
+		}
+		if _, err := os.Stat(img.Source); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown source",
+				Detail:  fmt.Sprintf("source %q is neither an image block of this template nor an existing file.", img.Source),
+				Subject: attrRange(blocks[img.Name].Body, "source")})
+		}
+	}
+	return diags
+}
+
+// digest is the inputs digest: the template, the resolved variables and
+// every file the template reads.
+func (l *loader) digest(src []byte, vars map[string]cty.Value) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "template %d\n", len(src))
+	h.Write(src)
+	keys := make([]string, 0, len(vars))
+	for k := range vars {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(h, "var %q=%s\n", k, render(vars[k]))
+	}
+	files := make([]string, 0, len(l.inputs))
+	for k := range l.inputs {
+		files = append(files, k)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		s := sha256.Sum256(l.inputs[f])
+		fmt.Fprintf(h, "file %q %x\n", f, s)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+var topSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "locals"},
+		{Type: "image", LabelNames: []string{"name"}},
+		{Type: "register", LabelNames: []string{"name"}},
+	},
+}

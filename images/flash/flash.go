@@ -1,0 +1,406 @@
+// Package flash writes a sparse disk image to a block device (an SD card)
+// or a file the way bmaptool does: only the image's mapped (data) ranges
+// are written, the holes are skipped (or discarded on request), and the
+// written ranges are read back and compared by checksum after fsync.
+//
+// Before writing anything it refuses a target that is too small, mounted,
+// used as swap, or on the disk holding the root filesystem.
+package flash
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/conpaas/cps/images/sparse"
+	"github.com/conpaas/cps/internal/atomicfile"
+	"github.com/conpaas/cps/internal/progress"
+)
+
+// chunk is the I/O size: big enough to stream at device speed, small
+// enough that two in flight cost little memory.
+const chunk = 8 << 20
+
+// Options tune a flash.
+type Options struct {
+	// Discard deallocates the image's holes on the target (BLKDISCARD on a
+	// block device, hole punching on a file) so they read as zeros (on
+	// most cards) instead of keeping old content.
+	Discard bool
+	// NoVerify skips reading the written ranges back.
+	NoVerify bool
+	// Host is where the safety checks look (zero value: this machine).
+	Host Host
+}
+
+// Result says what a flash did.
+type Result struct {
+	ImageSize int64
+	Capacity  int64 // of the target (for a new file: the image size)
+	Ranges    int   // mapped ranges of the image
+	DataBytes int64 // mapped bytes of the image
+	Written   int64 // bytes written to the target
+	Discarded int64 // bytes discarded or punched
+	Verified  int64 // bytes read back and compared
+}
+
+// ErrTooSmall is wrapped when the target cannot hold the image.
+var ErrTooSmall = errors.New("target too small")
+
+// ErrRefused is wrapped when the target is in use (mounted, swap, root disk).
+var ErrRefused = errors.New("target in use")
+
+// target is the opened destination.
+type target struct {
+	f        *os.File
+	atomic   *atomicfile.File // set when flashing to a new regular file
+	block    bool
+	fresh    bool // reads as zeros everywhere: zero chunks need not be written
+	capacity int64
+}
+
+// Flash writes image to dst (a block device, an existing file standing in
+// for one, or a new file) and returns what it did.
+func Flash(ctx context.Context, image, dst string, opt Options) (*Result, error) {
+	src, err := os.Open(image)
+	if err != nil {
+		return nil, fmt.Errorf("open image: %w", err)
+	}
+	defer src.Close()
+	sst, err := src.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat image: %w", err)
+	}
+	if !sst.Mode().IsRegular() {
+		return nil, fmt.Errorf("image %s is not a regular file", image)
+	}
+	size := sst.Size()
+	if size == 0 {
+		return nil, fmt.Errorf("image %s is empty", image)
+	}
+	ext, err := sparse.DataExtents(src)
+	if err != nil {
+		return nil, fmt.Errorf("map image: %w", err)
+	}
+	res := &Result{ImageSize: size, Ranges: len(ext), DataBytes: sparse.DataBytes(ext)}
+
+	t, err := openTarget(dst, src, sst, size, opt.Host)
+	if err != nil {
+		return nil, err
+	}
+	res.Capacity = t.capacity
+	ok := false
+	defer func() {
+		if t.atomic != nil {
+			if !ok {
+				t.atomic.Abort()
+			}
+			return
+		}
+		t.f.Close()
+	}()
+
+	sums, err := write(ctx, src, t, ext, res)
+	if err != nil {
+		return res, err
+	}
+	if opt.Discard && !t.fresh {
+		if err := discardHoles(ctx, t, ext, size, res); err != nil {
+			return res, err
+		}
+	}
+	progress.Logf("flash: syncing %s", dst)
+	if err := t.f.Sync(); err != nil {
+		return res, fmt.Errorf("sync %s: %w", dst, err)
+	}
+	if !opt.NoVerify {
+		if err := verify(ctx, t, ext, sums, res); err != nil {
+			return res, err
+		}
+	}
+	if t.atomic != nil {
+		if err := t.atomic.Commit(); err != nil {
+			return res, err
+		}
+	}
+	ok = true
+	return res, nil
+}
+
+// openTarget checks dst and opens it for writing. Nothing is written here.
+func openTarget(dst string, src *os.File, sst os.FileInfo, size int64, host Host) (*target, error) {
+	st, err := os.Stat(dst)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		// A new file: written under a temporary name and renamed when
+		// verified, so a failed flash leaves nothing behind.
+		af, err := atomicfile.Create(dst, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		if err := af.Truncate(size); err != nil {
+			af.Abort()
+			return nil, fmt.Errorf("size %s: %w", dst, err)
+		}
+		return &target{f: af.File, atomic: af, fresh: true, capacity: size}, nil
+	case err != nil:
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	if os.SameFile(st, sst) {
+		return nil, fmt.Errorf("refusing to write %s onto itself: %w", dst, ErrRefused)
+	}
+	if st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0 {
+		sys, ok := st.Sys().(*unix.Stat_t)
+		if !ok {
+			var u unix.Stat_t
+			if err := unix.Stat(dst, &u); err != nil {
+				return nil, fmt.Errorf("stat %s: %w", dst, err)
+			}
+			sys = &u
+		}
+		if err := host.CheckBlockDevice(dst, sys.Rdev); err != nil {
+			return nil, fmt.Errorf("%w (%w)", err, ErrRefused)
+		}
+		// O_EXCL on a block device: the kernel refuses it while mounted
+		// or held by another driver, closing the race with the checks.
+		f, err := os.OpenFile(dst, os.O_RDWR|unix.O_EXCL, 0)
+		if err != nil {
+			if errors.Is(err, unix.EBUSY) {
+				return nil, fmt.Errorf("refusing to write %s: it is busy (mounted, held by device-mapper/md, or opened exclusively): %w", dst, ErrRefused)
+			}
+			return nil, fmt.Errorf("open %s: %w", dst, err)
+		}
+		c, err := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("size of %s: %w", dst, err)
+		}
+		t := &target{f: f, block: true, capacity: int64(c)}
+		if err := t.fits(dst, size); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return t, nil
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is neither a block device nor a regular file; give the SD card's device, e.g. /dev/sdX (see lsblk)", dst)
+	}
+	// An existing regular file stands in for a device: its size is the
+	// capacity and its old content outside the image's data stays, as on
+	// a card. An empty one is simply sized to the image.
+	f, err := os.OpenFile(dst, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dst, err)
+	}
+	if st.Size() == 0 {
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("size %s: %w", dst, err)
+		}
+		return &target{f: f, fresh: true, capacity: size}, nil
+	}
+	t := &target{f: f, capacity: st.Size()}
+	if err := t.fits(dst, size); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *target) fits(dst string, size int64) error {
+	if t.capacity < size {
+		return fmt.Errorf("%s holds %d bytes but the image needs %d bytes; use a card of at least %d bytes (%.1f GB): %w",
+			dst, t.capacity, size, size, float64(size)/1e9, ErrTooSmall)
+	}
+	return nil
+}
+
+// buf is a chunk in flight from the reader to the writer.
+type buf struct {
+	b   []byte
+	off int64
+	ext int // index of the extent it belongs to
+}
+
+// write copies the image's extents to the target with the read (and
+// checksum) of the next chunk overlapping the write of the current one. It
+// returns one SHA-256 per extent, of the bytes as read from the image.
+func write(ctx context.Context, src *os.File, t *target, ext []sparse.Extent, res *Result) ([][]byte, error) {
+	bar := progress.New("flash", res.DataBytes)
+	defer bar.Finish()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	free := make(chan []byte, 3)
+	for i := 0; i < cap(free); i++ {
+		free <- make([]byte, chunk)
+	}
+	full := make(chan buf, cap(free))
+	sums := make([][]byte, len(ext))
+	rerr := make(chan error, 1)
+	go func() {
+		defer close(full)
+		var h hash.Hash
+		for i, e := range ext {
+			h = sha256.New()
+			for off := e.Off; off < e.End(); {
+				var b []byte
+				select {
+				case b = <-free:
+				case <-ctx.Done():
+					rerr <- ctx.Err()
+					return
+				}
+				n := min(int64(chunk), e.End()-off)
+				if _, err := src.ReadAt(b[:n], off); err != nil && !(errors.Is(err, io.EOF)) {
+					rerr <- fmt.Errorf("read image at %d: %w", off, err)
+					return
+				}
+				h.Write(b[:n])
+				full <- buf{b: b[:n], off: off, ext: i}
+				off += n
+			}
+			sums[i] = h.Sum(nil)
+		}
+		rerr <- nil
+	}()
+	var werr error
+	for c := range full {
+		if werr == nil {
+			if t.fresh && sparse.IsZero(c.b) {
+				// The new target reads as zeros already; keep it sparse.
+			} else if _, err := t.f.WriteAt(c.b, c.off); err != nil {
+				werr = fmt.Errorf("write %s at %d: %w", t.f.Name(), c.off, err)
+				cancel()
+			} else {
+				res.Written += int64(len(c.b))
+			}
+			bar.Add64(int64(len(c.b)))
+		}
+		free <- c.b[:cap(c.b)]
+	}
+	if err := <-rerr; err != nil && werr == nil {
+		werr = err
+	}
+	return sums, werr
+}
+
+// discardHoles deallocates the parts of the image's span that are holes.
+func discardHoles(ctx context.Context, t *target, ext []sparse.Extent, size int64, res *Result) error {
+	var pos int64
+	gaps := []sparse.Extent{}
+	for _, e := range ext {
+		if e.Off > pos {
+			gaps = append(gaps, sparse.Extent{Off: pos, Len: e.Off - pos})
+		}
+		pos = e.End()
+	}
+	if pos < size {
+		gaps = append(gaps, sparse.Extent{Off: pos, Len: size - pos})
+	}
+	for _, g := range gaps {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if t.block {
+			// BLKDISCARD wants 512-byte units; SEEK_HOLE boundaries are
+			// filesystem blocks, so only the last gap may need trimming.
+			off, end := (g.Off+511)/512*512, g.End()/512*512
+			if end <= off {
+				continue
+			}
+			r := [2]uint64{uint64(off), uint64(end - off)}
+			if _, _, e := unix.Syscall(unix.SYS_IOCTL, t.f.Fd(), unix.BLKDISCARD, uintptr(unsafe.Pointer(&r[0]))); e != 0 {
+				if e == unix.EOPNOTSUPP {
+					progress.Logf("flash: %s does not support discard; holes keep their old content", t.f.Name())
+					return nil
+				}
+				return fmt.Errorf("discard %s at %d+%d: %w", t.f.Name(), off, end-off, e)
+			}
+			res.Discarded += end - off
+			continue
+		}
+		if err := sparse.Punch(t.f, g.Off, g.Len); err != nil {
+			return err
+		}
+		res.Discarded += g.Len
+	}
+	return nil
+}
+
+// verify drops the target's cached pages, so the comparison sees what
+// reached the device rather than what is still in memory, then reads every
+// written range back and compares its SHA-256. Reading the next chunk
+// overlaps hashing the current one.
+func verify(ctx context.Context, t *target, ext []sparse.Extent, sums [][]byte, res *Result) error {
+	_ = unix.Fadvise(int(t.f.Fd()), 0, 0, unix.FADV_DONTNEED) // best effort
+	bar := progress.New("verify", res.DataBytes)
+	defer bar.Finish()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free := make(chan []byte, 3)
+	for i := 0; i < cap(free); i++ {
+		free <- make([]byte, chunk)
+	}
+	full := make(chan buf, cap(free))
+	rerr := make(chan error, 1)
+	go func() {
+		defer close(full)
+		for i, e := range ext {
+			for off := e.Off; off < e.End(); {
+				var b []byte
+				select {
+				case b = <-free:
+				case <-ctx.Done():
+					rerr <- ctx.Err()
+					return
+				}
+				n := min(int64(chunk), e.End()-off)
+				if _, err := t.f.ReadAt(b[:n], off); err != nil && !errors.Is(err, io.EOF) {
+					rerr <- fmt.Errorf("read back %s at %d: %w", t.f.Name(), off, err)
+					return
+				}
+				full <- buf{b: b[:n], off: off, ext: i}
+				off += n
+			}
+		}
+		rerr <- nil
+	}()
+	var verr error
+	h, cur := sha256.New(), 0
+	check := func(i int) {
+		if got := h.Sum(nil); verr == nil && !bytes.Equal(got, sums[i]) {
+			e := ext[i]
+			verr = fmt.Errorf("verify %s: bytes %d-%d read back differ from the image (sha256 %x, want %x); the card may be faulty or fake-capacity", t.f.Name(), e.Off, e.End(), got, sums[i])
+			cancel()
+		}
+		h.Reset()
+	}
+	seen := false
+	for c := range full {
+		if c.ext != cur {
+			check(cur)
+			cur = c.ext
+		}
+		seen = true
+		h.Write(c.b)
+		bar.Add64(int64(len(c.b)))
+		res.Verified += int64(len(c.b))
+		free <- c.b[:cap(c.b)]
+	}
+	if err := <-rerr; err != nil && verr == nil {
+		verr = err
+	}
+	if verr == nil && seen {
+		check(cur)
+	}
+	return verr
+}

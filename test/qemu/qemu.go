@@ -1,0 +1,170 @@
+// Package qemu boots a disk image in qemu-system-x86_64 under software
+// emulation (TCG: no KVM needed, as on CI) and watches its serial console for
+// a marker, so tests can prove that an image built by the code under test
+// really boots.
+package qemu
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options of one boot.
+type Options struct {
+	Image     string         // raw disk image; booted with snapshot=on, never modified
+	Format    string         // "raw" (default), "vmdk", "qcow2"
+	UEFI      bool           // boot with OVMF instead of SeaBIOS
+	MemoryMiB int            // default 1024
+	Marker    *regexp.Regexp // the line that means "booted"
+	Timeout   time.Duration  // default 10 minutes
+	// Console, when set, receives the serial console as it comes (e.g. a
+	// test's log writer).
+	Console io.Writer
+	// Accel is "tcg" (default) or "kvm".
+	Accel string
+	// Drives are more raw disks (a config drive, a data disk), attached
+	// after Image with snapshot=on.
+	Drives []string
+}
+
+// OVMF firmware from Debian's ovmf package.
+const ovmfCode = "/usr/share/OVMF/OVMF_CODE.fd"
+
+// Result is what the console showed.
+type Result struct {
+	Line    string        // the line that matched
+	Console string        // everything up to it
+	Elapsed time.Duration // from start to the marker
+}
+
+// Boot starts the VM and returns when the marker appears (the VM is then
+// stopped), the timeout passes, the VM exits, or ctx ends. On failure the
+// error carries the end of the console output.
+func Boot(ctx context.Context, o Options) (*Result, error) {
+	if o.Marker == nil {
+		return nil, errors.New("qemu: no marker to wait for")
+	}
+	if o.MemoryMiB == 0 {
+		o.MemoryMiB = 1024
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 10 * time.Minute
+	}
+	if o.Format == "" {
+		o.Format = "raw"
+	}
+	if o.Accel == "" {
+		o.Accel = "tcg"
+	}
+	if _, err := os.Stat(o.Image); err != nil {
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+
+	args := []string{
+		"-machine", "q35,accel=" + o.Accel, "-m", fmt.Sprint(o.MemoryMiB), "-smp", "1",
+		"-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none",
+		"-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", o.Image, o.Format),
+		"-nic", "user,model=virtio-net-pci",
+	}
+	for _, d := range o.Drives {
+		if _, err := os.Stat(d); err != nil {
+			return nil, fmt.Errorf("qemu: %w", err)
+		}
+		args = append(args, "-drive", fmt.Sprintf("file=%s,format=raw,if=virtio,snapshot=on", d))
+	}
+	if o.Accel == "tcg" {
+		args = append(args, "-cpu", "max")
+	}
+	if o.UEFI {
+		if _, err := os.Stat(ovmfCode); err != nil {
+			return nil, fmt.Errorf("qemu: UEFI boot needs %s (apt-get install ovmf)", ovmfCode)
+		}
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode)
+	}
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return nil, fmt.Errorf("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+		}
+		return nil, fmt.Errorf("qemu: %w", err)
+	}
+
+	var (
+		mu      sync.Mutex
+		console strings.Builder
+		found   = make(chan string, 1)
+	)
+	go func() {
+		r := bufio.NewReader(stdout)
+		for {
+			line, err := r.ReadString('\n')
+			if line != "" {
+				mu.Lock()
+				console.WriteString(line)
+				mu.Unlock()
+				if o.Console != nil {
+					o.Console.Write([]byte(line))
+				}
+				if o.Marker.MatchString(line) {
+					select {
+					case found <- strings.TrimRight(line, "\r\n"):
+					default:
+					}
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	tailOf := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return tail(console.String(), 40)
+	}
+	select {
+	case line := <-found:
+		el := time.Since(start)
+		cancel()
+		<-exited
+		mu.Lock()
+		defer mu.Unlock()
+		return &Result{Line: line, Console: console.String(), Elapsed: el}, nil
+	case err := <-exited:
+		return nil, fmt.Errorf("qemu exited before %q appeared (%v): %s\nconsole:\n%s", o.Marker, err, strings.TrimSpace(stderr.String()), tailOf())
+	case <-ctx.Done():
+		<-exited
+		return nil, fmt.Errorf("no %q on the serial console within %s: the image did not boot\nconsole:\n%s", o.Marker, o.Timeout, tailOf())
+	}
+}
+
+func tail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
