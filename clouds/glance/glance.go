@@ -10,7 +10,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -258,7 +257,10 @@ func upload(ctx context.Context, sc *gophercloud.ServiceClient, id string, f *os
 		}
 	}
 	m := checksum.NewMulti(checksum.MD5, checksum.SHA512)
-	err = imagedata.Upload(ctx, sc, id, io.TeeReader(r, m)).ExtractErr()
+	body, wait := hashedStream(r, m)
+	err = imagedata.Upload(ctx, sc, id, body).ExtractErr()
+	body.Close() // stops the producer if the transport gave up early
+	wait()       // the hashers must be idle before Sum
 	bar.Finish()
 	sums := m.Sum()
 	if err != nil {

@@ -1,0 +1,59 @@
+package glance
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/clouds/register"
+)
+
+func TestProperties(t *testing.T) {
+	cases := []struct {
+		name string
+		reg  plan.Register
+		art  register.Artifact
+		want map[string]string
+		fmt  string
+		img  string
+	}{
+		{"raw-amd64-bios", plan.Register{}, register.Artifact{Path: "a.img", Name: "conpaas", Version: "2.1.0", Arch: "amd64", Boot: plan.Bootloader{BIOS: true, UEFI: true}},
+			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0"}, "raw", "conpaas-2.1.0"},
+		{"uefi-arm64-override", plan.Register{Properties: map[string]string{"os_distro": "ubuntu", "name": "x"}},
+			register.Artifact{Path: "a.qcow2", Name: "c", Arch: "arm64", Boot: plan.Bootloader{UEFI: true}},
+			map[string]string{"architecture": "aarch64", "os_distro": "ubuntu", "os_type": "linux", "hw_firmware_type": "uefi", "name": "x"}, "qcow2", "x"},
+		{"explicit-format", plan.Register{DiskFormat: "vmdk"}, register.Artifact{Path: "a.img", Name: "c", Arch: "armhf"},
+			map[string]string{"architecture": "armv7l", "os_distro": "debian", "os_type": "linux"}, "vmdk", "c"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Properties(c.reg, c.art)
+			if len(got) != len(c.want) {
+				t.Errorf("properties %v, want %v", got, c.want)
+			}
+			for k, v := range c.want {
+				if got[k] != v {
+					t.Errorf("%s = %q, want %q", k, got[k], v)
+				}
+			}
+			if f := diskFormat(c.reg, c.art); f != c.fmt {
+				t.Errorf("disk format %q, want %q", f, c.fmt)
+			}
+			if n := ImageName(c.reg, c.art); n != c.img {
+				t.Errorf("name %q, want %q", n, c.img)
+			}
+		})
+	}
+}
+
+// Without any credentials the error says what to set.
+func TestMissingCredentials(t *testing.T) {
+	for _, k := range []string{EnvEndpoint, "OS_CLOUD", "OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME", "OS_TOKEN"} {
+		t.Setenv(k, "")
+	}
+	_, _, err := (&Target{}).Client(context.Background(), plan.Register{})
+	if err == nil || !strings.Contains(err.Error(), "OS_AUTH_URL") {
+		t.Fatalf("error %v, want one naming OS_AUTH_URL", err)
+	}
+}
