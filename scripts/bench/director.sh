@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CPS_BENCH_SECONDS=${CPS_BENCH_SECONDS:-30} CPS_BENCH_CLIENTS=${CPS_BENCH_CLIENTS:-50} \
-  go test -count=1 -run '^TestLoadList$' ./cmd/cpsdirector/ | grep -E "director load|ok|FAIL"
+  go test -v -count=1 -run '^TestLoadList$' ./cmd/cpsdirector/ | grep -E "director load|ok|FAIL"
