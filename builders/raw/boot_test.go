@@ -2,7 +2,6 @@ package raw
 
 import (
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,7 +103,7 @@ func TestBuildAndBoot(t *testing.T) {
 	if !strings.Contains(string(fstab), "UUID=") || !strings.Contains(string(fstab), "\t/\text4") {
 		t.Errorf("fstab does not mount / by UUID:\n%s", fstab)
 	}
-	espDev := extract(t, res.Path, parts[1].Start, parts[1].End-parts[1].Start)
+	espDev := testutil.Extract(t, res.Path, parts[1].Start, parts[1].End-parts[1].Start)
 	if out, err := exec.Command("fsck.vfat", "-n", espDev).CombinedOutput(); err != nil {
 		t.Errorf("fsck.vfat -n: %v\n%s", err, out)
 	}
@@ -161,24 +160,3 @@ func lastLines(s string, n int) string {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-// extract copies a byte range of an image into its own file, for tools that
-// take no offset (fsck.vfat).
-func extract(t *testing.T, path string, off, n int64) string {
-	t.Helper()
-	src, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	p := filepath.Join(t.TempDir(), "part.img")
-	dst, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	if _, err := io.Copy(dst, io.NewSectionReader(src, off, n)); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}

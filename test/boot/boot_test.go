@@ -7,7 +7,6 @@ package boot
 
 import (
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -119,7 +118,7 @@ func TestBuildAndBootMinimal(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^UUID=[0-9a-f-]{36}\s+/\s+ext4`).Match(fstab) || !regexp.MustCompile(`(?m)^UUID=[0-9A-F]{4}-[0-9A-F]{4}\s+/boot/efi\s+vfat`).Match(fstab) {
 		t.Errorf("fstab does not mount by UUID:\n%s", fstab)
 	}
-	esp := extract(t, img, parts[1].Start, parts[1].End-parts[1].Start)
+	esp := testutil.Extract(t, img, parts[1].Start, parts[1].End-parts[1].Start)
 	if out, err := exec.Command("fsck.vfat", "-n", esp).CombinedOutput(); err != nil {
 		t.Errorf("fsck.vfat -n on the ESP: %v\n%s", err, out)
 	}
@@ -142,23 +141,4 @@ func TestBuildAndBootMinimal(t *testing.T) {
 			}
 		})
 	}
-}
-
-func extract(t *testing.T, path string, off, n int64) string {
-	t.Helper()
-	src, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	p := filepath.Join(t.TempDir(), "part.img")
-	dst, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	if _, err := io.Copy(dst, io.NewSectionReader(src, off, n)); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
