@@ -52,6 +52,20 @@ type Image struct {
 	Tags                                                                  map[string]string
 }
 
+// Instance is a running (or terminated) EC2 instance.
+type Instance struct {
+	ID, Region, ImageID, Type, KeyName, State string
+	SecurityGroups                            []string
+	UserData                                  []byte
+	Tags                                      map[string]string
+}
+
+// SecurityGroup is an EC2-Classic/default-VPC security group by name.
+type SecurityGroup struct {
+	Name, Region string
+	TCPPorts     map[int]bool
+}
+
 // Fake is the server.
 type Fake struct {
 	URL       string
@@ -61,7 +75,9 @@ type Fake struct {
 	mu        sync.Mutex
 	Snapshots map[string]*Snapshot
 	Images    map[string]*Image
-	Requests  map[string]int // by operation
+	Instances map[string]*Instance
+	Groups    map[string]*SecurityGroup // by region + "/" + name
+	Requests  map[string]int            // by operation
 	// FailPut makes every PutSnapshotBlock from the Nth on (1-based) fail
 	// with a non-retryable error; Throttle makes every Kth request answer
 	// 429 ThrottlingException (EBS) or 503 RequestLimitExceeded (EC2).
@@ -75,7 +91,8 @@ type Fake struct {
 
 // Start runs a fake on 127.0.0.1.
 func Start() *Fake {
-	f := &Fake{AccessKey: "AKIDCPSFAKE", Secret: "cps-fake-secret", Snapshots: map[string]*Snapshot{}, Images: map[string]*Image{}, Requests: map[string]int{}}
+	f := &Fake{AccessKey: "AKIDCPSFAKE", Secret: "cps-fake-secret", Snapshots: map[string]*Snapshot{}, Images: map[string]*Image{},
+		Instances: map[string]*Instance{}, Groups: map[string]*SecurityGroup{}, Requests: map[string]int{}}
 	f.srv = httptest.NewServer(f)
 	f.URL = f.srv.URL
 	return f
@@ -475,9 +492,145 @@ func (f *Fake) serveEC2(w http.ResponseWriter, r *http.Request, body []byte, reg
 		}
 		delete(f.Snapshots, id)
 		reply("<return>true</return>")
+	case "RunInstances":
+		img := f.Images[q.Get("ImageId")]
+		switch {
+		case img == nil || img.Region != region:
+			xmlError(w, &apiError{400, "InvalidAMIID.NotFound", "The image id '[" + q.Get("ImageId") + "]' does not exist"})
+			return
+		case q.Get("MinCount") != "1" || q.Get("MaxCount") != "1":
+			xmlError(w, &apiError{400, "InvalidParameterValue", "this fake starts one instance at a time"})
+			return
+		case q.Get("InstanceType") == "":
+			xmlError(w, &apiError{400, "MissingParameter", "InstanceType"})
+			return
+		}
+		in := &Instance{ID: f.id("i"), Region: region, ImageID: img.ID, Type: q.Get("InstanceType"), KeyName: q.Get("KeyName"), State: "pending", Tags: map[string]string{}}
+		for i := 1; q.Get(fmt.Sprintf("SecurityGroup.%d", i)) != ""; i++ {
+			g := q.Get(fmt.Sprintf("SecurityGroup.%d", i))
+			if f.Groups[region+"/"+g] == nil {
+				xmlError(w, &apiError{400, "InvalidGroup.NotFound", "The security group '" + g + "' does not exist"})
+				return
+			}
+			in.SecurityGroups = append(in.SecurityGroups, g)
+		}
+		if ud := q.Get("UserData"); ud != "" {
+			b, err := base64.StdEncoding.DecodeString(ud)
+			if err != nil {
+				xmlError(w, &apiError{400, "InvalidParameterValue", "Invalid BASE64 encoding of user data"})
+				return
+			}
+			in.UserData = b
+		}
+		for j := 1; q.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Key", j)) != ""; j++ {
+			in.Tags[q.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Key", j))] = q.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Value", j))
+		}
+		f.Instances[in.ID] = in
+		reply("<reservationId>r-cps</reservationId><ownerId>123456789012</ownerId><instancesSet>" + instanceXML(in) + "</instancesSet>")
+	case "DescribeInstances":
+		var b strings.Builder
+		b.WriteString("<reservationSet>")
+		for i := 1; q.Get(fmt.Sprintf("InstanceId.%d", i)) != ""; i++ {
+			in := f.Instances[q.Get(fmt.Sprintf("InstanceId.%d", i))]
+			if in == nil || in.Region != region {
+				xmlError(w, &apiError{400, "InvalidInstanceID.NotFound", "The instance ID '" + q.Get(fmt.Sprintf("InstanceId.%d", i)) + "' does not exist"})
+				return
+			}
+			if in.State == "pending" {
+				in.State = "running" // it boots between two calls
+			}
+			b.WriteString("<item><reservationId>r-cps</reservationId><instancesSet>" + instanceXML(in) + "</instancesSet></item>")
+		}
+		b.WriteString("</reservationSet>")
+		reply(b.String())
+	case "TerminateInstances":
+		in := f.Instances[q.Get("InstanceId.1")]
+		if in == nil || in.Region != region {
+			xmlError(w, &apiError{400, "InvalidInstanceID.NotFound", "The instance ID '" + q.Get("InstanceId.1") + "' does not exist"})
+			return
+		}
+		in.State = "terminated"
+		reply("<instancesSet><item><instanceId>" + in.ID + "</instanceId><currentState><code>48</code><name>terminated</name></currentState></item></instancesSet>")
+	case "DescribeRegions":
+		var b strings.Builder
+		b.WriteString("<regionInfo>")
+		for _, r := range Regions {
+			fmt.Fprintf(&b, "<item><regionName>%s</regionName><regionEndpoint>ec2.%s.amazonaws.com</regionEndpoint></item>", r, r)
+		}
+		b.WriteString("</regionInfo>")
+		reply(b.String())
+	case "CreateSecurityGroup":
+		name := q.Get("GroupName")
+		if f.Groups[region+"/"+name] != nil {
+			xmlError(w, &apiError{400, "InvalidGroup.Duplicate", "The security group '" + name + "' already exists"})
+			return
+		}
+		f.Groups[region+"/"+name] = &SecurityGroup{Name: name, Region: region, TCPPorts: map[int]bool{}}
+		reply("<return>true</return><groupId>sg-" + name + "</groupId>")
+	case "AuthorizeSecurityGroupIngress":
+		g := f.Groups[region+"/"+q.Get("GroupName")]
+		if g == nil {
+			xmlError(w, &apiError{400, "InvalidGroup.NotFound", "The security group '" + q.Get("GroupName") + "' does not exist"})
+			return
+		}
+		for i := 1; q.Get(fmt.Sprintf("IpPermissions.%d.IpProtocol", i)) != ""; i++ {
+			from, _ := strconv.Atoi(q.Get(fmt.Sprintf("IpPermissions.%d.FromPort", i)))
+			to, _ := strconv.Atoi(q.Get(fmt.Sprintf("IpPermissions.%d.ToPort", i)))
+			for p := from; p <= to; p++ {
+				g.TCPPorts[p] = true
+			}
+		}
+		reply("<return>true</return>")
+	case "DescribeSecurityGroups":
+		var b strings.Builder
+		b.WriteString("<securityGroupInfo>")
+		for i := 1; q.Get(fmt.Sprintf("GroupName.%d", i)) != ""; i++ {
+			g := f.Groups[region+"/"+q.Get(fmt.Sprintf("GroupName.%d", i))]
+			if g == nil {
+				xmlError(w, &apiError{400, "InvalidGroup.NotFound", "The security group '" + q.Get(fmt.Sprintf("GroupName.%d", i)) + "' does not exist in default VPC"})
+				return
+			}
+			fmt.Fprintf(&b, "<item><groupName>%s</groupName><groupId>sg-%s</groupId><ipPermissions>", g.Name, g.Name)
+			ports := make([]int, 0, len(g.TCPPorts))
+			for p := range g.TCPPorts {
+				ports = append(ports, p)
+			}
+			sort.Ints(ports)
+			for _, p := range ports {
+				fmt.Fprintf(&b, "<item><ipProtocol>tcp</ipProtocol><fromPort>%d</fromPort><toPort>%d</toPort><ipRanges><item><cidrIp>0.0.0.0/0</cidrIp></item></ipRanges></item>", p, p)
+			}
+			b.WriteString("</ipPermissions></item>")
+		}
+		b.WriteString("</securityGroupInfo>")
+		reply(b.String())
 	default:
 		xmlError(w, &apiError{400, "InvalidAction", "The action " + action + " is not valid for this web service."})
 	}
+}
+
+func instanceXML(in *Instance) string {
+	code := map[string]int{"pending": 0, "running": 16, "terminated": 48}[in.State]
+	return fmt.Sprintf("<item><instanceId>%s</instanceId><imageId>%s</imageId><instanceState><code>%d</code><name>%s</name></instanceState><instanceType>%s</instanceType><keyName>%s</keyName><privateIpAddress>10.0.0.%d</privateIpAddress></item>",
+		in.ID, in.ImageID, code, in.State, xmlEsc(in.Type), xmlEsc(in.KeyName), len(in.ID)%250+2)
+}
+
+// AddImage registers an available AMI (as if made earlier) for tests of
+// what consumes images.
+func (f *Fake) AddImage(region, id, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Images[id] = &Image{ID: id, Region: region, Name: name, State: "available", Arch: "x86_64", RootDevice: "/dev/xvda", Virt: "hvm", Tags: map[string]string{}}
+}
+
+// AddSecurityGroup creates a group with some TCP ports open.
+func (f *Fake) AddSecurityGroup(region, name string, ports ...int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g := &SecurityGroup{Name: name, Region: region, TCPPorts: map[int]bool{}}
+	for _, p := range ports {
+		g.TCPPorts[p] = true
+	}
+	f.Groups[region+"/"+name] = g
 }
 
 // Mu is the lock guarding the fake's state, for tests that poll it.
