@@ -83,6 +83,9 @@ type Fake struct {
 	// 429 ThrottlingException (EBS) or 503 RequestLimitExceeded (EC2).
 	FailPut  int
 	Throttle int
+	// Latency is added to every EBS block request, as a WAN round trip to
+	// AWS would (loopback has none, which hides what parallelism buys).
+	Latency time.Duration
 	n        int
 	puts     int
 	srv      *httptest.Server
@@ -209,6 +212,9 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if service == "ebs" {
+		if f.Latency > 0 && r.Method == "PUT" {
+			time.Sleep(f.Latency)
+		}
 		f.serveEBS(w, r, body, region)
 		return
 	}
