@@ -86,10 +86,10 @@ type Fake struct {
 	// Latency is added to every EBS block request, as a WAN round trip to
 	// AWS would (loopback has none, which hides what parallelism buys).
 	Latency time.Duration
-	n        int
-	puts     int
-	srv      *httptest.Server
-	seq      int
+	n       int
+	puts    int
+	srv     *httptest.Server
+	seq     int
 }
 
 // Start runs a fake on 127.0.0.1.
