@@ -24,7 +24,8 @@ deps:
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-image: deps build
+image: build
+	@scripts/deps.sh base raw
 	$(BIN)/cpsimage build -force -o .
 
 test: deps build

@@ -21,8 +21,13 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo=sudo
 fi
 
+# Set-up steps: all of them for a full install; with named lists, only
+# the steps of those lists (s3.sh builds a server only the tests need).
 for s in *.sh; do
   [ -e "$s" ] || continue
+  if [ $# -gt 0 ]; then
+    case " ${lists[*]} " in *" ${s%.sh} "*|*" ${s%.sh}.list "*) ;; *) continue ;; esac
+  fi
   $sudo bash "$s"
 done
 
