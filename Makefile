@@ -24,9 +24,11 @@ deps:
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
+# Reproducible by default: every timestamp in the image is the last commit's
+# time, so two `make image` runs of the same tree give the same MD5.
 image: build
 	@scripts/deps.sh base raw
-	$(BIN)/cpsimage build -force -o .
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)} $(BIN)/cpsimage build -force -o .
 
 test: deps build
 	$(GO) vet ./...
