@@ -610,9 +610,24 @@ func (f *Fake) serveEC2(w http.ResponseWriter, r *http.Request, body []byte, reg
 		b.WriteString("</securityGroupInfo>")
 		reply(b.String())
 	default:
-		xmlError(w, &apiError{400, "InvalidAction", "The action " + action + " is not valid for this web service."})
+		h := actions[action]
+		if h == nil {
+			xmlError(w, &apiError{400, "InvalidAction", "The action " + action + " is not valid for this web service."})
+			return
+		}
+		inner, aerr := h(f, q, region)
+		if aerr != nil {
+			xmlError(w, aerr)
+			return
+		}
+		reply(inner)
 	}
 }
+
+// actions are EC2 Query actions defined in the fake's other files (one file
+// per area: volumes, S3-backed images, ...). A handler runs with f.mu held
+// and returns the inner XML of the <ActionResponse> element or an error.
+var actions = map[string]func(f *Fake, q url.Values, region string) (string, *apiError){}
 
 func instanceXML(in *Instance) string {
 	code := map[string]int{"pending": 0, "running": 16, "terminated": 48}[in.State]
