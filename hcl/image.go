@@ -288,7 +288,7 @@ var registerSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "target", Required: true}, {Name: "image", Required: true}, {Name: "region"}, {Name: "copy_to"},
 	{Name: "public"}, {Name: "bucket"}, {Name: "method"}, {Name: "instance"}, {Name: "architecture"},
 	{Name: "tags"}, {Name: "cloud"}, {Name: "disk_format"}, {Name: "container_format"}, {Name: "visibility"},
-	{Name: "properties"},
+	{Name: "properties"}, {Name: "account_id"}, {Name: "cert"}, {Name: "private_key"}, {Name: "ec2_cert"},
 }}
 
 func (l *loader) register(b *hcl.Block, ctx *hcl.EvalContext, images map[string]*hcl.Block) (*plan.Register, hcl.Diagnostics) {
@@ -302,7 +302,8 @@ func (l *loader) register(b *hcl.Block, ctx *hcl.EvalContext, images map[string]
 		Bucket: a.str("bucket", ""), Method: a.str("method", ""), Instance: a.str("instance", ""),
 		Architecture: a.str("architecture", ""), Tags: a.strMap("tags"), Cloud: a.str("cloud", ""),
 		DiskFormat: a.str("disk_format", ""), ContainerFormat: a.str("container_format", ""),
-		Visibility: a.str("visibility", ""), Properties: a.strMap("properties")}
+		Visibility: a.str("visibility", ""), Properties: a.strMap("properties"),
+		AccountID: a.str("account_id", ""), Cert: l.resolve(a.str("cert", "")), PrivateKey: l.resolve(a.str("private_key", "")), EC2Cert: l.resolve(a.str("ec2_cert", ""))}
 	a.oneOf("target", r.Target, plan.TargetEC2EBS, plan.TargetEC2S3, plan.TargetGlance)
 	if r.Image != "" && images[r.Image] == nil {
 		a.errorAt(c.Attributes["image"], "Unknown image", fmt.Sprintf("register %q names image %q, which no image block defines.", r.Name, r.Image))
@@ -320,7 +321,15 @@ func (l *loader) register(b *hcl.Block, ctx *hcl.EvalContext, images map[string]
 		if r.Method == "" {
 			r.Method = "direct"
 		}
-		a.oneOf("method", r.Method, "direct", "instance")
+		a.oneOf("method", r.Method, "direct", "via-instance")
+	case plan.TargetEC2S3:
+		if r.Method == "" {
+			r.Method = "bundle"
+		}
+		a.oneOf("method", r.Method, "bundle", "import")
+		if r.Bucket == "" {
+			a.diags = append(a.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Subject: b.DefRange.Ptr(), Summary: "Missing bucket", Detail: fmt.Sprintf("register %q (ec2-s3) needs bucket = \"NAME\" or \"NAME/PREFIX\" for the image's S3 objects.", r.Name)})
+		}
 	}
 	diags = append(diags, a.diags...)
 	return r, diags

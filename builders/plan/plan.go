@@ -163,6 +163,13 @@ type Register struct {
 	Instance     string            `json:"instance,omitempty"`
 	Architecture string            `json:"architecture,omitempty"`
 	Tags         map[string]string `json:"tags,omitempty"`
+	// ec2-s3 bundles (ec2-bundle-image's -u, -c, -k and --ec2cert): the
+	// AWS account id, the user's X.509 certificate and RSA private key (PEM
+	// files) and EC2's certificate that the bundle key is also encrypted for.
+	AccountID  string `json:"account_id,omitempty"`
+	Cert       string `json:"cert,omitempty"`
+	PrivateKey string `json:"private_key,omitempty"`
+	EC2Cert    string `json:"ec2_cert,omitempty"`
 
 	// OpenStack
 	Cloud           string            `json:"cloud,omitempty"` // clouds.yaml entry

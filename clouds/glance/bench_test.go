@@ -17,6 +17,7 @@ import (
 
 	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/register"
+	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/progress"
 	"github.com/conpaas/cps/test/glanceserver"
 )
@@ -58,7 +59,7 @@ func TestBenchGlance(t *testing.T) {
 	sc, _, _ := tg.Client(ctx, plan.Register{})
 	_ = images.Delete(ctx, sc, regs[0].ImageID).ExtractErr()
 	rf, _ := os.Open(p)
-	r, _ := NewSparseReader(ctx, rf)
+	r, _ := sparse.NewReader(ctx, rf)
 	buf2 := make([]byte, 1<<20)
 	for {
 		if _, err := r.Read(buf2); err != nil {

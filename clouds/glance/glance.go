@@ -26,6 +26,7 @@ import (
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/progress"
 )
 
@@ -244,7 +245,7 @@ func Upload(ctx context.Context, sc *gophercloud.ServiceClient, id string, f *os
 }
 
 func upload(ctx context.Context, sc *gophercloud.ServiceClient, id string, f *os.File, label string, hook func(int64)) (checksum.Sums, error) {
-	r, err := NewSparseReader(ctx, f)
+	r, err := sparse.NewReader(ctx, f)
 	if err != nil {
 		return checksum.Sums{}, err
 	}

@@ -53,10 +53,12 @@ type Registration struct {
 	// Region is the EC2 region, or the OpenStack region if any.
 	Region string `json:"region,omitempty"`
 	// CloudName is the clouds.yaml entry (OpenStack) or the account/profile (EC2).
-	CloudName  string    `json:"cloud_name,omitempty"`
-	ImageID    string    `json:"image_id"`
-	SnapshotID string    `json:"snapshot_id,omitempty"`
-	Time       time.Time `json:"time"`
+	CloudName  string `json:"cloud_name,omitempty"`
+	ImageID    string `json:"image_id"`
+	SnapshotID string `json:"snapshot_id,omitempty"`
+	// Location is where an S3-backed AMI's bundle manifest is (bucket/key).
+	Location string    `json:"location,omitempty"`
+	Time     time.Time `json:"time"`
 }
 
 // Find returns the artifact named name (newest version first), or nil.

@@ -21,7 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/conpaas/cps/clouds/glance"
+	"github.com/conpaas/cps/images/sparse"
 )
 
 func client(endpoint, ak, sk string) *s3.Client {
@@ -67,7 +67,7 @@ func TestMultipartSparse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := glance.NewSparseReader(ctx, f)
+	r, err := sparse.NewReader(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}

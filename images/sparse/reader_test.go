@@ -1,4 +1,4 @@
-package glance
+package sparse
 
 import (
 	"bytes"
@@ -10,10 +10,10 @@ import (
 	"testing"
 )
 
-// TestSparseReader checks that the stream equals the file byte for byte for
+// TestReader checks that the stream equals the file byte for byte for
 // layouts with leading, inner and trailing holes, and that only data extents
 // are read from disk.
-func TestSparseReader(t *testing.T) {
+func TestReader(t *testing.T) {
 	const mib = 1 << 20
 	cases := []struct {
 		name string
@@ -48,7 +48,7 @@ func TestSparseReader(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			r, err := NewSparseReader(context.Background(), f)
+			r, err := NewReader(context.Background(), f)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +73,7 @@ func TestSparseReader(t *testing.T) {
 	}
 }
 
-func TestSparseReaderCancel(t *testing.T) {
+func TestReaderCancel(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "img")
 	if err := os.WriteFile(p, make([]byte, 4<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -84,7 +84,7 @@ func TestSparseReaderCancel(t *testing.T) {
 	}
 	defer f.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := NewSparseReader(ctx, f)
+	r, err := NewReader(ctx, f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,25 +1,20 @@
-package glance
+package sparse
 
 import (
 	"context"
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/conpaas/cps/images/sparse"
 )
 
-// zeros is shared, read-only source of hole bytes.
-var zeros = make([]byte, 1<<20)
-
-// SparseReader streams a file from the start to its size. Holes (as reported
+// Reader streams a file from the start to its size. Holes (as reported
 // by SEEK_DATA/SEEK_HOLE) are produced as zeros without touching the disk, so
 // a 2 GiB image with 300 MB of data reads only 300 MB. It stops with the
 // context's error once ctx is done, which aborts an HTTP upload mid-stream.
-type SparseReader struct {
+type Reader struct {
 	ctx  context.Context
 	f    *os.File
-	ext  []sparse.Extent
+	ext  []Extent
 	size int64
 	off  int64
 	read int64 // bytes read from disk (for reports/benchmarks)
@@ -27,26 +22,26 @@ type SparseReader struct {
 	OnRead func(n int64)
 }
 
-// NewSparseReader maps f's data extents once; f must not change meanwhile.
-func NewSparseReader(ctx context.Context, f *os.File) (*SparseReader, error) {
+// NewReader maps f's data extents once; f must not change meanwhile.
+func NewReader(ctx context.Context, f *os.File) (*Reader, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
-	ext, err := sparse.DataExtents(f)
+	ext, err := DataExtents(f)
 	if err != nil {
 		return nil, err
 	}
-	return &SparseReader{ctx: ctx, f: f, ext: ext, size: st.Size()}, nil
+	return &Reader{ctx: ctx, f: f, ext: ext, size: st.Size()}, nil
 }
 
 // Size is the logical size of the stream.
-func (r *SparseReader) Size() int64 { return r.size }
+func (r *Reader) Size() int64 { return r.size }
 
 // DiskBytes is how many bytes were read from the file so far (data extents only).
-func (r *SparseReader) DiskBytes() int64 { return r.read }
+func (r *Reader) DiskBytes() int64 { return r.read }
 
-func (r *SparseReader) Read(p []byte) (int, error) {
+func (r *Reader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -84,10 +79,8 @@ func (r *SparseReader) Read(p []byte) (int, error) {
 		if int64(len(p)) > hole {
 			p = p[:hole]
 		}
-		if len(p) > len(zeros) {
-			p = p[:len(zeros)]
-		}
-		n = copy(p, zeros)
+		n = len(p)
+		clear(p) // cheaper than copying from a zero buffer
 	}
 	r.off += int64(n)
 	if r.OnRead != nil {
