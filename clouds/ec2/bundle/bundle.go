@@ -1,0 +1,316 @@
+// Package bundle writes and reads EC2 image bundles, the format of the old
+// ec2-ami-tools (ec2-bundle-image / ec2-unbundle) that S3-backed
+// (instance-store) AMIs are registered from:
+//
+//	tar(image) | gzip | openssl enc -aes-128-cbc -K key -iv iv | split -b 10MiB
+//
+// gives NAME.part.00, NAME.part.01, ... and NAME.manifest.xml (manifest
+// version 2007-10-10) records the SHA1 of the tar stream, the image and
+// bundle sizes, each part's SHA1, and the AES key and IV encrypted with RSA
+// (PKCS#1 v1.5) for the user's certificate and for EC2's certificate, so
+// both can unbundle. The manifest is signed with the user's private key
+// (RSA-SHA1 over the <machine_configuration> and <image> elements, as the
+// tools do). Everything is streamed: the image is read once, holes are not
+// read from disk, and parts are handed out as they fill.
+package bundle
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/klauspost/pgzip"
+)
+
+// PartSize is ec2-bundle-image's part size (10 MB).
+const PartSize = 10 << 20
+
+// Keys are the certificates and key a bundle is made with.
+type Keys struct {
+	UserCert *x509.Certificate // the user's X.509 certificate (-c)
+	UserKey  *rsa.PrivateKey   // its private key (-k), signs the manifest
+	EC2Cert  *x509.Certificate // EC2's certificate (--ec2cert)
+}
+
+// Options describe the bundle.
+type Options struct {
+	Name    string // image file name inside the tar and prefix of the parts, e.g. conpaas.img
+	Arch    string // EC2 architecture: x86_64 | arm64 | i386
+	Account string // AWS account id (12 digits), the manifest's <user>
+	// PartSize overrides PartSize (tests).
+	PartSize int
+	// ModTime is the tar entry's modification time.
+	ModTime time.Time
+	Keys
+}
+
+// Part is one encrypted part of the bundle.
+type Part struct {
+	Index int
+	Name  string // NAME.part.NN
+	Data  []byte
+	SHA1  [sha1.Size]byte
+}
+
+// Write bundles the size bytes read from image and calls emit with each
+// part in order as it fills (emit may keep Data). It returns the signed
+// manifest; its file name is ManifestName(opt.Name).
+func Write(ctx context.Context, image io.Reader, size int64, opt Options, emit func(Part) error) ([]byte, error) {
+	if opt.UserCert == nil || opt.UserKey == nil || opt.EC2Cert == nil {
+		return nil, errors.New("a bundle needs the user's certificate and private key and EC2's certificate")
+	}
+	if opt.Name == "" || strings.ContainsAny(opt.Name, "/\\") {
+		return nil, fmt.Errorf("bundle name %q must be a plain file name", opt.Name)
+	}
+	userPub, ok := opt.UserCert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return nil, errors.New("the user certificate's key is not RSA (ec2 bundles need RSA)")
+	}
+	ec2Pub, ok := opt.EC2Cert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return nil, errors.New("EC2's certificate key is not RSA")
+	}
+	if !userPub.Equal(&opt.UserKey.PublicKey) {
+		return nil, errors.New("the private key does not belong to the user certificate")
+	}
+	partSize := opt.PartSize
+	if partSize <= 0 {
+		partSize = PartSize
+	}
+	key, iv := make([]byte, 16), make([]byte, 16)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if _, err := rand.Read(iv); err != nil {
+		return nil, err
+	}
+	block, _ := aes.NewCipher(key)
+
+	parts := &splitter{size: partSize, name: opt.Name, emit: emit}
+	enc := &cbcWriter{mode: cipher.NewCBCEncrypter(block, iv), w: parts}
+	gz, err := pgzip.NewWriterLevel(enc, pgzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	tarSum := sha1.New()
+	tw := tar.NewWriter(io.MultiWriter(gz, tarSum))
+	mtime := opt.ModTime
+	if mtime.IsZero() {
+		mtime = time.Unix(0, 0)
+	}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: opt.Name, Size: size, Mode: 0o644, ModTime: mtime.UTC().Truncate(time.Second),
+		Uname: "root", Gname: "root", Format: tar.FormatGNU}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return nil, fmt.Errorf("bundle tar header: %w", err)
+	}
+	n, err := io.Copy(tw, &ctxReader{ctx: ctx, r: image})
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", opt.Name, err)
+	}
+	if n != size {
+		return nil, fmt.Errorf("bundle %s: read %d of %d bytes (the image changed or is truncated)", opt.Name, n, size)
+	}
+	for _, c := range []io.Closer{tw, gz, enc, parts} {
+		if err := c.Close(); err != nil {
+			return nil, fmt.Errorf("bundle %s: %w", opt.Name, err)
+		}
+	}
+
+	encrypt := func(pub *rsa.PublicKey, b []byte) (string, error) {
+		// The tools encrypt the hex string of the key, not its bytes.
+		c, err := rsa.EncryptPKCS1v15(rand.Reader, pub, []byte(hex.EncodeToString(b)))
+		return hex.EncodeToString(c), err
+	}
+	m := Manifest{Arch: opt.Arch, Name: opt.Name, User: opt.Account, Digest: hex.EncodeToString(tarSum.Sum(nil)),
+		Size: size, BundledSize: enc.n}
+	for _, x := range []struct {
+		dst *string
+		pub *rsa.PublicKey
+		b   []byte
+	}{{&m.EC2Key, ec2Pub, key}, {&m.UserKey, userPub, key}, {&m.EC2IV, ec2Pub, iv}, {&m.UserIV, userPub, iv}} {
+		if *x.dst, err = encrypt(x.pub, x.b); err != nil {
+			return nil, fmt.Errorf("encrypt the bundle key: %w", err)
+		}
+	}
+	m.Parts = parts.done
+	return m.sign(opt.UserKey)
+}
+
+// ManifestName is the manifest's file name for an image name.
+func ManifestName(name string) string { return name + ".manifest.xml" }
+
+// PartName is the name of part i, as ec2-bundle-image names it.
+func PartName(name string, i int) string { return fmt.Sprintf("%s.part.%02d", name, i) }
+
+// splitter cuts the encrypted stream into parts.
+type splitter struct {
+	size int
+	name string
+	emit func(Part) error
+	buf  []byte
+	done []PartRef
+}
+
+func (s *splitter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if s.buf == nil {
+			s.buf = make([]byte, 0, s.size)
+		}
+		k := min(len(p), s.size-len(s.buf))
+		s.buf = append(s.buf, p[:k]...)
+		p = p[k:]
+		if len(s.buf) == s.size {
+			if err := s.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (s *splitter) flush() error {
+	i := len(s.done)
+	part := Part{Index: i, Name: PartName(s.name, i), Data: s.buf, SHA1: sha1.Sum(s.buf)}
+	s.buf = nil
+	s.done = append(s.done, PartRef{Name: part.Name, SHA1: hex.EncodeToString(part.SHA1[:])})
+	return s.emit(part)
+}
+
+func (s *splitter) Close() error {
+	if len(s.buf) > 0 || len(s.done) == 0 {
+		return s.flush()
+	}
+	return nil
+}
+
+// cbcWriter encrypts a stream with AES-CBC and PKCS#7 padding, as
+// `openssl enc -aes-128-cbc` does.
+type cbcWriter struct {
+	mode cipher.BlockMode
+	w    io.Writer
+	rest []byte // < one block, waiting for more
+	n    int64  // ciphertext bytes written
+}
+
+func (c *cbcWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	buf := append(c.rest, p...)
+	full := len(buf) - len(buf)%aes.BlockSize
+	if full > 0 {
+		out := make([]byte, full)
+		c.mode.CryptBlocks(out, buf[:full])
+		if _, err := c.w.Write(out); err != nil {
+			return 0, err
+		}
+		c.n += int64(full)
+	}
+	c.rest = append([]byte(nil), buf[full:]...)
+	return n, nil
+}
+
+func (c *cbcWriter) Close() error {
+	pad := aes.BlockSize - len(c.rest)
+	last := append(c.rest, bytes.Repeat([]byte{byte(pad)}, pad)...)
+	c.mode.CryptBlocks(last, last)
+	c.rest = nil
+	c.n += int64(len(last))
+	_, err := c.w.Write(last)
+	return err
+}
+
+// ctxReader stops a long read when ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// LoadKeys reads PEM files: the user's certificate and private key (PKCS#1
+// or PKCS#8 RSA) and EC2's certificate.
+func LoadKeys(certFile, keyFile, ec2CertFile string) (Keys, error) {
+	var k Keys
+	var err error
+	if k.UserCert, err = loadCert(certFile, "user certificate"); err != nil {
+		return k, err
+	}
+	if k.EC2Cert, err = loadCert(ec2CertFile, "EC2 certificate"); err != nil {
+		return k, err
+	}
+	b, err := readPEM(keyFile, "private key")
+	if err != nil {
+		return k, err
+	}
+	if k.UserKey, err = x509.ParsePKCS1PrivateKey(b.Bytes); err != nil {
+		pk, err8 := x509.ParsePKCS8PrivateKey(b.Bytes)
+		if err8 != nil {
+			return k, fmt.Errorf("private key %s is neither a PKCS#1 nor a PKCS#8 RSA key: %w", keyFile, err)
+		}
+		var ok bool
+		if k.UserKey, ok = pk.(*rsa.PrivateKey); !ok {
+			return k, fmt.Errorf("private key %s is not an RSA key (ec2 bundles need RSA)", keyFile)
+		}
+	}
+	return k, nil
+}
+
+func loadCert(file, what string) (*x509.Certificate, error) {
+	b, err := readPEM(file, what)
+	if err != nil {
+		return nil, err
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s is not an X.509 certificate: %w", what, file, err)
+	}
+	return c, nil
+}
+
+func readPEM(file, what string) (*pem.Block, error) {
+	if file == "" {
+		return nil, fmt.Errorf("no %s file given", what)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read the %s: %w", what, err)
+	}
+	b, _ := pem.Decode(raw)
+	if b == nil {
+		return nil, fmt.Errorf("%s %s is not PEM", what, filepath.Base(file))
+	}
+	return b, nil
+}
+
+// hashWriter counts and hashes.
+type hashWriter struct {
+	h hash.Hash
+	n int64
+}
+
+func (w *hashWriter) Write(p []byte) (int, error) {
+	w.h.Write(p)
+	w.n += int64(len(p))
+	return len(p), nil
+}
