@@ -132,23 +132,7 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 		return nil, err
 	}
 	progress.Logf("ec2-ebs: %s: snapshot %s complete, registering %s", reg.Region, snap, name)
-	arch := ec2types.ArchitectureValuesX8664
-	if art.Arch == "arm64" || reg.Architecture == "arm64" {
-		arch = ec2types.ArchitectureValuesArm64
-	}
-	bootMode := ec2types.BootModeValuesLegacyBios
-	if art.Boot.UEFI && !art.Boot.BIOS {
-		bootMode = ec2types.BootModeValuesUefi
-	} else if art.Boot.UEFI && art.Boot.BIOS {
-		bootMode = ec2types.BootModeValuesUefiPreferred
-	}
-	out, err := ec2c.RegisterImage(ctx, &ec2.RegisterImageInput{
-		Name: aws.String(name), Description: aws.String("ConPaaS " + art.Version + " (" + art.Name + "), md5 " + art.Sums.MD5),
-		Architecture: arch, RootDeviceName: aws.String("/dev/xvda"), VirtualizationType: aws.String("hvm"),
-		EnaSupport: aws.Bool(true), SriovNetSupport: aws.String("simple"), BootMode: bootMode,
-		BlockDeviceMappings: []ec2types.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"),
-			Ebs: &ec2types.EbsBlockDevice{SnapshotId: aws.String(snap), DeleteOnTermination: aws.Bool(true), VolumeType: ec2types.VolumeTypeGp3}}},
-	})
+	out, err := ec2c.RegisterImage(ctx, ebsImage(name, snap, reg, art))
 	if err != nil {
 		return nil, fmt.Errorf("RegisterImage in %s: %w", reg.Region, explain(err))
 	}
@@ -160,32 +144,10 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 	now := time.Now().UTC().Truncate(time.Second)
 	regs := []catalogue.Registration{{Cloud: "ec2", Target: plan.TargetEC2EBS, Region: reg.Region, ImageID: ami, SnapshotID: snap, Time: now}}
 
-	for _, dst := range reg.CopyTo {
-		if dst == reg.Region {
-			continue
-		}
-		dcfg := cfg.Copy()
-		dcfg.Region = dst
-		dc := ec2.NewFromConfig(dcfg)
-		done[dst] = &created{region: dst}
-		cp, err := dc.CopyImage(ctx, &ec2.CopyImageInput{Name: aws.String(name), SourceImageId: aws.String(ami), SourceRegion: aws.String(reg.Region)})
-		if err != nil {
-			return nil, fmt.Errorf("CopyImage to %s: %w", dst, explain(err))
-		}
-		id := aws.ToString(cp.ImageId)
-		done[dst].images = append(done[dst].images, id)
-		w := ec2.NewImageAvailableWaiter(dc, func(o *ec2.ImageAvailableWaiterOptions) {
-			o.MinDelay = 50 * time.Millisecond
-			o.MaxDelay = 15 * time.Second
-		})
-		if err := w.Wait(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}}, 2*time.Hour); err != nil {
-			return nil, fmt.Errorf("waiting for the copy %s in %s: %w", id, dst, explain(err))
-		}
-		if err := t.finish(ctx, dc, id, "", reg, art); err != nil {
-			return nil, err
-		}
-		progress.Logf("ec2-ebs: copied %s to %s as %s", ami, dst, id)
-		regs = append(regs, catalogue.Registration{Cloud: "ec2", Target: plan.TargetEC2EBS, Region: dst, ImageID: id, Time: now})
+	copies, err := t.copyTo(ctx, cfg, ami, name, reg, art, plan.TargetEC2EBS, done)
+	regs = append(regs, copies...)
+	if err != nil {
+		return nil, err
 	}
 	ok = true
 	return regs, nil
