@@ -6,6 +6,7 @@
 package glance
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -79,7 +80,7 @@ func (t *Target) Client(ctx context.Context, reg plan.Register) (*gophercloud.Se
 		ao.AllowReauth = true
 		pc, err = config.NewProviderClient(ctx, ao, config.WithTLSConfig(tlsCfg))
 	} else {
-		ao, err = openstack.AuthOptionsFromEnv()
+		ao, err = authOptionsFromEnv()
 		if err != nil {
 			return nil, "", fmt.Errorf("no OpenStack credentials: set OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME (or use clouds.yaml with a cloud name): %w", err)
 		}
@@ -95,6 +96,74 @@ func (t *Target) Client(ctx context.Context, reg plan.Register) (*gophercloud.Se
 		return nil, "", fmt.Errorf("find the image service in the Keystone catalog: %w", err)
 	}
 	return sc, eo.Region, nil
+}
+
+// authOptionsFromEnv reads the OS_* variables of an openrc file.
+// openstack.AuthOptionsFromEnv knows only OS_DOMAIN_{ID,NAME}, but
+// python-openstackclient and the openrc files Horizon hands out name the
+// user's and the project's domains apart: OS_USER_DOMAIN_{ID,NAME} and
+// OS_PROJECT_DOMAIN_{ID,NAME}. gophercloud ignores those, so such an openrc
+// failed: with OS_PROJECT_NAME it asked for OS_PROJECT_ID, with OS_PROJECT_ID
+// it sent a user name without a domain. When one of them is set (and no
+// application credential is used) the options are built here, as
+// openstackclient does; otherwise gophercloud's reading stands unchanged.
+func authOptionsFromEnv() (gophercloud.AuthOptions, error) {
+	env := os.Getenv
+	userDomID, userDomName := env("OS_USER_DOMAIN_ID"), env("OS_USER_DOMAIN_NAME")
+	projDomID, projDomName := env("OS_PROJECT_DOMAIN_ID"), env("OS_PROJECT_DOMAIN_NAME")
+	if userDomID+userDomName+projDomID+projDomName == "" ||
+		env("OS_APPLICATION_CREDENTIAL_ID")+env("OS_APPLICATION_CREDENTIAL_NAME") != "" {
+		return openstack.AuthOptionsFromEnv()
+	}
+	ao := gophercloud.AuthOptions{
+		IdentityEndpoint: env("OS_AUTH_URL"),
+		UserID:           cmp.Or(env("OS_USER_ID"), env("OS_USERID")),
+		Username:         env("OS_USERNAME"),
+		Password:         env("OS_PASSWORD"),
+		TenantID:         cmp.Or(env("OS_PROJECT_ID"), env("OS_TENANT_ID")),
+		TenantName:       cmp.Or(env("OS_PROJECT_NAME"), env("OS_TENANT_NAME")),
+	}
+	switch {
+	case ao.IdentityEndpoint == "":
+		return gophercloud.AuthOptions{}, gophercloud.ErrMissingEnvironmentVariable{EnvironmentVariable: "OS_AUTH_URL"}
+	case ao.UserID == "" && ao.Username == "":
+		return gophercloud.AuthOptions{}, gophercloud.ErrMissingAnyoneOfEnvironmentVariables{EnvironmentVariables: []string{"OS_USER_ID", "OS_USERNAME"}}
+	case ao.Password == "":
+		return gophercloud.AuthOptions{}, gophercloud.ErrMissingEnvironmentVariable{EnvironmentVariable: "OS_PASSWORD"}
+	}
+	if ao.UserID == "" { // a user id needs no domain
+		ao.DomainID, ao.DomainName = domain(userDomID, userDomName, env("OS_DOMAIN_ID"), env("OS_DOMAIN_NAME"))
+		if ao.DomainID+ao.DomainName == "" {
+			return gophercloud.AuthOptions{}, gophercloud.ErrMissingAnyoneOfEnvironmentVariables{EnvironmentVariables: []string{"OS_USER_DOMAIN_NAME", "OS_USER_DOMAIN_ID"}}
+		}
+	}
+	switch {
+	case env("OS_SYSTEM_SCOPE") == "all":
+		ao.Scope = &gophercloud.AuthScope{System: true}
+	case ao.TenantID != "":
+		ao.Scope = &gophercloud.AuthScope{ProjectID: ao.TenantID}
+	case ao.TenantName != "":
+		id, name := domain(projDomID, projDomName, env("OS_DOMAIN_ID"), env("OS_DOMAIN_NAME"))
+		if id+name == "" {
+			return gophercloud.AuthOptions{}, gophercloud.ErrMissingAnyoneOfEnvironmentVariables{EnvironmentVariables: []string{"OS_PROJECT_DOMAIN_NAME", "OS_PROJECT_DOMAIN_ID"}}
+		}
+		ao.Scope = &gophercloud.AuthScope{ProjectName: ao.TenantName, DomainID: id, DomainName: name}
+	}
+	return ao, nil
+}
+
+// domain picks one of a domain's id and name (Keystone refuses both): the
+// specific variables before the OS_DOMAIN_* fallbacks, the id before the name.
+func domain(id, name, fallbackID, fallbackName string) (string, string) {
+	switch {
+	case id != "":
+		return id, ""
+	case name != "":
+		return "", name
+	case fallbackID != "":
+		return fallbackID, ""
+	}
+	return "", fallbackName
 }
 
 // NoAuthClient talks to a Glance running with auth_strategy = noauth.
