@@ -70,6 +70,15 @@ register "glance" {
   image  = "conpaas"
   cloud  = "devstack"
 }
+register "s3" {
+  target      = "ec2-s3"
+  image       = "conpaas"
+  bucket      = "conpaas-images/2.1.0"
+  account_id  = "123456789012"
+  cert        = "keys/cert.pem"
+  private_key = "keys/pk.pem"
+  ec2_cert    = "/etc/ec2/amitools/cert-ec2.pem"
+}
 `
 
 func load(t *testing.T, src string, opt Options) (*plan.Plan, error) {
@@ -108,8 +117,11 @@ func TestLoadGood(t *testing.T) {
 	if ova.VM == nil || ova.VM.CPUs != 4 || ova.VM.MemoryMiB != 4096 || len(ova.VM.NICs) != 2 || ova.VM.NICs[1].Network != "vboxnet0" {
 		t.Errorf("ova vm = %+v", ova.VM)
 	}
-	if len(p.Registers) != 1 || p.Registers[0].DiskFormat != "raw" || p.Registers[0].ContainerFormat != "bare" {
+	if len(p.Registers) != 2 || p.Registers[0].DiskFormat != "raw" || p.Registers[0].ContainerFormat != "bare" {
 		t.Errorf("register = %+v", p.Registers)
+	}
+	if s3 := p.Registers[len(p.Registers)-1]; s3.Method != "bundle" || s3.Cert != filepath.Join(p.Dir, "keys/cert.pem") || s3.EC2Cert != "/etc/ec2/amitools/cert-ec2.pem" || s3.AccountID != "123456789012" {
+		t.Errorf("ec2-s3 register = %+v", s3)
 	}
 	if len(p.InputsDigest) != 64 {
 		t.Errorf("inputs digest %q", p.InputsDigest)
@@ -148,6 +160,8 @@ func TestBadInput(t *testing.T) {
 		{"syntax", "image \"a\" {\n  kind = \n}\n", Options{}, []string{"t.pkr.hcl:2:10:", "Invalid expression"}},
 		{"duplicate image", "image \"a\" {\n  kind = \"raw\"\n}\nimage \"a\" {\n  kind = \"raw\"\n}\n", Options{}, []string{"t.pkr.hcl:4:7:", "Duplicate image"}},
 		{"register unknown image", "image \"a\" {\n  kind = \"raw\"\n}\nregister \"r\" {\n  target = \"glance\"\n  image = \"b\"\n}\n", Options{}, []string{"t.pkr.hcl:6:11:", "no image block"}},
+		{"ec2-s3 without bucket", "image \"a\" {\n  kind = \"raw\"\n}\nregister \"r\" {\n  target = \"ec2-s3\"\n  image = \"a\"\n}\n", Options{}, []string{"t.pkr.hcl:4:1:", "Missing bucket"}},
+		{"ec2-s3 bad method", "image \"a\" {\n  kind = \"raw\"\n}\nregister \"r\" {\n  target = \"ec2-s3\"\n  image = \"a\"\n  bucket = \"b\"\n  method = \"direct\"\n}\n", Options{}, []string{"t.pkr.hcl:8:12:", `"method" is "direct"`}},
 		{"ova without source", "image \"o\" {\n  kind = \"ova\"\n}\n", Options{}, []string{"t.pkr.hcl:1:1:", "needs source"}},
 		{"missing script", "image \"a\" {\n  kind = \"raw\"\n  provisioner \"shell\" {\n    script = \"nope.sh\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:4:14:", "nope.sh"}},
 		{"no image", "variable \"m\" {\n  default = 1\n}\n", Options{}, []string{"No image block"}},

@@ -38,6 +38,12 @@ func runRegister(ctx context.Context, args []string) error {
 	only := fs.String("only", "", "run only the template's register block `NAME`")
 	cat := fs.String("catalogue", catalogue.DefaultPath, "the catalogue `FILE` to read artifacts from and record registrations in")
 	keep := fs.Bool("keep-on-error", false, "do not delete what a failed run created (for debugging)")
+	method := fs.String("method", "", "ec2-ebs: direct | via-instance; ec2-s3: bundle | import")
+	bucket := fs.String("bucket", "", "ec2-s3: S3 `BUCKET[/PREFIX]` for the bundle or the import")
+	account := fs.String("account-id", "", "ec2-s3 bundle: your AWS account id (default $AWS_ACCOUNT_ID)")
+	cert := fs.String("cert", "", "ec2-s3 bundle: your X.509 certificate `PEM` (default $EC2_CERT)")
+	key := fs.String("private-key", "", "ec2-s3 bundle: its RSA private key `PEM` (default $EC2_PRIVATE_KEY)")
+	ec2Cert := fs.String("ec2-cert", "", "ec2-s3 bundle: EC2's certificate `PEM` (cert-ec2.pem of ec2-ami-tools)")
 	tf := addTemplateFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -52,7 +58,8 @@ func runRegister(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		reg := plan.Register{Name: *target, Target: *target, Image: art.Name, Region: *region, Public: *public, Cloud: *cloud}
+		reg := plan.Register{Name: *target, Target: *target, Image: art.Name, Region: *region, Public: *public, Cloud: *cloud,
+			Method: *method, Bucket: *bucket, AccountID: *account, Cert: *cert, PrivateKey: *key, EC2Cert: *ec2Cert}
 		if *copyTo != "" {
 			reg.CopyTo = strings.Split(*copyTo, ",")
 		}
@@ -80,6 +87,15 @@ func runRegister(ctx context.Context, args []string) error {
 		}
 		if *public {
 			reg.Public = true
+		}
+		for _, o := range []struct {
+			dst *string
+			v   string
+		}{{&reg.Method, *method}, {&reg.Bucket, *bucket}, {&reg.AccountID, *account},
+			{&reg.Cert, *cert}, {&reg.PrivateKey, *key}, {&reg.EC2Cert, *ec2Cert}} {
+			if o.v != "" {
+				*o.dst = o.v
+			}
 		}
 		img := p.Image(reg.Image)
 		a := c.Find(reg.Image)

@@ -49,6 +49,7 @@ type Snapshot struct {
 type Image struct {
 	ID, Region, Name, State, Arch, RootDevice, SnapshotID, BootMode, Virt string
 	ENA, Public                                                           bool
+	Location                                                              string // instance-store AMIs: the bundle manifest
 	Tags                                                                  map[string]string
 }
 
@@ -78,6 +79,8 @@ type Fake struct {
 	Instances map[string]*Instance
 	Groups    map[string]*SecurityGroup // by region + "/" + name
 	Requests  map[string]int            // by operation
+	// S3 lets the fake read bundles and imports from S3 (s3images.go).
+	S3 S3Side
 	// FailPut makes every PutSnapshotBlock from the Nth on (1-based) fail
 	// with a non-retryable error; Throttle makes every Kth request answer
 	// 429 ThrottlingException (EBS) or 503 RequestLimitExceeded (EC2).
@@ -388,6 +391,15 @@ func (f *Fake) serveEC2(w http.ResponseWriter, r *http.Request, body []byte, reg
 	}
 	switch action {
 	case "RegisterImage":
+		if q.Get("ImageLocation") != "" {
+			inner, aerr := f.registerBundle(q, region)
+			if aerr != nil {
+				xmlError(w, aerr)
+				return
+			}
+			reply(inner)
+			return
+		}
 		snap := q.Get("BlockDeviceMapping.1.Ebs.SnapshotId")
 		s := f.Snapshots[snap]
 		switch {

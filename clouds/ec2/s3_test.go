@@ -1,0 +1,208 @@
+package ec2
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/clouds/ec2/bundle/bundletest"
+	"github.com/conpaas/cps/clouds/register"
+	"github.com/conpaas/cps/images/catalogue"
+	"github.com/conpaas/cps/test/ec2fake"
+	"github.com/conpaas/cps/test/s3server"
+)
+
+// s3env is an EC2 fake that reads a real S3 server (versitygw), plus the
+// user's and EC2's key pairs.
+type s3env struct {
+	f         *ec2fake.Fake
+	s3        *s3.Client
+	user, ec2 bundletest.Pair
+	tg        *S3
+}
+
+func newS3Env(t *testing.T) *s3env {
+	ep, ak, sk := s3server.Start(t)
+	e := &s3env{f: ec2fake.Start(), user: bundletest.NewPair(t, "user"), ec2: bundletest.NewPair(t, "ec2")}
+	t.Cleanup(e.f.Close)
+	e.f.S3 = ec2fake.S3Side{Endpoint: ep, Region: s3server.Region, AccessKey: ak, Secret: sk, EC2Key: e.ec2.Key, UserCert: e.user.Cert}
+	e.s3 = s3.New(s3.Options{Region: s3server.Region, BaseEndpoint: aws.String(ep), UsePathStyle: true, Credentials: StaticCredentials(ak, sk)})
+	e.tg = &S3{Endpoint: e.f.URL, S3Endpoint: ep, Credentials: StaticCredentials(e.f.AccessKey, e.f.Secret),
+		S3Credentials: StaticCredentials(ak, sk), Poll: 10 * time.Millisecond, PartSize: 1 << 20}
+	return e
+}
+
+func (e *s3env) reg(method, bucket string) plan.Register {
+	return plan.Register{Name: "aws-s3", Target: plan.TargetEC2S3, Region: "us-east-1", Bucket: bucket, Method: method,
+		Cert: e.user.CertFile, PrivateKey: e.user.KeyFile, EC2Cert: e.ec2.CertFile, AccountID: "1234-5678-9012"}
+}
+
+func (e *s3env) keys(t *testing.T, bucket string) []string {
+	t.Helper()
+	out, err := e.s3.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	if err != nil {
+		if strings.Contains(err.Error(), "NoSuchBucket") {
+			return nil
+		}
+		t.Fatal(err)
+	}
+	var k []string
+	for _, o := range out.Contents {
+		k = append(k, aws.ToString(o.Key))
+	}
+	sort.Strings(k)
+	return k
+}
+
+// TestRegisterS3Bundle makes an instance-store AMI from a bundle the fake
+// reads back from S3: signature, EC2's key, part digests and the image.
+func TestRegisterS3Bundle(t *testing.T) {
+	e := newS3Env(t)
+	path, art := image(t, 24<<20+512)
+	cat := filepath.Join(t.TempDir(), "catalogue.json")
+	reg := e.reg("bundle", "cps-bundles/conpaas/2.1.0")
+	reg.Public, reg.CopyTo = true, []string{"eu-west-1"}
+	register.Add(plan.TargetEC2S3, e.tg)
+	regs, err := register.Run(context.Background(), reg, art, register.Options{}, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLoc := "cps-bundles/conpaas/2.1.0/conpaas.img.manifest.xml"
+	if len(regs) != 2 || regs[0].Location != wantLoc || regs[0].Target != plan.TargetEC2S3 || regs[1].Region != "eu-west-1" {
+		t.Fatalf("registrations %+v", regs)
+	}
+	want, _ := os.ReadFile(path)
+	if got := e.f.S3.Bundles[regs[0].ImageID]; !bytes.Equal(got, want) {
+		t.Fatalf("EC2 unbundled %d bytes that differ from the %d-byte image", len(got), len(want))
+	}
+	img := e.f.Images[regs[0].ImageID]
+	if !img.Public || img.Location != wantLoc || img.Tags["conpaas:md5"] != art.Sums.MD5 || img.Arch != "x86_64" {
+		t.Errorf("AMI %+v", img)
+	}
+	keys := e.keys(t, "cps-bundles")
+	if len(keys) < 3 || keys[0] != "conpaas/2.1.0/conpaas.img.manifest.xml" || keys[1] != "conpaas/2.1.0/conpaas.img.part.00" {
+		t.Errorf("bucket holds %v, want the manifest and its parts", keys)
+	}
+	c, err := catalogue.Load(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Find("conpaas")
+	if a == nil || len(a.Registered) != 2 {
+		t.Fatalf("catalogue %+v", a)
+	}
+	for _, r := range a.Registered {
+		if r.Region == "us-east-1" && r.Location != wantLoc {
+			t.Errorf("catalogue registration %+v has no bundle location", r)
+		}
+	}
+}
+
+// TestRegisterS3Import uploads the raw image to a bucket it creates,
+// imports it as a snapshot and registers an EBS-backed AMI.
+func TestRegisterS3Import(t *testing.T) {
+	e := newS3Env(t)
+	path, art := image(t, 70<<20)
+	regs, err := e.tg.Register(context.Background(), e.reg("import", "cps-import/staging"), art, register.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(path)
+	if got := e.f.SnapshotBytes(regs[0].SnapshotID, int64(len(want))); !bytes.Equal(got, want) {
+		t.Fatal("imported snapshot differs from the image")
+	}
+	img := e.f.Images[regs[0].ImageID]
+	if img.SnapshotID != regs[0].SnapshotID || img.RootDevice != "/dev/xvda" || img.BootMode != "uefi-preferred" {
+		t.Errorf("AMI %+v", img)
+	}
+	if k := e.keys(t, "cps-import"); len(k) != 0 {
+		t.Errorf("the staging object was not deleted: %v", k)
+	}
+	if e.f.Requests["DescribeImportSnapshotTasks"] < 2 {
+		t.Errorf("the import was not waited for (%d polls)", e.f.Requests["DescribeImportSnapshotTasks"])
+	}
+}
+
+// TestRegisterS3Failures: a clear error and nothing left behind (objects,
+// a bucket the run made, AMIs), or everything kept with KeepOnError.
+func TestRegisterS3Failures(t *testing.T) {
+	e := newS3Env(t)
+	_, art := image(t, 12<<20)
+	other := bundletest.NewPair(t, "other")
+	cases := []struct {
+		name    string
+		edit    func(*plan.Register)
+		fake    func(*ec2fake.Fake)
+		keep    bool
+		want    string
+	}{
+		{name: "no certificate", edit: func(r *plan.Register) { r.Cert = "" }, want: "needs your X.509 certificate"},
+		{name: "no EC2 certificate", edit: func(r *plan.Register) { r.EC2Cert = "" }, want: "needs EC2's certificate"},
+		{name: "bad account", edit: func(r *plan.Register) { r.AccountID = "12345" }, want: "12-digit AWS account id"},
+		{name: "no bucket", edit: func(r *plan.Register) { r.Bucket = "" }, want: "needs a bucket"},
+		{name: "unknown method", edit: func(r *plan.Register) { r.Method = "upload" }, want: "method \"upload\" is unknown"},
+		{name: "bundle for another EC2 key", edit: func(r *plan.Register) { r.EC2Cert = other.CertFile }, want: "cannot decrypt the bundle key"},
+		{name: "signed by a key EC2 does not know", fake: func(f *ec2fake.Fake) { f.S3.UserCert = other.Cert }, want: "signature does not match"},
+		{name: "kept on error", fake: func(f *ec2fake.Fake) { f.S3.UserCert = other.Cert }, keep: true, want: "signature does not match"},
+		{name: "wrong secret", fake: func(f *ec2fake.Fake) { f.Secret = "other" }, want: "secret key is wrong"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			savedS3, savedSecret := e.f.S3, e.f.Secret
+			defer func() { e.f.S3, e.f.Secret = savedS3, savedSecret }()
+			if tc.fake != nil {
+				tc.fake(e.f)
+			}
+			bucket := "cps-fail-" + string(rune('a'+i))
+			reg := e.reg("bundle", bucket)
+			if tc.edit != nil {
+				tc.edit(&reg)
+			}
+			images := len(e.f.Images)
+			_, err := e.tg.Register(context.Background(), reg, art, register.Options{KeepOnError: tc.keep})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+			if n := len(e.keys(t, bucket)); (n > 0) != tc.keep {
+				t.Errorf("%d objects left in %s (keep=%v)", n, bucket, tc.keep)
+			}
+			if _, err := e.s3.HeadBucket(context.Background(), &s3.HeadBucketInput{Bucket: aws.String(bucket)}); (err == nil) != tc.keep {
+				t.Errorf("bucket %s exists: %v (keep=%v)", bucket, err == nil, tc.keep)
+			}
+			if len(e.f.Images) != images {
+				t.Errorf("an AMI was left behind")
+			}
+		})
+	}
+}
+
+// TestRegisterS3Canceled stops a bundle upload midway: the parts already
+// uploaded are deleted.
+func TestRegisterS3Canceled(t *testing.T) {
+	e := newS3Env(t)
+	_, art := image(t, 60<<20)
+	ctx, cancel := context.WithCancel(context.Background())
+	e.tg.Workers = 1
+	go func() {
+		for len(e.keys(t, "cps-cancel")) == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	_, err := e.tg.Register(ctx, e.reg("bundle", "cps-cancel"), art, register.Options{})
+	if err == nil || ctx.Err() == nil {
+		t.Fatalf("got %v, want a canceled run", err)
+	}
+	if k := e.keys(t, "cps-cancel"); len(k) != 0 {
+		t.Errorf("left behind: %v", k)
+	}
+}
