@@ -139,11 +139,11 @@ func TestRegisterS3Failures(t *testing.T) {
 	_, art := image(t, 12<<20)
 	other := bundletest.NewPair(t, "other")
 	cases := []struct {
-		name    string
-		edit    func(*plan.Register)
-		fake    func(*ec2fake.Fake)
-		keep    bool
-		want    string
+		name string
+		edit func(*plan.Register)
+		fake func(*ec2fake.Fake)
+		keep bool
+		want string
 	}{
 		{name: "no certificate", edit: func(r *plan.Register) { r.Cert = "" }, want: "needs your X.509 certificate"},
 		{name: "no EC2 certificate", edit: func(r *plan.Register) { r.EC2Cert = "" }, want: "needs EC2's certificate"},
