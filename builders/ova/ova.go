@@ -7,12 +7,14 @@ package ova
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,41 +80,37 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	diskName := base + "-disk1.vmdk"
 	ovfName := base + ".ovf"
 
-	// 1. The VMDK, in a temporary file beside the output (its size goes in
-	//    the tar header and the descriptor before its bytes).
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+base+"-vmdk-*")
-	if err != nil {
-		return nil, err
-	}
-	defer func() { tmp.Close(); os.Remove(tmp.Name()) }()
-	bar := progress.New("vmdk "+filepath.Base(srcPath), st.Size())
-	vs, err := vmdk.Write(ctx, tmp, src, vmdk.Options{AdapterType: "ide", Progress: bar})
-	bar.Finish()
-	if err != nil {
-		return nil, fmt.Errorf("image %q: convert %s to VMDK: %w", img.Name, srcPath, err)
-	}
-
-	// 2. Descriptor and manifest.
-	ovf, err := renderOVF(vm, img.Version, diskName, vs.Written, st.Size(), sparse.DataBytes(ext))
-	if err != nil {
-		return nil, err
-	}
+	// The VMDK is streamed straight into the OVA, after the descriptor and
+	// the manifest, which need its size and digest: those two entries are
+	// written with room reserved (the descriptor is padded with trailing
+	// whitespace, which XML allows after the root element; the manifest's
+	// lines have a fixed length) and filled in at the end, as is the disk's
+	// tar header. So no temporary copy of the disk is ever made.
 	newHash, algo := sha256.New, "SHA256"
 	if vm.SHA1Manifest {
 		// VirtualBox before 5.0 reads only SHA1 manifests.
 		newHash, algo = sha1.New, "SHA1"
 	}
-	ovfSum := hashBytes(newHash(), ovf)
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+	descriptor := func(vmdkBytes int64) ([]byte, error) {
+		return renderOVF(vm, img.Version, diskName, vmdkBytes, st.Size(), sparse.DataBytes(ext))
+	}
+	reserved, err := descriptor(math.MaxInt64) // the widest size
+	if err != nil {
 		return nil, err
 	}
-	h := newHash()
-	if _, err := io.Copy(h, tmp); err != nil {
-		return nil, err
+	manifest := func(ovfSum, diskSum string) string {
+		return fmt.Sprintf("%s(%s)= %s\n%s(%s)= %s\n", algo, ovfName, ovfSum, algo, diskName, diskSum)
 	}
-	mf := fmt.Sprintf("%s(%s)= %s\n%s(%s)= %x\n", algo, ovfName, ovfSum, algo, diskName, h.Sum(nil))
+	zeroSum := strings.Repeat("0", 2*newHash().Size())
+	mfLen := len(manifest(zeroSum, zeroSum))
+	// USTAR holds sizes below 8 GiB; a bigger disk (the VMDK is at most a
+	// little larger than the raw image) gets GNU's base-256 size field,
+	// which keeps the header one block long and VirtualBox reads.
+	format := tar.FormatUSTAR
+	if st.Size() > 7<<30 {
+		format = tar.FormatGNU
+	}
 
-	// 3. The tar.
 	f, err := atomicfile.Create(out, 0o644)
 	if err != nil {
 		return nil, err
@@ -122,33 +120,64 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	if opt.SourceDateEpoch > 0 {
 		mtime = time.Unix(opt.SourceDateEpoch, 0)
 	}
-	tw := tar.NewWriter(f)
-	add := func(name string, size int64, r io.Reader) error {
-		hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: mtime.UTC().Truncate(time.Second), Typeflag: tar.TypeReg, Format: tar.FormatUSTAR}
+	header := func(name string, size int64) ([]byte, error) {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: mtime.UTC().Truncate(time.Second), Typeflag: tar.TypeReg, Format: format}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("OVA %s: %w", name, err)
+			return nil, fmt.Errorf("OVA %s: %w", name, err)
 		}
-		if _, err := io.Copy(tw, r); err != nil {
-			return fmt.Errorf("OVA %s: %w", name, err)
+		tw.Flush()
+		if b.Len() != tarBlock {
+			return nil, fmt.Errorf("OVA %s: tar header is %d bytes", name, b.Len())
 		}
-		return nil
+		return b.Bytes(), nil
 	}
+	// Layout: [hdr][descriptor, padded][hdr][manifest, padded][hdr][vmdk, padded][2 zero blocks].
 	// The order the issue and VMware's ovftool use: descriptor, manifest,
 	// then the disk, so a streaming reader can check the disk as it comes.
-	if err := add(ovfName, int64(len(ovf)), strings.NewReader(string(ovf))); err != nil {
+	ovfOff := int64(tarBlock)
+	mfOff := ovfOff + roundBlock(int64(len(reserved))) + tarBlock
+	diskHdrOff := mfOff + roundBlock(int64(mfLen))
+	if _, err := f.Seek(diskHdrOff+tarBlock, io.SeekStart); err != nil {
 		return nil, err
 	}
-	if err := add(base+".mf", int64(len(mf)), strings.NewReader(mf)); err != nil {
+	diskSum := newHash()
+	bar := progress.New("vmdk "+filepath.Base(srcPath), st.Size())
+	vs, err := vmdk.Write(ctx, io.MultiWriter(f, diskSum), src, vmdk.Options{AdapterType: "ide", Progress: bar})
+	bar.Finish()
+	if err != nil {
+		return nil, fmt.Errorf("image %q: convert %s to VMDK: %w", img.Name, srcPath, err)
+	}
+	// Pad the disk entry and end the archive with two zero blocks.
+	if _, err := f.Write(make([]byte, roundBlock(vs.Written)-vs.Written+2*tarBlock)); err != nil {
 		return nil, err
 	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+
+	ovf, err := descriptor(vs.Written)
+	if err != nil {
 		return nil, err
 	}
-	if err := add(diskName, vs.Written, tmp); err != nil {
-		return nil, err
+	if pad := len(reserved) - len(ovf); pad > 0 {
+		ovf = append(append(ovf, bytes.Repeat([]byte(" "), pad-1)...), '\n')
 	}
-	if err := tw.Close(); err != nil {
-		return nil, err
+	mf := manifest(hashBytes(newHash(), ovf), fmt.Sprintf("%x", diskSum.Sum(nil)))
+	for _, e := range []struct {
+		off  int64
+		name string
+		data []byte
+	}{{0, ovfName, ovf}, {mfOff - tarBlock, base + ".mf", []byte(mf)}, {diskHdrOff, diskName, nil}} {
+		size := int64(len(e.data))
+		if e.data == nil {
+			size = vs.Written
+		}
+		h, err := header(e.name, size)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := f.WriteAt(append(h, e.data...), e.off); err != nil {
+			return nil, fmt.Errorf("OVA %s: %w", e.name, err)
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return nil, err
@@ -166,8 +195,12 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 		return nil, err
 	}
 	progress.Logf("ova: %s: %d bytes (VMDK %d bytes from %d bytes of disk data)", out, fst.Size(), vs.Written, sparse.DataBytes(ext))
-	return &builders.Result{Path: out, Sums: sums, DataBytes: fst.Size(), WrittenBytes: fst.Size() + vs.Written}, nil
+	return &builders.Result{Path: out, Sums: sums, DataBytes: fst.Size(), WrittenBytes: fst.Size()}, nil
 }
+
+const tarBlock = 512
+
+func roundBlock(n int64) int64 { return (n + tarBlock - 1) / tarBlock * tarBlock }
 
 func hashBytes(h hash.Hash, b []byte) string {
 	h.Write(b)

@@ -89,6 +89,14 @@ func TestBuildNutshellOVA(t *testing.T) {
 			t.Errorf("OVF lacks %s", want)
 		}
 	}
+	// GNU tar reads it too (the disk's header was written last, in place).
+	if out, err := exec.Command("tar", "-tf", res.Path).CombinedOutput(); err != nil || strings.Fields(string(out))[2] != names[2] {
+		t.Errorf("tar -tf: %v\n%s", err, out)
+	}
+	// The disk went straight into the OVA: nothing else was written.
+	if st, _ := os.Stat(res.Path); res.WrittenBytes != st.Size() {
+		t.Errorf("wrote %d bytes for a %d-byte OVA", res.WrittenBytes, st.Size())
+	}
 	vm := filepath.Join(ex, names[2])
 	if out, err := exec.Command("qemu-img", "check", vm).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img check: %v\n%s", err, out)
