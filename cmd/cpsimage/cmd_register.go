@@ -20,7 +20,7 @@ import (
 func init() {
 	commands.Add(&cli.Command{
 		Name:    "register",
-		Summary: "make a built image startable in a cloud (ec2-ebs AMI, glance) and record it in the catalogue",
+		Summary: "make a built image startable in a cloud (ec2-ebs or ec2-s3 AMI, glance) and record it in the catalogue",
 		Run:     runRegister,
 	})
 }

@@ -35,6 +35,10 @@ type Options struct {
 	// Drives are more raw disks (a config drive, a data disk), attached
 	// after Image with snapshot=on.
 	Drives []string
+	// CPUs is -smp (default 1).
+	CPUs int
+	// Args are appended to QEMU's command line (e.g. a second NIC).
+	Args []string
 }
 
 // OVMF firmware from Debian's ovmf package.
@@ -63,6 +67,9 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 	if o.Format == "" {
 		o.Format = "raw"
 	}
+	if o.CPUs == 0 {
+		o.CPUs = 1
+	}
 	if o.Accel == "" {
 		o.Accel = "tcg"
 	}
@@ -73,7 +80,7 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 	defer cancel()
 
 	args := []string{
-		"-machine", "q35,accel=" + o.Accel, "-m", fmt.Sprint(o.MemoryMiB), "-smp", "1",
+		"-machine", "q35,accel=" + o.Accel, "-m", fmt.Sprint(o.MemoryMiB), "-smp", fmt.Sprint(o.CPUs),
 		"-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none",
 		"-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", o.Image, o.Format),
 		"-nic", "user,model=virtio-net-pci",
@@ -93,6 +100,7 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		}
 		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode)
 	}
+	args = append(args, o.Args...)
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()

@@ -8,6 +8,26 @@ variable "mirror" {
   default = "http://deb.debian.org/debian"
 }
 
+variable "nutshell_ip" {
+  type        = string
+  default     = "192.168.56.10"
+  description = "The appliance's address on VirtualBox's host-only network (NIC2)"
+  validation {
+    condition     = can(regex("^192\\.168\\.56\\.[0-9]+$", var.nutshell_ip))
+    error_message = "The Nutshell lives on the host-only network 192.168.56.0/24."
+  }
+}
+
+variable "password" {
+  type        = string
+  default     = "conpaas"
+  description = "Password of OpenStack's admin, of every service and of the director's user test"
+}
+
+# All-in-one OpenStack on LXC plus the ConPaaS director. The OpenStack
+# packages are installed and configured by scripts/nutshell/openstack-aio.sh;
+# the databases, Keystone endpoints, the network and the director are set up
+# on first boot by scripts/nutshell/firstboot.sh (conpaas-nutshell-setup).
 image "nutshell-disk" {
   kind    = "raw"
   version = "2.1.0"
@@ -16,7 +36,7 @@ image "nutshell-disk" {
 
   distribution {
     mirror   = var.mirror
-    packages = ["openssh-server", "ca-certificates", "curl", "python3", "lxc", "ifupdown", "isc-dhcp-client"]
+    packages = ["openssh-server", "ca-certificates", "curl", "python3", "ifupdown", "isc-dhcp-client", "sudo", "debconf-utils"]
   }
 
   partition "bios" {
@@ -40,10 +60,27 @@ image "nutshell-disk" {
     cmdline = "console=tty0 console=ttyS0,115200n8 net.ifnames=0"
   }
 
+  environment = {
+    NUTSHELL_IP       = var.nutshell_ip
+    NUTSHELL_PASSWORD = var.password
+  }
+
+  provisioner "file" {
+    source      = "${path.root}/../../../bin/cpsdirector" # make build (make nutshell) puts it there
+    destination = "/usr/local/bin/cpsdirector"
+    mode        = "0755"
+  }
+  provisioner "file" {
+    source      = "${path.root}/../../../scripts/nutshell/cpsdirector.service"
+    destination = "/etc/systemd/system/cpsdirector.service"
+  }
+  provisioner "file" {
+    source      = "${path.root}/../../../scripts/nutshell/firstboot.sh"
+    destination = "/usr/local/sbin/conpaas-nutshell-setup"
+    mode        = "0755"
+  }
   provisioner "shell" {
-    inline = [
-      "printf 'auto lo\\niface lo inet loopback\\n\\nauto eth0\\niface eth0 inet dhcp\\n\\nauto eth1\\niface eth1 inet static\\n  address 192.168.56.10/24\\n' > /etc/network/interfaces",
-    ]
+    script = "${path.root}/../../../scripts/nutshell/openstack-aio.sh"
   }
 }
 

@@ -1,0 +1,240 @@
+#!/bin/sh
+# Provisioner for ConPaaS in a Nutshell (build time, inside the image's
+# chroot): installs an all-in-one OpenStack (Debian's packages: Keystone,
+# Glance, Placement, Nova with the libvirt LXC driver, Neutron linuxbridge
+# with a flat network on the host-only NIC) and writes its configuration for
+# the host-only network. Nothing is started here and no database exists
+# yet: conpaas-nutshell-setup (firstboot.sh) creates the databases, users,
+# endpoints and the network on first boot, then starts the director.
+#
+# Environment (the template's env): NUTSHELL_IP (192.168.56.10),
+# NUTSHELL_PASSWORD (the one password of every service and of admin).
+set -eu
+IP=${NUTSHELL_IP:-192.168.56.10}
+PW=${NUTSHELL_PASSWORD:-conpaas}
+case "$IP" in
+  192.168.56.*) ;;
+  *) echo "openstack-aio.sh: NUTSHELL_IP $IP is not on VirtualBox's host-only 192.168.56.0/24" >&2; exit 1 ;;
+esac
+
+# Debian's OpenStack packages ask (debconf) to create databases and
+# endpoints; there is no database at build time, so every such question is
+# answered "no" and firstboot.sh does that work.
+for p in keystone glance-common placement-common nova-common neutron-common; do
+  echo "$p $p/configure_db boolean false"
+  echo "$p $p/dbconfig-install boolean false"
+  echo "$p $p/register-endpoint boolean false"
+  echo "$p $p/configure_ksat boolean false"
+  echo "$p $p/configure_rabbit boolean false"
+done | debconf-set-selections
+echo "keystone keystone/create-admin-tenant boolean false" | debconf-set-selections
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends \
+  mariadb-server python3-pymysql rabbitmq-server memcached python3-memcache \
+  keystone python3-openstackclient \
+  glance placement-api \
+  nova-api nova-conductor nova-scheduler nova-compute-lxc \
+  neutron-server neutron-plugin-ml2 neutron-linuxbridge-agent neutron-dhcp-agent neutron-metadata-agent \
+  lxc bridge-utils
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+
+db() { echo "mysql+pymysql://$1:$PW@localhost/$1"; }
+authtoken() {
+  cat <<EOT
+[keystone_authtoken]
+www_authenticate_uri = http://$IP:5000/
+auth_url = http://$IP:5000/
+memcached_servers = localhost:11211
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = $1
+password = $PW
+EOT
+}
+
+cat > /etc/keystone/keystone.conf <<EOT
+[DEFAULT]
+log_dir = /var/log/keystone
+[database]
+connection = $(db keystone)
+[token]
+provider = fernet
+EOT
+
+cat > /etc/glance/glance-api.conf <<EOT
+[DEFAULT]
+bind_host = 0.0.0.0
+[database]
+connection = $(db glance)
+$(authtoken glance)
+[paste_deploy]
+flavor = keystone
+[glance_store]
+stores = file,http
+default_store = file
+filesystem_store_datadir = /var/lib/glance/images/
+EOT
+
+cat > /etc/placement/placement.conf <<EOT
+[placement_database]
+connection = $(db placement)
+[api]
+auth_strategy = keystone
+$(authtoken placement)
+EOT
+
+cat > /etc/nova/nova.conf <<EOT
+[DEFAULT]
+my_ip = $IP
+transport_url = rabbit://openstack:$PW@localhost
+state_path = /var/lib/nova
+log_dir = /var/log/nova
+compute_driver = libvirt.LibvirtDriver
+[api]
+auth_strategy = keystone
+[api_database]
+connection = $(db nova_api)
+[database]
+connection = $(db nova)
+$(authtoken nova)
+[service_user]
+send_service_user_token = true
+auth_url = http://$IP:5000/
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = nova
+password = $PW
+[glance]
+api_servers = http://$IP:9292
+[placement]
+region_name = RegionOne
+project_domain_name = Default
+project_name = service
+auth_type = password
+user_domain_name = Default
+auth_url = http://$IP:5000/v3
+username = placement
+password = $PW
+[neutron]
+auth_url = http://$IP:5000
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+region_name = RegionOne
+project_name = service
+username = neutron
+password = $PW
+service_metadata_proxy = true
+metadata_proxy_shared_secret = $PW
+[libvirt]
+# ConPaaS in a Nutshell runs its VMs as containers (LXC), as the guide says.
+virt_type = lxc
+[vnc]
+enabled = false
+[oslo_concurrency]
+lock_path = /var/lib/nova/tmp
+[scheduler]
+discover_hosts_in_cells_interval = 60
+EOT
+
+cat > /etc/neutron/neutron.conf <<EOT
+[DEFAULT]
+core_plugin = ml2
+service_plugins =
+transport_url = rabbit://openstack:$PW@localhost
+auth_strategy = keystone
+notify_nova_on_port_status_changes = true
+notify_nova_on_port_data_changes = true
+[database]
+connection = $(db neutron)
+$(authtoken neutron)
+[nova]
+auth_url = http://$IP:5000
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+region_name = RegionOne
+project_name = service
+username = nova
+password = $PW
+[oslo_concurrency]
+lock_path = /var/lib/neutron/tmp
+EOT
+cat > /etc/neutron/plugins/ml2/ml2_conf.ini <<EOT
+[ml2]
+type_drivers = flat
+tenant_network_types =
+mechanism_drivers = linuxbridge
+extension_drivers = port_security
+[ml2_type_flat]
+flat_networks = hostonly
+EOT
+# The instances' network is the host-only network itself (NIC2, eth1):
+# the host reaches every ConPaaS VM at 192.168.56.x.
+cat > /etc/neutron/plugins/ml2/linuxbridge_agent.ini <<EOT
+[linux_bridge]
+physical_interface_mappings = hostonly:eth1
+[vxlan]
+enable_vxlan = false
+[securitygroup]
+enable_security_group = true
+firewall_driver = neutron.agent.linux.iptables_firewall.IptablesFirewallDriver
+EOT
+cat > /etc/neutron/dhcp_agent.ini <<EOT
+[DEFAULT]
+interface_driver = linuxbridge
+dhcp_driver = neutron.agent.linux.dhcp.Dnsmasq
+enable_isolated_metadata = true
+EOT
+cat > /etc/neutron/metadata_agent.ini <<EOT
+[DEFAULT]
+nova_metadata_host = $IP
+metadata_proxy_shared_secret = $PW
+EOT
+
+# Networking of the appliance: NIC1 NAT (eth0, DHCP from VirtualBox),
+# NIC2 host-only (eth1) at $IP.
+cat > /etc/network/interfaces <<EOT
+auto lo
+iface lo inet loopback
+
+auto eth0
+iface eth0 inet dhcp
+
+auto eth1
+iface eth1 inet static
+	address $IP/24
+EOT
+echo conpaas-nutshell > /etc/hostname
+printf '127.0.0.1\tlocalhost\n%s\tconpaas-nutshell controller\n' "$IP" > /etc/hosts
+
+# The setup runs once, on first boot.
+mkdir -p /etc/conpaas-nutshell
+printf 'NUTSHELL_IP=%s\nNUTSHELL_PASSWORD=%s\n' "$IP" "$PW" > /etc/conpaas-nutshell/env
+chmod 600 /etc/conpaas-nutshell/env
+cat > /etc/systemd/system/conpaas-nutshell-setup.service <<EOT
+[Unit]
+Description=ConPaaS in a Nutshell: first-boot OpenStack and director setup
+After=network-online.target mariadb.service rabbitmq-server.service memcached.service
+Wants=network-online.target
+ConditionPathExists=!/var/lib/conpaas-nutshell/done
+
+[Service]
+Type=oneshot
+EnvironmentFile=/etc/conpaas-nutshell/env
+ExecStart=/usr/local/sbin/conpaas-nutshell-setup
+RemainAfterExit=yes
+TimeoutStartSec=1800
+
+[Install]
+WantedBy=multi-user.target
+EOT
+mkdir -p /etc/systemd/system/multi-user.target.wants
+ln -sf /etc/systemd/system/conpaas-nutshell-setup.service /etc/systemd/system/multi-user.target.wants/

@@ -1,0 +1,82 @@
+//go:build e2e
+
+package boot
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/conpaas/cps/images/verify"
+	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/test/qemu"
+)
+
+// TestNutshell builds ConPaaS in a Nutshell from its example template (an
+// all-in-one OpenStack on LXC plus the director on a raw disk, packed as an
+// OVA) and boots the disk with VirtualBox's two NICs stood in for by QEMU:
+// NIC1 NAT, NIC2 a user network on 192.168.56.0/24. First boot must finish
+// conpaas-nutshell-setup (Keystone, Glance, Placement, Nova, Neutron, the
+// hostonly network, the director) and print its readiness line.
+func TestNutshell(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, tool := range []string{"mmdebstrap", "qemu-system-x86_64", "qemu-img"} {
+		testutil.RequireTool(t, tool)
+	}
+	root := repoRoot(t)
+	bin := filepath.Join(t.TempDir(), "cpsimage")
+	for _, b := range [][]string{{"-o", bin, "./cmd/cpsimage"}, {"-o", filepath.Join(root, "bin/cpsdirector"), "./cmd/cpsdirector"}} {
+		c := exec.Command("go", append([]string{"build"}, b...)...)
+		c.Dir = root
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+	}
+	dir := t.TempDir()
+	args := []string{"build", "-o", dir}
+	if m := os.Getenv("CPS_MIRROR"); m != "" {
+		args = append(args, "-var", "mirror="+m)
+	}
+	cmd := exec.Command(bin, append(args, filepath.Join(root, "hcl/templates/examples/nutshell.pkr.hcl"))...)
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("cpsimage build (%s):\n%s", time.Since(start).Round(time.Second), tailLines(string(out), 40))
+	if err != nil {
+		t.Fatalf("cpsimage build: %v", err)
+	}
+	ova := filepath.Join(dir, "ConPaaS-Nutshell-2.1.0.ova")
+	if ps, err := verify.OVA(ova); err != nil || len(ps) != 0 {
+		t.Fatalf("verify.OVA: %v %v", ps, err)
+	}
+	accel, timeout := "tcg", 90*time.Minute
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+		f.Close()
+		accel, timeout = "kvm", 30*time.Minute
+	}
+	r, err := qemu.Boot(context.Background(), qemu.Options{Image: filepath.Join(dir, "nutshell-disk.img"), MemoryMiB: 4096, CPUs: 2,
+		Accel: accel, Timeout: timeout, Marker: regexp.MustCompile(`conpaas-nutshell: ready`),
+		Args: []string{"-nic", "user,model=virtio-net-pci,net=192.168.56.0/24,host=192.168.56.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first boot (%s) ready after %s: %s", accel, r.Elapsed.Round(time.Second), r.Line)
+	for _, w := range []string{"conpaas-nutshell: keystone", "conpaas-nutshell: network and flavors", "conpaas-nutshell: director"} {
+		if !strings.Contains(r.Console, w) {
+			t.Errorf("console lacks %q", w)
+		}
+	}
+}
+
+func tailLines(s string, n int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
