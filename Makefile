@@ -14,7 +14,7 @@ export CPS_CACHE ?= /var/cache/cps
 # Tests fail (not skip) when a tool they need is missing: deps.sh installed them.
 export CPS_REQUIRE_TOOLS := 1
 
-.PHONY: all build deps image test e2e bench fmt vet clean
+.PHONY: all build deps image nutshell test e2e bench fmt vet clean
 
 all: build
 
@@ -29,6 +29,11 @@ build:
 image: build
 	@scripts/deps.sh base raw
 	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)} $(BIN)/cpsimage build -force -o .
+
+# ConPaaS in a Nutshell: the all-in-one OpenStack + director disk and its OVA.
+nutshell: build
+	@scripts/deps.sh base raw ova
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)} $(BIN)/cpsimage build -force -o . hcl/templates/examples/nutshell.pkr.hcl
 
 test: deps build
 	$(GO) vet ./...
