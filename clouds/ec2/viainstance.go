@@ -604,7 +604,7 @@ func (t *EBS) write(ctx context.Context, r *remote, paths []string, img *os.File
 		}
 	}
 	total := sparse.DataBytes(ext)
-	progress.Logf("ec2-ebs: writing %d MiB of data to %s:%s (%s)", total>>20, r.where, path, vol)
+	progress.Logf("ec2-ebs: writing %.1f MiB of data to %s:%s (%s)", float64(total)/(1<<20), r.where, path, vol)
 	bar := progress.New("sftp "+vol, total)
 	fail := func(err error) error {
 		bar.Finish()
