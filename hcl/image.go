@@ -288,7 +288,7 @@ var registerSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "target", Required: true}, {Name: "image", Required: true}, {Name: "region"}, {Name: "copy_to"},
 	{Name: "public"}, {Name: "bucket"}, {Name: "method"}, {Name: "instance"}, {Name: "architecture"},
 	{Name: "tags"}, {Name: "cloud"}, {Name: "disk_format"}, {Name: "container_format"}, {Name: "visibility"},
-	{Name: "properties"},
+	{Name: "properties"}, {Name: "device"}, {Name: "guest_device"}, {Name: "ssh_user"}, {Name: "ssh_key"}, {Name: "ssh_known_hosts"},
 }}
 
 func (l *loader) register(b *hcl.Block, ctx *hcl.EvalContext, images map[string]*hcl.Block) (*plan.Register, hcl.Diagnostics) {
@@ -302,7 +302,9 @@ func (l *loader) register(b *hcl.Block, ctx *hcl.EvalContext, images map[string]
 		Bucket: a.str("bucket", ""), Method: a.str("method", ""), Instance: a.str("instance", ""),
 		Architecture: a.str("architecture", ""), Tags: a.strMap("tags"), Cloud: a.str("cloud", ""),
 		DiskFormat: a.str("disk_format", ""), ContainerFormat: a.str("container_format", ""),
-		Visibility: a.str("visibility", ""), Properties: a.strMap("properties")}
+		Visibility: a.str("visibility", ""), Properties: a.strMap("properties"),
+		Device: a.str("device", ""), GuestDevice: a.str("guest_device", ""), SSHUser: a.str("ssh_user", ""),
+		SSHKey: a.str("ssh_key", ""), SSHKnownHosts: a.str("ssh_known_hosts", "")}
 	a.oneOf("target", r.Target, plan.TargetEC2EBS, plan.TargetEC2S3, plan.TargetGlance)
 	if r.Image != "" && images[r.Image] == nil {
 		a.errorAt(c.Attributes["image"], "Unknown image", fmt.Sprintf("register %q names image %q, which no image block defines.", r.Name, r.Image))
@@ -320,7 +322,7 @@ func (l *loader) register(b *hcl.Block, ctx *hcl.EvalContext, images map[string]
 		if r.Method == "" {
 			r.Method = "direct"
 		}
-		a.oneOf("method", r.Method, "direct", "instance")
+		a.oneOf("method", r.Method, "direct", "via-instance")
 	}
 	diags = append(diags, a.diags...)
 	return r, diags

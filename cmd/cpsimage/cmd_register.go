@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/conpaas/cps/builders/plan"
-	_ "github.com/conpaas/cps/clouds/ec2"
+	"github.com/conpaas/cps/clouds/ec2"
 	_ "github.com/conpaas/cps/clouds/glance"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
@@ -38,11 +38,38 @@ func runRegister(ctx context.Context, args []string) error {
 	only := fs.String("only", "", "run only the template's register block `NAME`")
 	cat := fs.String("catalogue", catalogue.DefaultPath, "the catalogue `FILE` to read artifacts from and record registrations in")
 	keep := fs.Bool("keep-on-error", false, "do not delete what a failed run created (for debugging)")
+	// ec2-ebs via-instance
+	method := fs.String("method", "", "ec2-ebs: \"direct\" (EBS direct APIs, the default) or \"via-instance\" (write a volume attached to -instance over SSH, snapshot it)")
+	instance := fs.String("instance", "", "via-instance: the running EC2 instance `ID` to attach the scratch volume to")
+	device := fs.String("device", "", "via-instance: where to attach the volume (default /dev/xvdf)")
+	guestDevice := fs.String("guest-device", "", "via-instance: the volume's `PATH` on the instance (default: -device, else the Nitro NVMe by-id link)")
+	sshUser := fs.String("ssh-user", "", "via-instance: SSH user (default admin; root uses the sftp subsystem, others sftp-server under sudo -n)")
+	sshKey := fs.String("ssh-key", "", "via-instance: private key `FILE` of the instance's key pair (default: ssh-agent, ~/.ssh/id_*)")
+	sshKnownHosts := fs.String("ssh-known-hosts", "", "via-instance: known_hosts `FILE` the host key must be in (default ~/.ssh/known_hosts)")
+	sshAddr := fs.String("ssh-addr", "", "via-instance: connect to `HOST[:PORT]` instead of the instance's address (a tunnel)")
+	sshInsecure := fs.Bool("ssh-insecure-ignore-host-key", false, "via-instance: do not check the instance's host key")
 	tf := addTemplateFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	opt := register.Options{KeepOnError: *keep}
+	// Flags given override the register blocks' attributes.
+	override := func(reg *plan.Register) {
+		for _, o := range []struct {
+			dst *string
+			v   string
+		}{{&reg.Method, *method}, {&reg.Instance, *instance}, {&reg.Device, *device},
+			{&reg.GuestDevice, *guestDevice}, {&reg.SSHUser, *sshUser}, {&reg.SSHKey, *sshKey}, {&reg.SSHKnownHosts, *sshKnownHosts}} {
+			if o.v != "" {
+				*o.dst = o.v
+			}
+		}
+	}
+	if t, err := register.Get(plan.TargetEC2EBS); err == nil {
+		if e, ok := t.(*ec2.EBS); ok {
+			e.SSH.Addr, e.SSH.InsecureIgnoreHostKey = *sshAddr, *sshInsecure
+		}
+	}
 
 	if *image != "" {
 		if *target == "" {
@@ -56,6 +83,7 @@ func runRegister(ctx context.Context, args []string) error {
 		if *copyTo != "" {
 			reg.CopyTo = strings.Split(*copyTo, ",")
 		}
+		override(&reg)
 		return doRegister(ctx, reg, art, opt, *cat)
 	}
 
@@ -81,6 +109,7 @@ func runRegister(ctx context.Context, args []string) error {
 		if *public {
 			reg.Public = true
 		}
+		override(&reg)
 		img := p.Image(reg.Image)
 		a := c.Find(reg.Image)
 		if a == nil {
