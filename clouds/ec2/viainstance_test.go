@@ -295,7 +295,9 @@ func TestRegisterViaInstanceFailures(t *testing.T) {
 	}{
 		{"missing instance id", func(x *viaFixture, reg *plan.Register, tg *EBS, opt *register.Options) { reg.Instance = "" },
 			"needs the id of a running EC2 instance", false, false},
-		{"instance not found", func(x *viaFixture, reg *plan.Register, tg *EBS, opt *register.Options) { reg.Instance = "i-0123456789abcdef0" },
+		{"instance not found", func(x *viaFixture, reg *plan.Register, tg *EBS, opt *register.Options) {
+			reg.Instance = "i-0123456789abcdef0"
+		},
 			"instance i-0123456789abcdef0 not found in us-east-1", false, false},
 		{"instance in another region", func(x *viaFixture, reg *plan.Register, tg *EBS, opt *register.Options) { reg.Region = "eu-west-1" },
 			"not found in eu-west-1", false, false},
@@ -309,7 +311,9 @@ func TestRegisterViaInstanceFailures(t *testing.T) {
 			s, _ := ssh.NewSignerFromKey(other)
 			os.WriteFile(x.knownHosts, []byte(knownhosts.Line([]string{knownhosts.Normalize(x.srv.addr)}, s.PublicKey())+"\n"), 0o600)
 		}, "does not match the one in", false, false},
-		{"host key unknown", func(x *viaFixture, reg *plan.Register, tg *EBS, opt *register.Options) { os.WriteFile(x.knownHosts, nil, 0o600) },
+		{"host key unknown", func(x *viaFixture, reg *plan.Register, tg *EBS, opt *register.Options) {
+			os.WriteFile(x.knownHosts, nil, 0o600)
+		},
 			"is not in", false, false},
 		{"sudo wants a password", func(x *viaFixture, reg *plan.Register, tg *EBS, opt *register.Options) {
 			x.srv.sudoFail = "sudo: a password is required"
