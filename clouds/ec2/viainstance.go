@@ -384,7 +384,23 @@ func (t *EBS) dial(ctx context.Context, reg plan.Register, in ec2types.Instance)
 	}
 	nc.SetDeadline(time.Time{})
 	conn := ssh.NewClient(cc, chans, reqs)
-	r := &remote{conn: conn, where: where, stop: context.AfterFunc(ctx, func() { conn.Close() })}
+	cancelOnCtx := context.AfterFunc(ctx, func() { conn.Close() })
+	// Keepalives: the connection idles while the volume is created and
+	// attached, which NAT gateways and firewalls may take for a dead one.
+	quit := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(30 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				conn.SendRequest("keepalive@openssh.com", true, nil)
+			}
+		}
+	}()
+	r := &remote{conn: conn, where: where, stop: func() bool { close(quit); return cancelOnCtx() }}
 	opts := []sftp.ClientOption{sftp.UseConcurrentWrites(true), sftp.MaxPacketUnchecked(sftpPacket), sftp.MaxConcurrentRequestsPerFile(sftpInFlight)}
 	cmd := t.SSH.SFTPCommand
 	if cmd == "" && user != "root" {
