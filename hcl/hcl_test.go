@@ -1,6 +1,7 @@
 package hcl
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,6 +163,7 @@ func TestBadInput(t *testing.T) {
 		{"register unknown image", "image \"a\" {\n  kind = \"raw\"\n}\nregister \"r\" {\n  target = \"glance\"\n  image = \"b\"\n}\n", Options{}, []string{"t.pkr.hcl:6:11:", "no image block"}},
 		{"ec2-s3 without bucket", "image \"a\" {\n  kind = \"raw\"\n}\nregister \"r\" {\n  target = \"ec2-s3\"\n  image = \"a\"\n}\n", Options{}, []string{"t.pkr.hcl:4:1:", "Missing bucket"}},
 		{"ec2-s3 bad method", "image \"a\" {\n  kind = \"raw\"\n}\nregister \"r\" {\n  target = \"ec2-s3\"\n  image = \"a\"\n  bucket = \"b\"\n  method = \"direct\"\n}\n", Options{}, []string{"t.pkr.hcl:8:12:", `"method" is "direct"`}},
+		{"bad ec2-ebs method", "image \"a\" {\n  kind = \"raw\"\n}\nregister \"r\" {\n  target = \"ec2-ebs\"\n  image = \"a\"\n  method = \"instance\"\n}\n", Options{}, []string{"t.pkr.hcl:7:12:", `"via-instance"`}},
 		{"ova without source", "image \"o\" {\n  kind = \"ova\"\n}\n", Options{}, []string{"t.pkr.hcl:1:1:", "needs source"}},
 		{"missing script", "image \"a\" {\n  kind = \"raw\"\n  provisioner \"shell\" {\n    script = \"nope.sh\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:4:14:", "nope.sh"}},
 		{"no image", "variable \"m\" {\n  default = 1\n}\n", Options{}, []string{"No image block"}},
@@ -180,6 +182,39 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A register block for the via-instance method (the seeds' classic mode).
+func TestRegisterViaInstance(t *testing.T) {
+	src := `image "conpaas" {
+  kind = "raw"
+}
+register "aws" {
+  target          = "ec2-ebs"
+  image           = "conpaas"
+  region          = "eu-west-1"
+  method          = "via-instance"
+  instance        = "i-0123456789abcdef0"
+  device          = "/dev/sdf"
+  guest_device    = "/dev/nvme1n1"
+  ssh_user        = "root"
+  ssh_key         = "/keys/conpaas.pem"
+  ssh_known_hosts = "/keys/known_hosts"
+}
+register "direct" {
+  target = "ec2-ebs"
+  image  = "conpaas"
+}
+`
+	p, err := load(t, src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plan.Register{Name: "aws", Target: "ec2-ebs", Image: "conpaas", Region: "eu-west-1", Method: "via-instance", Instance: "i-0123456789abcdef0",
+		Device: "/dev/sdf", GuestDevice: "/dev/nvme1n1", SSHUser: "root", SSHKey: "/keys/conpaas.pem", SSHKnownHosts: "/keys/known_hosts"}
+	if len(p.Registers) != 2 || fmt.Sprintf("%+v", p.Registers[0]) != fmt.Sprintf("%+v", want) || p.Registers[1].Method != "direct" {
+		t.Errorf("registers = %+v", p.Registers)
 	}
 }
 

@@ -289,6 +289,7 @@ var registerSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "public"}, {Name: "bucket"}, {Name: "method"}, {Name: "instance"}, {Name: "architecture"},
 	{Name: "tags"}, {Name: "cloud"}, {Name: "disk_format"}, {Name: "container_format"}, {Name: "visibility"},
 	{Name: "properties"}, {Name: "account_id"}, {Name: "cert"}, {Name: "private_key"}, {Name: "ec2_cert"},
+	{Name: "device"}, {Name: "guest_device"}, {Name: "ssh_user"}, {Name: "ssh_key"}, {Name: "ssh_known_hosts"},
 }}
 
 func (l *loader) register(b *hcl.Block, ctx *hcl.EvalContext, images map[string]*hcl.Block) (*plan.Register, hcl.Diagnostics) {
@@ -303,7 +304,9 @@ func (l *loader) register(b *hcl.Block, ctx *hcl.EvalContext, images map[string]
 		Architecture: a.str("architecture", ""), Tags: a.strMap("tags"), Cloud: a.str("cloud", ""),
 		DiskFormat: a.str("disk_format", ""), ContainerFormat: a.str("container_format", ""),
 		Visibility: a.str("visibility", ""), Properties: a.strMap("properties"),
-		AccountID: a.str("account_id", ""), Cert: l.resolve(a.str("cert", "")), PrivateKey: l.resolve(a.str("private_key", "")), EC2Cert: l.resolve(a.str("ec2_cert", ""))}
+		AccountID: a.str("account_id", ""), Cert: l.resolve(a.str("cert", "")), PrivateKey: l.resolve(a.str("private_key", "")), EC2Cert: l.resolve(a.str("ec2_cert", "")),
+		Device: a.str("device", ""), GuestDevice: a.str("guest_device", ""), SSHUser: a.str("ssh_user", ""),
+		SSHKey: l.resolve(a.str("ssh_key", "")), SSHKnownHosts: l.resolve(a.str("ssh_known_hosts", ""))}
 	a.oneOf("target", r.Target, plan.TargetEC2EBS, plan.TargetEC2S3, plan.TargetGlance)
 	if r.Image != "" && images[r.Image] == nil {
 		a.errorAt(c.Attributes["image"], "Unknown image", fmt.Sprintf("register %q names image %q, which no image block defines.", r.Name, r.Image))

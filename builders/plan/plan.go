@@ -170,6 +170,15 @@ type Register struct {
 	Cert       string `json:"cert,omitempty"`
 	PrivateKey string `json:"private_key,omitempty"`
 	EC2Cert    string `json:"ec2_cert,omitempty"`
+	// ec2-ebs via-instance: where the scratch volume is attached (default
+	// /dev/xvdf), its path inside the instance (default: that, else the
+	// Nitro NVMe by-id link) and how to log in (user default "admin"; key
+	// default ssh-agent and ~/.ssh/id_*; known_hosts default ~/.ssh/known_hosts).
+	Device        string `json:"device,omitempty"`
+	GuestDevice   string `json:"guest_device,omitempty"`
+	SSHUser       string `json:"ssh_user,omitempty"`
+	SSHKey        string `json:"ssh_key,omitempty"`
+	SSHKnownHosts string `json:"ssh_known_hosts,omitempty"`
 
 	// OpenStack
 	Cloud           string            `json:"cloud,omitempty"` // clouds.yaml entry

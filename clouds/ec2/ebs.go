@@ -1,6 +1,8 @@
 // Package ec2 registers images as EBS-backed AMIs: the raw image goes into
 // a new EBS snapshot through the EBS direct APIs (only non-zero 512 KiB
-// blocks, in parallel, each with its SHA256, retried with backoff), then
+// blocks, in parallel, each with its SHA256, retried with backoff), or, with
+// the "via-instance" method, onto a scratch volume attached to a running
+// instance over SSH/SFTP and then into a snapshot of that volume. Then
 // RegisterImage makes the AMI, with tags, an optional public launch
 // permission and copies to other regions. Anything created by a run that
 // fails or is canceled is deleted again unless KeepOnError.
@@ -41,6 +43,15 @@ const BlockSize = 512 << 10
 
 func init() { register.Add(plan.TargetEC2EBS, &EBS{}) }
 
+// Methods (plan.Register.Method).
+const (
+	// MethodDirect writes the snapshot through the EBS direct APIs.
+	MethodDirect = "direct"
+	// MethodViaInstance writes a new volume attached to a running instance
+	// over SSH/SFTP and snapshots it (viainstance.go).
+	MethodViaInstance = "via-instance"
+)
+
 // EBS is the ec2-ebs registration target.
 type EBS struct {
 	// Endpoint overrides the AWS endpoints (tests: the fake).
@@ -49,6 +60,23 @@ type EBS struct {
 	Credentials aws.CredentialsProvider
 	// Workers is how many blocks are uploaded at once (default 16).
 	Workers int
+
+	// Device is where via-instance attaches the scratch volume (default
+	// /dev/xvdf; the register block's device wins). Nitro instances show
+	// it to the guest as an NVMe disk (/dev/nvme1n1, ...), not under this
+	// name: GuestDevice is the path written to on the instance.
+	Device string
+	// GuestDevice is the path of the volume inside the instance (the
+	// register block's guest_device wins). Default: Device if it exists
+	// there (Xen instances, or udev rules that link it), else the Nitro
+	// by-id link of the volume, /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_volXXXX,
+	// which names the volume and so can never be another disk.
+	GuestDevice string
+	// DeviceTimeout is how long the guest device may take to appear after
+	// the attachment (default 2 minutes).
+	DeviceTimeout time.Duration
+	// SSH configures the connection to the instance (via-instance).
+	SSH SSH
 }
 
 // awsConfig loads the standard chain (env, shared config/profile, IMDS),
@@ -84,6 +112,7 @@ type created struct {
 	region    string
 	snapshots []string
 	images    []string
+	volumes   []string // via-instance scratch volumes (detached, then deleted)
 }
 
 // Register implements register.Target.
@@ -94,8 +123,16 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 	if reg.Region == "" {
 		return nil, errors.New("no region: set region in the register block, -region, or AWS_REGION")
 	}
-	if reg.Method != "" && reg.Method != "direct" {
-		return nil, fmt.Errorf("method %q is not supported by this build (use \"direct\": EBS direct APIs)", reg.Method)
+	method := reg.Method
+	switch method {
+	case "", MethodDirect:
+		method = MethodDirect
+	case MethodViaInstance:
+		if reg.Instance == "" {
+			return nil, errors.New("method via-instance needs the id of a running EC2 instance to attach the volume to: set instance in the register block or -instance i-...")
+		}
+	default:
+		return nil, fmt.Errorf("unknown method %q (use %q: EBS direct APIs, or %q: write a volume through an instance over SSH)", reg.Method, MethodDirect, MethodViaInstance)
 	}
 	cfg, err := t.awsConfig(ctx, reg.Region)
 	if err != nil {
@@ -119,7 +156,8 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 			return
 		}
 		// A new context: the run's may be canceled already (Ctrl-C).
-		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		// Detaching a scratch volume before deleting it takes a while.
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		for region, c := range done {
 			t.cleanup(cctx, cfg, region, c)
@@ -127,10 +165,27 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 	}()
 
 	name := fmt.Sprintf("%s-%s-%s", art.Name, art.Version, shortSum(art.Sums.SHA256))
-	snap, err := t.upload(ctx, ebsc, f, st.Size(), art, name, done[reg.Region])
+	var snap string
+	if method == MethodViaInstance {
+		snap, err = t.viaInstance(ctx, ec2c, f, st.Size(), reg, art, name, done[reg.Region])
+	} else {
+		snap, err = t.upload(ctx, ebsc, f, st.Size(), art, name, done[reg.Region])
+	}
 	if err != nil {
 		return nil, err
 	}
+	regs, err := t.publish(ctx, cfg, ec2c, snap, name, reg, art, done)
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	return regs, nil
+}
+
+// publish registers the AMI from a completed snapshot in reg.Region, tags
+// it, makes it public if asked and copies it to reg.CopyTo, recording what
+// it creates in done. Both methods end here.
+func (t *EBS) publish(ctx context.Context, cfg aws.Config, ec2c *ec2.Client, snap, name string, reg plan.Register, art register.Artifact, done map[string]*created) ([]catalogue.Registration, error) {
 	progress.Logf("ec2-ebs: %s: snapshot %s complete, registering %s", reg.Region, snap, name)
 	out, err := ec2c.RegisterImage(ctx, ebsImage(name, snap, reg, art))
 	if err != nil {
@@ -149,7 +204,6 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 	if err != nil {
 		return nil, err
 	}
-	ok = true
 	return regs, nil
 }
 
@@ -338,6 +392,13 @@ func (t *EBS) cleanup(ctx context.Context, cfg aws.Config, region string, c *cre
 			progress.Logf("ec2-ebs: cleanup: could not delete snapshot %s in %s: %v", id, region, err)
 		} else {
 			progress.Logf("ec2-ebs: cleanup: deleted snapshot %s in %s", id, region)
+		}
+	}
+	for _, id := range c.volumes {
+		if err := t.removeVolume(ctx, ec, id); err != nil {
+			progress.Logf("ec2-ebs: cleanup: could not delete volume %s in %s: %v", id, region, err)
+		} else {
+			progress.Logf("ec2-ebs: cleanup: deleted volume %s in %s", id, region)
 		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/conpaas/cps/builders/plan"
-	_ "github.com/conpaas/cps/clouds/ec2"
+	"github.com/conpaas/cps/clouds/ec2"
 	_ "github.com/conpaas/cps/clouds/glance"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
@@ -38,7 +38,16 @@ func runRegister(ctx context.Context, args []string) error {
 	only := fs.String("only", "", "run only the template's register block `NAME`")
 	cat := fs.String("catalogue", catalogue.DefaultPath, "the catalogue `FILE` to read artifacts from and record registrations in")
 	keep := fs.Bool("keep-on-error", false, "do not delete what a failed run created (for debugging)")
-	method := fs.String("method", "", "ec2-ebs: direct | via-instance; ec2-s3: bundle | import")
+	method := fs.String("method", "", "ec2-ebs: \"direct\" (EBS direct APIs, the default) or \"via-instance\" (write a volume attached to -instance over SSH, snapshot it); ec2-s3: \"bundle\" (default) or \"import\"")
+	// ec2-ebs via-instance
+	instance := fs.String("instance", "", "via-instance: the running EC2 instance `ID` to attach the scratch volume to")
+	device := fs.String("device", "", "via-instance: where to attach the volume (default /dev/xvdf)")
+	guestDevice := fs.String("guest-device", "", "via-instance: the volume's `PATH` on the instance (default: -device, else the Nitro NVMe by-id link)")
+	sshUser := fs.String("ssh-user", "", "via-instance: SSH user (default admin; root uses the sftp subsystem, others sftp-server under sudo -n)")
+	sshKey := fs.String("ssh-key", "", "via-instance: private key `FILE` of the instance's key pair (default: ssh-agent, ~/.ssh/id_*)")
+	sshKnownHosts := fs.String("ssh-known-hosts", "", "via-instance: known_hosts `FILE` the host key must be in (default ~/.ssh/known_hosts)")
+	sshAddr := fs.String("ssh-addr", "", "via-instance: connect to `HOST[:PORT]` instead of the instance's address (a tunnel)")
+	sshInsecure := fs.Bool("ssh-insecure-ignore-host-key", false, "via-instance: do not check the instance's host key")
 	bucket := fs.String("bucket", "", "ec2-s3: S3 `BUCKET[/PREFIX]` for the bundle or the import")
 	account := fs.String("account-id", "", "ec2-s3 bundle: your AWS account id (default $AWS_ACCOUNT_ID)")
 	cert := fs.String("cert", "", "ec2-s3 bundle: your X.509 certificate `PEM` (default $EC2_CERT)")
@@ -49,6 +58,24 @@ func runRegister(ctx context.Context, args []string) error {
 		return err
 	}
 	opt := register.Options{KeepOnError: *keep}
+	// Flags given override the register blocks' attributes.
+	override := func(reg *plan.Register) {
+		for _, o := range []struct {
+			dst *string
+			v   string
+		}{{&reg.Method, *method}, {&reg.Instance, *instance}, {&reg.Device, *device},
+			{&reg.GuestDevice, *guestDevice}, {&reg.SSHUser, *sshUser}, {&reg.SSHKey, *sshKey}, {&reg.SSHKnownHosts, *sshKnownHosts},
+			{&reg.Bucket, *bucket}, {&reg.AccountID, *account}, {&reg.Cert, *cert}, {&reg.PrivateKey, *key}, {&reg.EC2Cert, *ec2Cert}} {
+			if o.v != "" {
+				*o.dst = o.v
+			}
+		}
+	}
+	if t, err := register.Get(plan.TargetEC2EBS); err == nil {
+		if e, ok := t.(*ec2.EBS); ok {
+			e.SSH.Addr, e.SSH.InsecureIgnoreHostKey = *sshAddr, *sshInsecure
+		}
+	}
 
 	if *image != "" {
 		if *target == "" {
@@ -58,11 +85,11 @@ func runRegister(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		reg := plan.Register{Name: *target, Target: *target, Image: art.Name, Region: *region, Public: *public, Cloud: *cloud,
-			Method: *method, Bucket: *bucket, AccountID: *account, Cert: *cert, PrivateKey: *key, EC2Cert: *ec2Cert}
+		reg := plan.Register{Name: *target, Target: *target, Image: art.Name, Region: *region, Public: *public, Cloud: *cloud}
 		if *copyTo != "" {
 			reg.CopyTo = strings.Split(*copyTo, ",")
 		}
+		override(&reg)
 		return doRegister(ctx, reg, art, opt, *cat)
 	}
 
@@ -88,15 +115,7 @@ func runRegister(ctx context.Context, args []string) error {
 		if *public {
 			reg.Public = true
 		}
-		for _, o := range []struct {
-			dst *string
-			v   string
-		}{{&reg.Method, *method}, {&reg.Bucket, *bucket}, {&reg.AccountID, *account},
-			{&reg.Cert, *cert}, {&reg.PrivateKey, *key}, {&reg.EC2Cert, *ec2Cert}} {
-			if o.v != "" {
-				*o.dst = o.v
-			}
-		}
+		override(&reg)
 		img := p.Image(reg.Image)
 		a := c.Find(reg.Image)
 		if a == nil {

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/test/ec2fake"
@@ -43,5 +47,48 @@ func TestRegisterCLI(t *testing.T) {
 	after, _ := os.ReadFile(cat)
 	if code != 1 || !strings.Contains(errOut, "secret key is wrong") || string(before) != string(after) {
 		t.Errorf("wrong secret: exit %d: %s", code, errOut)
+	}
+}
+
+// The via-instance flags reach the ec2-ebs target: each run fails at the
+// step the flags lead it to, with its one-sentence error.
+func TestRegisterViaInstanceCLI(t *testing.T) {
+	f := ec2fake.Start()
+	defer f.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", f.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", f.Secret)
+	t.Setenv("AWS_ENDPOINT_URL", f.URL)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	in := f.AddInstance(ec2fake.Instance{Region: "eu-west-1", PublicIP: "203.0.113.9"})
+	dir := t.TempDir()
+	img := filepath.Join(dir, "conpaas.img")
+	fh, _ := os.Create(img)
+	fh.Truncate(8 << 20)
+	fh.WriteAt([]byte("GRUB and a filesystem"), 0)
+	fh.Close()
+	_, priv, _ := ed25519.GenerateKey(nil)
+	blk, _ := ssh.MarshalPrivateKey(priv, "")
+	key := filepath.Join(dir, "id_ed25519")
+	os.WriteFile(key, pem.EncodeToMemory(blk), 0o600)
+	cat := filepath.Join(dir, "catalogue.json")
+	base := []string{"register", "-target", "ec2-ebs", "-image", img, "-region", "eu-west-1", "-catalogue", cat, "-method", "via-instance"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "needs the id of a running EC2 instance"},
+		{[]string{"-instance", "i-0000000000000dead"}, "instance i-0000000000000dead not found in eu-west-1"},
+		{[]string{"-instance", in.ID, "-ssh-key", filepath.Join(dir, "nope")}, "SSH key:"},
+		{[]string{"-instance", in.ID, "-ssh-key", key, "-ssh-known-hosts", filepath.Join(dir, "none")}, "known_hosts file " + filepath.Join(dir, "none") + " does not exist"},
+		{[]string{"-instance", in.ID, "-ssh-key", key, "-ssh-insecure-ignore-host-key", "-ssh-addr", "127.0.0.1:9", "-ssh-user", "root", "-device", "/dev/sdg"}, "cannot connect to 127.0.0.1:9"},
+		{[]string{"-method", "dd", "-instance", in.ID}, `unknown method "dd"`},
+	} {
+		code, _, errOut := run(t, append(append([]string{}, base...), tc.args...)...)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d: %s", tc.args, code, errOut)
+		}
+	}
+	if len(f.Volumes) != 0 || f.Requests["CreateVolume"] != 0 {
+		t.Errorf("volumes %v", f.Volumes)
 	}
 }

@@ -59,6 +59,9 @@ type Instance struct {
 	SecurityGroups                            []string
 	UserData                                  []byte
 	Tags                                      map[string]string
+	// AZ is the instance's availability zone (default: the region + "a");
+	// PublicIP its public address, if any (volumes.go).
+	AZ, PublicIP string
 }
 
 // SecurityGroup is an EC2-Classic/default-VPC security group by name.
@@ -93,6 +96,13 @@ type Fake struct {
 	puts    int
 	srv     *httptest.Server
 	seq     int
+
+	// EBS volumes (volumes.go). VolumeDir, set by a test, holds one
+	// backing file per volume, VolumeDir/<volume-id>, which CreateSnapshot
+	// reads and a test's SFTP server writes into.
+	Volumes    map[string]*Volume
+	VolumeDir  string
+	snapVolume map[string]string // snapshot id -> the volume it was taken from
 }
 
 // Start runs a fake on 127.0.0.1.
@@ -642,9 +652,9 @@ func (f *Fake) serveEC2(w http.ResponseWriter, r *http.Request, body []byte, reg
 var actions = map[string]func(f *Fake, q url.Values, region string) (string, *apiError){}
 
 func instanceXML(in *Instance) string {
-	code := map[string]int{"pending": 0, "running": 16, "terminated": 48}[in.State]
-	return fmt.Sprintf("<item><instanceId>%s</instanceId><imageId>%s</imageId><instanceState><code>%d</code><name>%s</name></instanceState><instanceType>%s</instanceType><keyName>%s</keyName><privateIpAddress>10.0.0.%d</privateIpAddress></item>",
-		in.ID, in.ImageID, code, in.State, xmlEsc(in.Type), xmlEsc(in.KeyName), len(in.ID)%250+2)
+	code := map[string]int{"pending": 0, "running": 16, "terminated": 48, "stopping": 64, "stopped": 80}[in.State]
+	return fmt.Sprintf("<item><instanceId>%s</instanceId><imageId>%s</imageId><instanceState><code>%d</code><name>%s</name></instanceState><instanceType>%s</instanceType><keyName>%s</keyName><privateIpAddress>10.0.0.%d</privateIpAddress>%s</item>",
+		in.ID, in.ImageID, code, in.State, xmlEsc(in.Type), xmlEsc(in.KeyName), len(in.ID)%250+2, placementXML(in))
 }
 
 // AddImage registers an available AMI (as if made earlier) for tests of
