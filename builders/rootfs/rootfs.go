@@ -41,6 +41,9 @@ func bootstrapArgs(img *plan.Image, dir, cacheDir string, extra []string) ([]str
 		"--dpkgopt=path-exclude=/usr/share/doc/*",
 		"--dpkgopt=path-include=/usr/share/doc/*/copyright",
 		"--dpkgopt=path-exclude=/usr/share/man/*",
+		// Mirrors and DNS fail now and then; apt retries with backoff (it
+		// stays in the image's apt.conf.d, where it helps too).
+		`--aptopt=Acquire::Retries "5"`,
 	}
 	if strings.ContainsAny(cacheDir, " \t\n'\"") {
 		return nil, fmt.Errorf("package cache directory %q: mmdebstrap hooks cannot take a path with spaces or quotes; choose another cache_dir", cacheDir)
