@@ -219,21 +219,44 @@ func dedup(s []string) []string {
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // diagnose turns the usual apt failures into one sentence saying what is
-// wrong and what to do; "" when the output has none of them.
+// wrong and what to do; "" when the output has none of them. Only the last
+// apt error ("E:") counts: warnings and errors apt recovered from by a retry
+// (a DNS hiccup, say) must not hide a later failure, e.g. in a provisioner.
 func diagnose(out string, img *plan.Image) string {
 	d := img.Distribution
 	mirror := orDefault(d.Mirror, "http://deb.debian.org/debian")
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		switch {
-		case strings.Contains(l, "Unable to locate package"):
-			pkg := strings.TrimSpace(l[strings.Index(l, "Unable to locate package")+len("Unable to locate package"):])
-			return fmt.Sprintf("image %q: package %q is not in %s (%s) at %s; fix the name in distribution.packages or add its component", img.Name, pkg, orDefault(d.Suite, "bookworm"), strings.Join(d.Components, ","), mirror)
-		case strings.Contains(l, "Could not resolve"), strings.Contains(l, "Failed to fetch"),
-			strings.Contains(l, "Connection failed"), strings.Contains(l, "Unable to connect"),
-			strings.Contains(l, "Temporary failure resolving"), strings.Contains(l, "404  Not Found"),
-			strings.Contains(l, "does not have a Release file"), strings.Contains(l, "no package lists"):
-			return fmt.Sprintf("image %q: cannot download packages from %s (%s); check distribution.mirror and suite and the network", img.Name, mirror, l)
+	lines := strings.Split(out, "\n")
+	last := -1
+	for i, l := range lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "E:") {
+			last = i
+		}
+	}
+	if last < 0 {
+		return ""
+	}
+	network := func(l string) bool {
+		for _, p := range []string{"Could not resolve", "Failed to fetch", "Connection failed", "Unable to connect",
+			"Temporary failure resolving", "404  Not Found", "does not have a Release file", "no package lists"} {
+			if strings.Contains(l, p) {
+				return true
+			}
+		}
+		return false
+	}
+	l := strings.TrimSpace(lines[last])
+	switch {
+	case strings.Contains(l, "Unable to locate package"):
+		pkg := strings.TrimSpace(l[strings.Index(l, "Unable to locate package")+len("Unable to locate package"):])
+		return fmt.Sprintf("image %q: package %q is not in %s (%s) at %s; fix the name in distribution.packages or add its component", img.Name, pkg, orDefault(d.Suite, "bookworm"), strings.Join(d.Components, ","), mirror)
+	case network(l):
+		return fmt.Sprintf("image %q: cannot download packages from %s (%s); check distribution.mirror and suite and the network", img.Name, mirror, l)
+	case strings.Contains(l, "Some index files failed to download") || strings.Contains(l, "Unable to fetch some archives"):
+		// The cause is on an Err:/W: line before it.
+		for i := last - 1; i >= 0; i-- {
+			if c := strings.TrimSpace(lines[i]); network(c) {
+				return fmt.Sprintf("image %q: cannot download packages from %s (%s); check distribution.mirror and suite and the network", img.Name, mirror, c)
+			}
 		}
 	}
 	return ""
