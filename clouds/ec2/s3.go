@@ -1,6 +1,7 @@
 package ec2
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,6 +21,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/ec2/bundle"
@@ -56,6 +59,7 @@ type s3Created struct {
 	createdBucket bool
 	mu            sync.Mutex
 	keys          []string
+	noACL         atomic.Bool // the bucket refuses ACLs
 }
 
 func (c *s3Created) add(key string) {
@@ -308,13 +312,27 @@ func (t *S3) uploadBundle(ctx context.Context, c *s3.Client, f *os.File, bucket,
 	return bucket + "/" + key, nil
 }
 
-// putObject uploads one bundle file readable by EC2 (the aws-exec-read
-// canned ACL, as ec2-upload-bundle sets).
+// putObject uploads one bundle file readable by EC2: with the canned ACL
+// aws-exec-read, as ec2-upload-bundle sets, unless the bucket has ACLs
+// disabled (S3's default for new buckets since 2023), where access is the
+// bucket policy's business and the ACL would be refused.
 func putObject(ctx context.Context, c *s3.Client, bucket, key string, data []byte, objs *s3Created) error {
 	objs.add(key)
-	_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
-		Body: strings.NewReader(string(data)), ContentLength: aws.Int64(int64(len(data))), ACL: s3types.ObjectCannedACLAwsExecRead,
-		ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256})
+	in := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))), ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256}
+	if !objs.noACL.Load() {
+		in.ACL = s3types.ObjectCannedACLAwsExecRead
+	}
+	_, err := c.PutObject(ctx, in)
+	var ae smithy.APIError
+	if err != nil && in.ACL != "" && errors.As(err, &ae) && ae.ErrorCode() == "AccessControlListNotSupported" {
+		if !objs.noACL.Swap(true) {
+			progress.Logf("ec2-s3: bucket %s has ACLs disabled; uploading without aws-exec-read (EC2 reads the bundle through the bucket policy)", bucket)
+		}
+		in.ACL = ""
+		in.Body = bytes.NewReader(data)
+		_, err = c.PutObject(ctx, in)
+	}
 	return err
 }
 

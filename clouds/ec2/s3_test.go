@@ -3,10 +3,16 @@ package ec2
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,5 +210,48 @@ func TestRegisterS3Canceled(t *testing.T) {
 	}
 	if k := e.keys(t, "cps-cancel"); len(k) != 0 {
 		t.Errorf("left behind: %v", k)
+	}
+}
+
+// TestRegisterS3BucketWithoutACLs: a bucket with ACLs disabled (S3's
+// default for new buckets since 2023) refuses aws-exec-read with
+// AccessControlListNotSupported; the bundle is then uploaded without it.
+// versitygw does not enforce object ownership, so a proxy in front of it
+// answers as S3 does for that bucket (the request and its signature pass
+// through unchanged otherwise).
+func TestRegisterS3BucketWithoutACLs(t *testing.T) {
+	e := newS3Env(t)
+	ctx := context.Background()
+	const bucket = "cps-owner-enforced"
+	target, _ := url.Parse(e.f.S3.Endpoint)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var refused atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.Header.Get("X-Amz-Acl") != "" && strings.HasPrefix(r.URL.Path, "/"+bucket+"/") {
+			refused.Add(1)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessControlListNotSupported</Code><Message>The bucket does not allow ACLs</Message></Error>`)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	e.tg.S3Endpoint = proxy.URL
+	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	path, art := image(t, 8<<20)
+	regs, err := e.tg.Register(ctx, e.reg("bundle", bucket+"/b"), art, register.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(path)
+	if !bytes.Equal(e.f.S3.Bundles[regs[0].ImageID], want) {
+		t.Fatal("EC2 unbundled other bytes")
+	}
+	// Parts already in flight may try the ACL too; later ones do not.
+	if n := refused.Load(); n < 1 || n > 4 {
+		t.Errorf("%d uploads tried the ACL, want 1 to 4 (the parts in flight)", n)
 	}
 }
