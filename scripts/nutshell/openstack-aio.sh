@@ -30,8 +30,18 @@ done | debconf-set-selections
 echo "keystone keystone/create-admin-tenant boolean false" | debconf-set-selections
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends \
+# A few hundred packages: a mirror or DNS hiccup must not fail the build.
+# What was downloaded stays in apt's cache between attempts.
+retry() {
+  for wait in 10 30 60 120 0; do
+    "$@" && return 0
+    [ "$wait" -gt 0 ] || return 1
+    echo "openstack-aio.sh: '$*' failed; retrying in ${wait}s" >&2
+    sleep "$wait"
+  done
+}
+retry apt-get update
+retry apt-get install -y --no-install-recommends -o Acquire::Retries=10 \
   mariadb-server python3-pymysql rabbitmq-server memcached python3-memcache \
   keystone python3-openstackclient \
   glance placement-api \
