@@ -219,20 +219,25 @@ func dedup(s []string) []string {
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // diagnose turns the usual apt failures into one sentence saying what is
-// wrong and what to do; "" when the output has none of them. Only the last
-// apt error ("E:") counts: warnings and errors apt recovered from by a retry
-// (a DNS hiccup, say) must not hide a later failure, e.g. in a provisioner.
+// wrong and what to do; "" when the output has none of them. The first apt
+// error ("E:") is the cause; mmdebstrap's own wrap-up errors are skipped,
+// and warnings apt recovered from by a retry (a DNS hiccup, say) must not
+// hide a later failure, e.g. in a provisioner.
 func diagnose(out string, img *plan.Image) string {
 	d := img.Distribution
 	mirror := orDefault(d.Mirror, "http://deb.debian.org/debian")
 	lines := strings.Split(out, "\n")
-	last := -1
+	first := -1
 	for i, l := range lines {
-		if strings.HasPrefix(strings.TrimSpace(l), "E:") {
-			last = i
+		l = strings.TrimSpace(l)
+		if !strings.HasPrefix(l, "E:") || strings.Contains(l, "mmdebstrap failed") || strings.HasPrefix(l, "E: setup failed") ||
+			strings.HasPrefix(l, "E: command failed") || (strings.HasPrefix(l, "E: apt-get") && strings.HasSuffix(l, "failed")) {
+			continue
 		}
+		first = i
+		break
 	}
-	if last < 0 {
+	if first < 0 {
 		return ""
 	}
 	network := func(l string) bool {
@@ -244,7 +249,7 @@ func diagnose(out string, img *plan.Image) string {
 		}
 		return false
 	}
-	l := strings.TrimSpace(lines[last])
+	l := strings.TrimSpace(lines[first])
 	switch {
 	case strings.Contains(l, "Unable to locate package"):
 		pkg := strings.TrimSpace(l[strings.Index(l, "Unable to locate package")+len("Unable to locate package"):])
@@ -253,7 +258,7 @@ func diagnose(out string, img *plan.Image) string {
 		return fmt.Sprintf("image %q: cannot download packages from %s (%s); check distribution.mirror and suite and the network", img.Name, mirror, l)
 	case strings.Contains(l, "Some index files failed to download") || strings.Contains(l, "Unable to fetch some archives"):
 		// The cause is on an Err:/W: line before it.
-		for i := last - 1; i >= 0; i-- {
+		for i := first - 1; i >= 0; i-- {
 			if c := strings.TrimSpace(lines[i]); network(c) {
 				return fmt.Sprintf("image %q: cannot download packages from %s (%s); check distribution.mirror and suite and the network", img.Name, mirror, c)
 			}

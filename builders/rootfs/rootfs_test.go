@@ -81,6 +81,8 @@ func TestDiagnose(t *testing.T) {
 		{"some other failure\n", ""},
 		// A resolver hiccup apt got over must not be blamed for a later failure.
 		{"W: Failed to fetch http://x/debian/dists/bookworm/InRelease  Temporary failure resolving 'x'\nsetting up foo\nE: Sub-process /usr/bin/dpkg returned an error code (1)\n", ""},
+		{"Err:1 http://127.0.0.1:9/debian bookworm InRelease\n  Could not connect\nE: Failed to fetch http://127.0.0.1:9/debian/dists/bookworm/InRelease  Could not connect to 127.0.0.1:9\nE: Some index files failed to download.\nE: apt-get update --error-on=any failed\nE: mmdebstrap failed to run\n", "cannot download packages from http://127.0.0.1:9/debian"},
+		{"E: setup failed: E: command failed: chroot x /bin/sh /tmp/cps-provision-1\nE: mmdebstrap failed to run\n", ""},
 		{"Err:3 http://x/debian bookworm/main amd64 foo amd64 1.0\n  Temporary failure resolving 'x'\nE: Unable to fetch some archives, maybe run apt-get update or try with --fix-missing?\n", "Temporary failure resolving"},
 	} {
 		got := diagnose(tc.out, img)
