@@ -91,7 +91,7 @@ Description=cps readiness marker
 After=multi-user.target
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'echo CPS-RPI-READY > /dev/console'
+ExecStart=/bin/sh -c 'echo CPS-RPI-READY > /dev/kmsg; echo CPS-RPI-READY > /dev/console || true'
 [Install]
 WantedBy=multi-user.target
 EOT
@@ -119,9 +119,10 @@ ln -sf /etc/systemd/system/cps-ready.service /etc/systemd/system/multi-user.targ
 	cmdline, _ := os.ReadFile(filepath.Join(dir, "cmdline.txt"))
 	// QEMU's raspi3b serial port is the PL011 (ttyAMA0); the real Pi 3
 	// console is the mini UART (ttyS1) the image's cmdline.txt names. The
-	// marker goes to /dev/console: the Pi 3 device tree gives the PL011 to
-	// Bluetooth (serdev), so there is no /dev/ttyAMA0 node to write to
-	// (the first run wrote a regular file of that name on devtmpfs).
+	// marker goes to the kernel log (printed on the console): the Pi 3
+	// device tree gives the PL011 to Bluetooth (serdev), so there is no
+	// /dev/ttyAMA0 node to write to (the first run wrote a regular file of
+	// that name on devtmpfs).
 	appendArgs := strings.Replace(strings.TrimSpace(string(cmdline)), "console=ttyS1,115200", "console=ttyAMA0,115200", 1)
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Minute)
 	defer cancel()
