@@ -1,0 +1,54 @@
+package hcl
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestExampleTemplates loads every example template as `cpsimage validate`
+// does, in a copy of the repository layout they refer to (scripts/, and
+// bin/cpsdirector, which `make build` makes), and checks the shell scripts
+// they run parse (sh -n).
+func TestExampleTemplates(t *testing.T) {
+	repo, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for _, d := range []string{"hcl/templates/examples", "scripts/nutshell", "scripts/sdcard"} {
+		if err := os.CopyFS(filepath.Join(root, d), os.DirFS(filepath.Join(repo, d))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
+	os.WriteFile(filepath.Join(root, "bin/cpsdirector"), []byte("#!/bin/sh\n"), 0o755)
+
+	tmpls, _ := filepath.Glob(filepath.Join(root, "hcl/templates/examples/*.pkr.hcl"))
+	if len(tmpls) < 3 {
+		t.Fatalf("found %d example templates", len(tmpls))
+	}
+	for _, p := range tmpls {
+		t.Run(filepath.Base(p), func(t *testing.T) {
+			pl, err := Load(p, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pl.Images) == 0 {
+				t.Fatal("no images")
+			}
+			if d := pl.Image("nutshell-disk"); d != nil && (len(d.Provisioners) != 4 || d.Env["NUTSHELL_IP"] != "192.168.56.10" ||
+				!strings.HasSuffix(d.Provisioners[3].Script, "scripts/nutshell/openstack-aio.sh")) {
+				t.Errorf("nutshell disk: provisioners %+v env %v", d.Provisioners, d.Env)
+			}
+		})
+	}
+	scripts, _ := filepath.Glob(filepath.Join(root, "scripts/*/*.sh"))
+	for _, s := range scripts {
+		if out, err := exec.Command("sh", "-n", s).CombinedOutput(); err != nil {
+			t.Errorf("sh -n %s: %v\n%s", strings.TrimPrefix(s, root), err, out)
+		}
+	}
+}
