@@ -30,6 +30,12 @@ func smallImage(out string) *plan.Image {
 		},
 		Bootloader: plan.Bootloader{Type: "grub", BIOS: true, UEFI: true, Cmdline: "console=ttyS0,115200n8", Timeout: 0},
 		Checksums:  []string{"md5", "sha256"},
+		// Provisioners can resolve names although the image's resolv.conf
+		// is systemd-resolved's stub link, which points nowhere in a chroot.
+		Provisioners: []plan.Provisioner{{Type: "shell", Inline: []string{
+			"host=$(echo " + mirror() + " | sed -e 's|^[a-z]*://||' -e 's|[:/].*||')",
+			`getent hosts "$host" || { echo "provisioner: cannot resolve $host" >&2; exit 1; }`,
+		}}},
 	}
 }
 
@@ -102,6 +108,12 @@ func TestBuildAndBoot(t *testing.T) {
 	fstab, _ := exec.Command("debugfs", "-R", "cat /etc/fstab", rootDev).Output()
 	if !strings.Contains(string(fstab), "UUID=") || !strings.Contains(string(fstab), "\t/\text4") {
 		t.Errorf("fstab does not mount / by UUID:\n%s", fstab)
+	}
+	// The image keeps its own resolv.conf (the resolved stub link), not the
+	// host's copy lent to the provisioners.
+	if link, _ := exec.Command("debugfs", "-R", "stat /etc/resolv.conf", rootDev).Output(); !strings.Contains(string(link), "Type: symlink") ||
+		!strings.Contains(string(link), "stub-resolv.conf") {
+		t.Errorf("/etc/resolv.conf is not the systemd-resolved stub link:\n%s", link)
 	}
 	espDev := testutil.Extract(t, res.Path, parts[1].Start, parts[1].End-parts[1].Start)
 	if out, err := exec.Command("fsck.vfat", "-n", espDev).CombinedOutput(); err != nil {

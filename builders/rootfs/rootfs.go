@@ -60,12 +60,26 @@ func bootstrapArgs(img *plan.Image, dir, cacheDir string, extra []string) ([]str
 			`--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb`,
 		)
 	}
+	shell := false
+	for _, p := range img.Provisioners {
+		shell = shell || p.Type == "shell"
+	}
+	if shell {
+		// Provisioners may need DNS (apt-get install, curl), but the image's
+		// /etc/resolv.conf can be a link into /run that does not exist in
+		// the chroot (systemd-resolved's stub): lend them the host's, and
+		// put the image's back afterwards unless a provisioner wrote its own.
+		args = append(args, `--customize-hook=if [ -e "$1/etc/resolv.conf" ] || [ -L "$1/etc/resolv.conf" ]; then mv "$1/etc/resolv.conf" "$1/etc/resolv.conf.cps-saved"; fi; cp /etc/resolv.conf "$1/etc/resolv.conf"`)
+	}
 	for i, p := range img.Provisioners {
 		h, err := provisionerHook(img, i, p)
 		if err != nil {
 			return nil, err
 		}
 		args = append(args, h...)
+	}
+	if shell {
+		args = append(args, `--customize-hook=if cmp -s /etc/resolv.conf "$1/etc/resolv.conf"; then rm -f "$1/etc/resolv.conf"; if [ -e "$1/etc/resolv.conf.cps-saved" ] || [ -L "$1/etc/resolv.conf.cps-saved" ]; then mv "$1/etc/resolv.conf.cps-saved" "$1/etc/resolv.conf"; fi; else rm -f "$1/etc/resolv.conf.cps-saved"; fi`)
 	}
 	args = append(args, suite, dir, mirror)
 	return args, nil
