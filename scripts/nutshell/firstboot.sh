@@ -10,6 +10,12 @@ set -eu
 IP=${NUTSHELL_IP:-192.168.56.10}
 PW=${NUTSHELL_PASSWORD:-conpaas}
 say() { echo "conpaas-nutshell: $*"; echo "conpaas-nutshell: $*" > /dev/ttyS0 2>/dev/null || true; }
+trap 'rc=$?; [ $rc -eq 0 ] || say "setup FAILED (exit $rc); see journalctl -u conpaas-nutshell-setup; it runs again on the next boot"' EXIT
+
+# This machine is the Nutshell host, not a ConPaaS service VM: the raw
+# builder's contextualization service has nothing to do here.
+systemctl disable --now conpaas-contextualize.service 2>/dev/null || true
+hostnamectl set-hostname conpaas-nutshell 2>/dev/null || echo conpaas-nutshell > /etc/hostname
 
 say "creating databases"
 for d in keystone glance placement nova_api nova nova_cell0 neutron; do
