@@ -276,26 +276,12 @@ func writeBacking(path string, size int64, src *Snapshot) error {
 }
 
 func (f *Fake) describeVolumes(q url.Values, region string) (string, *apiError) {
-	for k := range q {
-		if strings.HasPrefix(k, "Filter.") {
-			return "", &apiError{400, "InvalidParameterValue", "this fake does not implement DescribeVolumes filters; ask by VolumeId"}
-		}
-	}
-	var ids []string
-	for i := 1; q.Get(fmt.Sprintf("VolumeId.%d", i)) != ""; i++ {
-		id := q.Get(fmt.Sprintf("VolumeId.%d", i))
-		if v := f.Volumes[id]; v == nil || v.Region != region {
-			return "", &apiError{400, "InvalidVolume.NotFound", "The volume '" + id + "' does not exist."}
-		}
-		ids = append(ids, id)
-	}
-	if len(ids) == 0 {
-		for id, v := range f.Volumes {
-			if v.Region == region {
-				ids = append(ids, id)
-			}
-		}
-		sort.Strings(ids)
+	ids, aerr := describedIDs(q, "DescribeVolumes", "VolumeId", f.Volumes, region, func(v *Volume) string { return v.Region },
+		func(id string) *apiError {
+			return &apiError{400, "InvalidVolume.NotFound", "The volume '" + id + "' does not exist."}
+		})
+	if aerr != nil {
+		return "", aerr
 	}
 	var b strings.Builder
 	b.WriteString("<volumeSet>")
@@ -460,26 +446,12 @@ func (f *Fake) snapshotXML(s *Snapshot) string {
 }
 
 func (f *Fake) describeSnapshots(q url.Values, region string) (string, *apiError) {
-	for k := range q {
-		if strings.HasPrefix(k, "Filter.") {
-			return "", &apiError{400, "InvalidParameterValue", "this fake does not implement DescribeSnapshots filters; ask by SnapshotId"}
-		}
-	}
-	var ids []string
-	for i := 1; q.Get(fmt.Sprintf("SnapshotId.%d", i)) != ""; i++ {
-		id := q.Get(fmt.Sprintf("SnapshotId.%d", i))
-		if s := f.Snapshots[id]; s == nil || s.Region != region {
-			return "", &apiError{400, "InvalidSnapshot.NotFound", "The snapshot '" + id + "' does not exist."}
-		}
-		ids = append(ids, id)
-	}
-	if len(ids) == 0 {
-		for id, s := range f.Snapshots {
-			if s.Region == region {
-				ids = append(ids, id)
-			}
-		}
-		sort.Strings(ids)
+	ids, aerr := describedIDs(q, "DescribeSnapshots", "SnapshotId", f.Snapshots, region, func(s *Snapshot) string { return s.Region },
+		func(id string) *apiError {
+			return &apiError{400, "InvalidSnapshot.NotFound", "The snapshot '" + id + "' does not exist."}
+		})
+	if aerr != nil {
+		return "", aerr
 	}
 	var b strings.Builder
 	b.WriteString("<snapshotSet>")
@@ -494,4 +466,31 @@ func (f *Fake) describeSnapshots(q url.Values, region string) (string, *apiError
 	}
 	b.WriteString("</snapshotSet>")
 	return b.String(), nil
+}
+
+// describedIDs are the ids a Describe* call asks for (param.1, param.2, ...;
+// each must exist in region), or all of region's, sorted, when it names none.
+func describedIDs[T any](q url.Values, action, param string, all map[string]T, region string, regionOf func(T) string, notFound func(string) *apiError) ([]string, *apiError) {
+	for k := range q {
+		if strings.HasPrefix(k, "Filter.") {
+			return nil, &apiError{400, "InvalidParameterValue", "this fake does not implement " + action + " filters; ask by " + param}
+		}
+	}
+	var ids []string
+	for i := 1; q.Get(fmt.Sprintf("%s.%d", param, i)) != ""; i++ {
+		id := q.Get(fmt.Sprintf("%s.%d", param, i))
+		if v, ok := all[id]; !ok || regionOf(v) != region {
+			return nil, notFound(id)
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		for id, v := range all {
+			if regionOf(v) == region {
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+	}
+	return ids, nil
 }
