@@ -2,6 +2,7 @@ package ec2
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -179,18 +179,16 @@ func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artif
 // the register block, then $EC2_CERT, $EC2_PRIVATE_KEY, $AWS_ACCOUNT_ID and
 // EC2's certificate from $EC2_AMITOOL_HOME/etc/ec2/amitools/cert-ec2.pem.
 func bundleKeys(reg plan.Register) (bundle.Keys, plan.Register, error) {
-	or := func(v, env string) string {
-		if v == "" {
-			v = os.Getenv(env)
-		}
-		return v
-	}
-	reg.Cert = or(reg.Cert, "EC2_CERT")
-	reg.PrivateKey = or(reg.PrivateKey, "EC2_PRIVATE_KEY")
-	reg.AccountID = strings.ReplaceAll(or(reg.AccountID, "AWS_ACCOUNT_ID"), "-", "")
+	reg.Cert = cmp.Or(reg.Cert, os.Getenv("EC2_CERT"))
+	reg.PrivateKey = cmp.Or(reg.PrivateKey, os.Getenv("EC2_PRIVATE_KEY"))
+	reg.AccountID = strings.ReplaceAll(cmp.Or(reg.AccountID, os.Getenv("AWS_ACCOUNT_ID")), "-", "")
 	if reg.EC2Cert == "" {
-		for _, p := range []string{filepath.Join(os.Getenv("EC2_AMITOOL_HOME"), "etc/ec2/amitools/cert-ec2.pem"), "/etc/ec2/amitools/cert-ec2.pem"} {
-			if _, err := os.Stat(p); err == nil && (os.Getenv("EC2_AMITOOL_HOME") != "" || strings.HasPrefix(p, "/etc")) {
+		candidates := []string{"/etc/ec2/amitools/cert-ec2.pem"}
+		if home := os.Getenv("EC2_AMITOOL_HOME"); home != "" {
+			candidates = append([]string{filepath.Join(home, "etc/ec2/amitools/cert-ec2.pem")}, candidates...)
+		}
+		for _, p := range candidates {
+			if _, err := os.Stat(p); err == nil {
 				reg.EC2Cert = p
 				break
 			}
@@ -418,9 +416,4 @@ func (t *S3) cleanupS3(ctx context.Context, c *s3.Client, objs *s3Created) {
 			progress.Logf("ec2-s3: cleanup: could not delete bucket %s: %v", objs.bucket, err)
 		}
 	}
-}
-
-// StaticCredentials is a convenience for tests and flags.
-func StaticCredentials(key, secret string) aws.CredentialsProvider {
-	return credentials.NewStaticCredentialsProvider(key, secret, "")
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/conpaas/cps/builders/plan"
@@ -41,9 +42,9 @@ func newS3Env(t *testing.T) *s3env {
 	e := &s3env{f: ec2fake.Start(), user: bundletest.NewPair(t, "user"), ec2: bundletest.NewPair(t, "ec2")}
 	t.Cleanup(e.f.Close)
 	e.f.S3 = ec2fake.S3Side{Endpoint: ep, Region: s3server.Region, AccessKey: ak, Secret: sk, EC2Key: e.ec2.Key, UserCert: e.user.Cert}
-	e.s3 = s3.New(s3.Options{Region: s3server.Region, BaseEndpoint: aws.String(ep), UsePathStyle: true, Credentials: StaticCredentials(ak, sk)})
-	e.tg = &S3{Endpoint: e.f.URL, S3Endpoint: ep, Credentials: StaticCredentials(e.f.AccessKey, e.f.Secret),
-		S3Credentials: StaticCredentials(ak, sk), Poll: 10 * time.Millisecond, PartSize: 1 << 20}
+	e.s3 = s3.New(s3.Options{Region: s3server.Region, BaseEndpoint: aws.String(ep), UsePathStyle: true, Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")})
+	e.tg = &S3{Endpoint: e.f.URL, S3Endpoint: ep, Credentials: credentials.NewStaticCredentialsProvider(e.f.AccessKey, e.f.Secret, ""),
+		S3Credentials: credentials.NewStaticCredentialsProvider(ak, sk, ""), Poll: 10 * time.Millisecond, PartSize: 1 << 20}
 	return e
 }
 
