@@ -39,11 +39,21 @@ func TestExampleTemplates(t *testing.T) {
 			if len(pl.Images) == 0 {
 				t.Fatal("no images")
 			}
-			if d := pl.Image("nutshell-disk"); d != nil && (len(d.Provisioners) != 4 || d.Env["NUTSHELL_IP"] != "192.168.56.10" ||
-				!strings.HasSuffix(d.Provisioners[3].Script, "scripts/nutshell/openstack-aio.sh")) {
+			if d := pl.Image("nutshell-disk"); d != nil && (len(d.Provisioners) != 5 || d.Env["NUTSHELL_IP"] != "192.168.56.10" ||
+				!strings.HasSuffix(d.Provisioners[4].Script, "scripts/nutshell/openstack-aio.sh") || !d.NoContextualize || d.Hostname != "conpaas-nutshell") {
 				t.Errorf("nutshell disk: provisioners %+v env %v", d.Provisioners, d.Env)
 			}
 		})
+	}
+	// Python helpers must at least compile (python3 is in the deps).
+	pys, _ := filepath.Glob(filepath.Join(root, "scripts/*/*.py"))
+	if _, err := exec.LookPath("python3"); err != nil {
+		pys = nil
+	}
+	for _, s := range pys {
+		if out, err := exec.Command("python3", "-c", "import ast,sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])", s).CombinedOutput(); err != nil {
+			t.Errorf("python3 parse %s: %v\n%s", strings.TrimPrefix(s, root), err, out)
+		}
 	}
 	scripts, _ := filepath.Glob(filepath.Join(root, "scripts/*/*.sh"))
 	for _, s := range scripts {

@@ -164,6 +164,7 @@ func TestBadInput(t *testing.T) {
 		{"ec2-s3 without bucket", "image \"a\" {\n  kind = \"raw\"\n}\nregister \"r\" {\n  target = \"ec2-s3\"\n  image = \"a\"\n}\n", Options{}, []string{"t.pkr.hcl:4:1:", "Missing bucket"}},
 		{"ec2-s3 bad method", "image \"a\" {\n  kind = \"raw\"\n}\nregister \"r\" {\n  target = \"ec2-s3\"\n  image = \"a\"\n  bucket = \"b\"\n  method = \"direct\"\n}\n", Options{}, []string{"t.pkr.hcl:8:12:", `"method" is "direct"`}},
 		{"bad ec2-ebs method", "image \"a\" {\n  kind = \"raw\"\n}\nregister \"r\" {\n  target = \"ec2-ebs\"\n  image = \"a\"\n  method = \"instance\"\n}\n", Options{}, []string{"t.pkr.hcl:7:12:", `"via-instance"`}},
+		{"bad hostname", "image \"a\" {\n  kind = \"raw\"\n  hostname = \"conpaas_nutshell\"\n}\n", Options{}, []string{"t.pkr.hcl:3:14:", "not a host name"}},
 		{"ova without source", "image \"o\" {\n  kind = \"ova\"\n}\n", Options{}, []string{"t.pkr.hcl:1:1:", "needs source"}},
 		{"missing script", "image \"a\" {\n  kind = \"raw\"\n  provisioner \"shell\" {\n    script = \"nope.sh\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:4:14:", "nope.sh"}},
 		{"no image", "variable \"m\" {\n  default = 1\n}\n", Options{}, []string{"No image block"}},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -21,7 +22,7 @@ var imageSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "kind", Required: true}, {Name: "arch"}, {Name: "version"}, {Name: "output"},
 		{Name: "size"}, {Name: "alignment"}, {Name: "partition_table"}, {Name: "checksums"},
-		{Name: "environment"}, {Name: "source"},
+		{Name: "environment"}, {Name: "source"}, {Name: "hostname"}, {Name: "contextualize"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "distribution"}, {Type: "partition", LabelNames: []string{"name"}},
@@ -54,6 +55,9 @@ var vmSchema = &hcl.BodySchema{
 }
 
 var nicSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type", Required: true}, {Name: "network"}}}
+
+// hostnameRE is one RFC 1123 label: what /etc/hostname may hold.
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 
 var fsKinds = []string{"ext4", "vfat", "swap", "bios_grub", "esp", "none"}
 
@@ -103,6 +107,11 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 		}
 	}
 	img.Env = a.strMap("environment")
+	img.Hostname = a.str("hostname", "")
+	if img.Hostname != "" && !hostnameRE.MatchString(img.Hostname) {
+		a.errorAt(c.Attributes["hostname"], "Invalid hostname", fmt.Sprintf("%q is not a host name: 1 to 63 letters, digits and hyphens, not starting or ending with a hyphen.", img.Hostname))
+	}
+	img.NoContextualize = !a.boolean("contextualize", true)
 	img.Source = a.str("source", "")
 	if img.Source != "" && !strings.ContainsAny(img.Source, "/.") {
 		// names another image block; left as is

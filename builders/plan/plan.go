@@ -68,6 +68,12 @@ type Image struct {
 	// Env is passed to every provisioner (template `environment` map), e.g.
 	// DIRECTOR_URL, CONTROLLER_IP.
 	Env map[string]string `json:"env,omitempty"`
+	// Hostname is written to /etc/hostname (raw images); "" means Name.
+	Hostname string `json:"hostname,omitempty"`
+	// NoContextualize leaves out the ConPaaS contextualization service and
+	// /root/config.cfg: the image is not a ConPaaS service VM but, like the
+	// Nutshell, a host that runs ConPaaS (template: contextualize = false).
+	NoContextualize bool `json:"no_contextualize,omitempty"`
 
 	// Source (ova only) names another image block whose output is the
 	// appliance's disk, or a path to an existing raw image.

@@ -1,6 +1,7 @@
 package raw
 
 import (
+	"cmp"
 	"embed"
 	"fmt"
 	"os"
@@ -16,14 +17,15 @@ var payload embed.FS
 
 // payloadFiles maps the embedded payload to its place in the image.
 var payloadFiles = []struct {
-	src, dst string
-	mode     os.FileMode
-	enable   bool // a systemd unit enabled for multi-user.target
+	src, dst      string
+	mode          os.FileMode
+	enable        bool // a systemd unit enabled for multi-user.target
+	contextualize bool // left out of images with contextualize = false
 }{
-	{"payload/conpaas-contextualize", "/usr/local/sbin/conpaas-contextualize", 0o755, false},
-	{"payload/conpaas-contextualize.service", "/etc/systemd/system/conpaas-contextualize.service", 0o644, true},
-	{"payload/conpaas-ssh-keygen.service", "/etc/systemd/system/conpaas-ssh-keygen.service", 0o644, true},
-	{"payload/80-conpaas-dhcp.network", "/etc/systemd/network/80-conpaas-dhcp.network", 0o644, false},
+	{"payload/conpaas-contextualize", "/usr/local/sbin/conpaas-contextualize", 0o755, false, true},
+	{"payload/conpaas-contextualize.service", "/etc/systemd/system/conpaas-contextualize.service", 0o644, true, true},
+	{"payload/conpaas-ssh-keygen.service", "/etc/systemd/system/conpaas-ssh-keygen.service", 0o644, true, false},
+	{"payload/80-conpaas-dhcp.network", "/etc/systemd/network/80-conpaas-dhcp.network", 0o644, false, false},
 }
 
 // enableUnits are Debian's own units the image needs started at boot, as
@@ -50,6 +52,9 @@ type mount struct {
 // SSH host keys (each VM makes its own) and an uninitialised machine-id.
 func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string) error {
 	for _, f := range payloadFiles {
+		if f.contextualize && img.NoContextualize {
+			continue
+		}
 		b, err := payload.ReadFile(f.src)
 		if err != nil {
 			return err
@@ -100,7 +105,7 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 	if err := writeFile(root, "/etc/fstab", []byte(fstab.String()), 0o644); err != nil {
 		return err
 	}
-	if err := writeFile(root, "/etc/hostname", []byte(img.Name+"\n"), 0o644); err != nil {
+	if err := writeFile(root, "/etc/hostname", []byte(cmp.Or(img.Hostname, img.Name)+"\n"), 0o644); err != nil {
 		return err
 	}
 	if err := writeFile(root, "/boot/grub/grub.cfg", []byte(grubCfg), 0o644); err != nil {
@@ -109,7 +114,7 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 	// Context from the template's environment (DIRECTOR_URL, BOOTSTRAP,
 	// TYPE) is baked in only when given; normally the cloud supplies it at
 	// boot. Same "KEY = VALUE" form as the director writes.
-	if len(img.Env) > 0 {
+	if len(img.Env) > 0 && !img.NoContextualize {
 		keys := make([]string, 0, len(img.Env))
 		for k := range img.Env {
 			keys = append(keys, k)

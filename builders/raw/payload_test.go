@@ -75,3 +75,33 @@ func TestInstallPayload(t *testing.T) {
 		t.Errorf("contextualize script: %v %v", fi, err)
 	}
 }
+
+// A host image (contextualize = false, like the Nutshell) gets no
+// contextualization service and no config.cfg, and its own hostname.
+func TestInstallPayloadHost(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/shadow"), []byte("root::19000:0:99999:7:::\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	img := &plan.Image{Name: "nutshell-disk", Hostname: "conpaas-nutshell", NoContextualize: true, Env: map[string]string{"NUTSHELL_IP": "192.168.56.10"}}
+	if err := installPayload(root, img, nil, "grub\n"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/hostname")); string(b) != "conpaas-nutshell\n" {
+		t.Errorf("hostname = %q", b)
+	}
+	for _, p := range []string{"root/config.cfg", "usr/local/sbin/conpaas-contextualize", "etc/systemd/system/conpaas-contextualize.service",
+		"etc/systemd/system/multi-user.target.wants/conpaas-contextualize.service"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s installed in a contextualize = false image", p)
+		}
+	}
+	for _, p := range []string{"etc/systemd/system/multi-user.target.wants/conpaas-ssh-keygen.service", "etc/systemd/network/80-conpaas-dhcp.network"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err != nil {
+			t.Errorf("%s missing: %v", p, err)
+		}
+	}
+}

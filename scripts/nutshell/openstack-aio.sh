@@ -47,7 +47,7 @@ retry apt-get install -y --no-install-recommends -o Acquire::Retries=10 \
   glance placement-api \
   nova-api nova-conductor nova-scheduler nova-compute-lxc \
   neutron-server neutron-plugin-ml2 neutron-linuxbridge-agent neutron-dhcp-agent neutron-metadata-agent \
-  lxc bridge-utils
+  bridge-utils
 apt-get clean
 rm -rf /var/lib/apt/lists/*
 
@@ -79,6 +79,7 @@ EOT
 cat > /etc/glance/glance-api.conf <<EOT
 [DEFAULT]
 bind_host = 0.0.0.0
+workers = 2
 [database]
 connection = $(db glance)
 $(authtoken glance)
@@ -152,6 +153,9 @@ enabled = false
 lock_path = /var/lib/nova/tmp
 [scheduler]
 discover_hosts_in_cells_interval = 60
+workers = 1
+[conductor]
+workers = 1
 EOT
 
 cat > /etc/neutron/neutron.conf <<EOT
@@ -160,6 +164,9 @@ core_plugin = ml2
 service_plugins =
 transport_url = rabbit://openstack:$PW@localhost
 auth_strategy = keystone
+api_workers = 1
+rpc_workers = 1
+rpc_state_report_workers = 1
 notify_nova_on_port_status_changes = true
 notify_nova_on_port_data_changes = true
 [database]
@@ -186,11 +193,12 @@ extension_drivers = port_security
 [ml2_type_flat]
 flat_networks = hostonly
 EOT
-# The instances' network is the host-only network itself (NIC2, eth1):
-# the host reaches every ConPaaS VM at 192.168.56.x.
+# The instances' network is the host-only network itself (NIC2, eth1, in
+# the bridge br-hostonly that systemd-networkd makes, below): the host
+# reaches every ConPaaS VM at 192.168.56.x.
 cat > /etc/neutron/plugins/ml2/linuxbridge_agent.ini <<EOT
 [linux_bridge]
-physical_interface_mappings = hostonly:eth1
+bridge_mappings = hostonly:br-hostonly
 [vxlan]
 enable_vxlan = false
 [securitygroup]
@@ -206,24 +214,53 @@ EOT
 cat > /etc/neutron/metadata_agent.ini <<EOT
 [DEFAULT]
 nova_metadata_host = $IP
+metadata_workers = 1
 metadata_proxy_shared_secret = $PW
 EOT
 
-# Networking of the appliance: NIC1 NAT (eth0, DHCP from VirtualBox),
-# NIC2 host-only (eth1) at $IP.
-cat > /etc/network/interfaces <<EOT
-auto lo
-iface lo inet loopback
-
-auto eth0
-iface eth0 inet dhcp
-
-auto eth1
-iface eth1 inet static
-	address $IP/24
+# Networking of the appliance: NIC1 NAT (eth0) takes DHCP from VirtualBox
+# (the image's 80-conpaas-dhcp.network); NIC2 host-only (eth1) is a port of
+# the bridge br-hostonly, which holds $IP and which Neutron's linuxbridge
+# agent plugs the instances into. The bridge is systemd-networkd's, so the
+# agent never moves the address off a NIC it does not own.
+cat > /etc/systemd/network/10-nutshell-br-hostonly.netdev <<EOT
+[NetDev]
+Name=br-hostonly
+Kind=bridge
 EOT
-echo conpaas-nutshell > /etc/hostname
+cat > /etc/systemd/network/10-nutshell-eth1.network <<EOT
+[Match]
+Name=eth1
+
+[Network]
+Bridge=br-hostonly
+EOT
+cat > /etc/systemd/network/10-nutshell-br-hostonly.network <<EOT
+[Match]
+Name=br-hostonly
+
+[Link]
+RequiredForOnline=no
+
+[Network]
+Address=$IP/24
+ConfigureWithoutCarrier=yes
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+EOT
 printf '127.0.0.1\tlocalhost\n%s\tconpaas-nutshell controller\n' "$IP" > /etc/hosts
+
+# Debian's defaults (8 to 16 uwsgi processes per API, a worker per CPU for
+# the rest) do not fit the 4 GB the guide gives the Nutshell.
+for f in /etc/keystone/keystone-uwsgi.ini /etc/glance/glance-api-uwsgi.ini /etc/placement/placement-api-uwsgi.ini \
+         /etc/nova/nova-api-uwsgi.ini /etc/nova/nova-api-metadata-uwsgi.ini /etc/neutron/neutron-api-uwsgi.ini; do
+  [ -f "$f" ] && sed -i -e 's/^processes = .*/processes = 2/' -e 's/^threads = .*/threads = 4/' "$f"
+done
+
+# No OpenStack service can start before first boot has made its database:
+# they stay disabled until conpaas-nutshell-setup enables them in order.
+systemctl disable keystone glance-api placement-api nova-api nova-api-metadata nova-conductor nova-scheduler \
+  nova-compute neutron-api neutron-rpc-server neutron-linuxbridge-agent neutron-dhcp-agent neutron-metadata-agent
 
 # The setup runs once, on first boot.
 mkdir -p /etc/conpaas-nutshell

@@ -33,10 +33,13 @@ image "nutshell-disk" {
   version = "2.1.0"
   output  = "nutshell-disk.img"
   size    = "8GiB"
+  # The Nutshell runs ConPaaS; it is not one of its service VMs.
+  hostname      = "conpaas-nutshell"
+  contextualize = false
 
   distribution {
     mirror   = var.mirror
-    packages = ["openssh-server", "ca-certificates", "curl", "python3", "ifupdown", "isc-dhcp-client", "sudo", "debconf-utils"]
+    packages = ["openssh-server", "ca-certificates", "curl", "python3", "sudo", "debconf-utils"]
   }
 
   partition "bios" {
@@ -77,6 +80,11 @@ image "nutshell-disk" {
   provisioner "file" {
     source      = "${path.root}/../../../scripts/nutshell/firstboot.sh"
     destination = "/usr/local/sbin/conpaas-nutshell-setup"
+    mode        = "0755"
+  }
+  provisioner "file" {
+    source      = "${path.root}/../../../scripts/nutshell/nutshell-openstack.py"
+    destination = "/usr/local/sbin/conpaas-nutshell-openstack"
     mode        = "0755"
   }
   provisioner "shell" {

@@ -1,0 +1,145 @@
+#!/usr/bin/python3
+"""conpaas-nutshell-openstack: the OpenStack API part of the Nutshell's first
+boot, in one process with one token (openstacksdk). A shell loop of
+`openstack` commands starts Python and reloads every client plugin for each
+call, which on a small VM costs minutes.
+
+  conpaas-nutshell-openstack identity    projects, service users, catalogue
+  conpaas-nutshell-openstack wait-compute
+  conpaas-nutshell-openstack resources   network, flavor, rules, key, image
+
+Every step looks before it creates, so a failed first boot can run again.
+Environment: NUTSHELL_IP, NUTSHELL_PASSWORD (/etc/conpaas-nutshell/env),
+NUTSHELL_IMAGE (a raw image to register as "conpaas", optional),
+NUTSHELL_PUBKEY (the director's SSH public key file).
+"""
+import os
+import sys
+import time
+
+import openstack
+
+IP = os.environ.get("NUTSHELL_IP", "192.168.56.10")
+PW = os.environ.get("NUTSHELL_PASSWORD", "conpaas")
+AUTH_URL = "http://%s:5000/v3" % IP
+
+# name, type, port, path: what conpaas-nutshell-setup starts.
+SERVICES = [
+    ("glance", "image", 9292, ""),
+    ("placement", "placement", 8778, ""),
+    ("nova", "compute", 8774, "/v2.1"),
+    ("neutron", "network", 9696, ""),
+]
+
+
+def say(msg):
+    # stderr: stdout carries the result (the image id).
+    sys.stderr.write("conpaas-nutshell-openstack: %s\n" % msg)
+
+
+def connect(project="admin", tries=90):
+    """Connects as admin, waiting for Keystone (uwsgi starts slowly)."""
+    last = None
+    for _ in range(tries):
+        try:
+            conn = openstack.connect(
+                auth_url=AUTH_URL, username="admin", password=PW,
+                project_name=project, user_domain_name="Default",
+                project_domain_name="Default", region_name="RegionOne",
+                identity_api_version="3")
+            conn.authorize()
+            return conn
+        except Exception as e:  # keystone not up yet
+            last = e
+            time.sleep(2)
+    raise SystemExit("Keystone at %s did not answer: %s" % (AUTH_URL, last))
+
+
+def identity(conn):
+    for name in ("service", "demo"):
+        if not conn.get_project(name, domain_id="default"):
+            conn.create_project(name, domain_id="default", description="ConPaaS in a Nutshell")
+            say("project " + name)
+    service = conn.get_project("service", domain_id="default")
+    for name, stype, port, path in SERVICES:
+        user = conn.get_user(name, domain_id="default")
+        if not user:
+            user = conn.create_user(name, password=PW, domain_id="default")
+            say("user " + name)
+        conn.grant_role("admin", user=user.id, project=service.id)
+        if conn.get_service(name):
+            continue
+        svc = conn.create_service(name, service_type=stype)
+        url = "http://%s:%d%s" % (IP, port, path)
+        conn.create_endpoint(svc.id, public_url=url, internal_url=url, admin_url=url, region="RegionOne")
+        say("service %s at %s" % (name, url))
+    # The director works in project demo as admin.
+    demo = conn.get_project("demo", domain_id="default")
+    conn.grant_role("admin", user=conn.get_user("admin", domain_id="default").id, project=demo.id)
+
+
+def wait_compute(conn, tries=150):
+    for _ in range(tries):
+        try:
+            if any(s.binary == "nova-compute" and s.state == "up" for s in conn.compute.services()):
+                return
+        except Exception:  # nova-api still starting
+            pass
+        time.sleep(2)
+    raise SystemExit("nova-compute did not report up; see journalctl -u nova-compute")
+
+
+def resources(conn):
+    net = conn.get_network("hostonly")
+    if not net:
+        # Instances live on VirtualBox's host-only network itself, below
+        # the range of VirtualBox's own DHCP server (.100, leases .101-.254).
+        net = conn.create_network("hostonly", shared=True,
+                                  provider={"physical_network": "hostonly", "network_type": "flat"})
+        conn.create_subnet(net.id, subnet_name="hostonly", cidr="192.168.56.0/24",
+                           gateway_ip="192.168.56.1", enable_dhcp=True,
+                           allocation_pools=[{"start": "192.168.56.20", "end": "192.168.56.99"}],
+                           dns_nameservers=["192.168.56.1"])
+        say("network hostonly")
+    if not conn.get_flavor("m1.small"):
+        conn.create_flavor("m1.small", ram=512, vcpus=1, disk=4)
+        say("flavor m1.small")
+
+    demo = conn.connect_as_project("demo")
+    sg = demo.get_security_group("default")
+    have = {(r.get("protocol"), r.get("port_range_min")) for r in sg.get("security_group_rules", [])
+            if r.get("direction") == "ingress"}
+    for port in (22, 80, 443, 5555, 8000, 8080, 9000):
+        if ("tcp", port) not in have:
+            demo.create_security_group_rule(sg.id, port_range_min=port, port_range_max=port,
+                                            protocol="tcp", direction="ingress")
+    if ("icmp", None) not in have:
+        demo.create_security_group_rule(sg.id, protocol="icmp", direction="ingress")
+
+    pub = os.environ.get("NUTSHELL_PUBKEY", "/root/.ssh/id_ed25519.pub")
+    if not demo.get_keypair("conpaas"):
+        with open(pub) as f:
+            demo.create_keypair("conpaas", public_key=f.read().strip())
+        say("keypair conpaas")
+
+    img = os.environ.get("NUTSHELL_IMAGE", "/var/lib/conpaas-nutshell/conpaas.img")
+    image = conn.get_image("conpaas")
+    if not image and os.path.exists(img):
+        say("registering %s in Glance" % img)
+        image = conn.create_image("conpaas", filename=img, disk_format="raw",
+                                  container_format="bare", visibility="public", wait=True)
+    # The image id for director.cfg, on stdout's last line.
+    print(image.id if image else "conpaas")
+
+
+def main(argv):
+    steps = {"identity": identity, "wait-compute": wait_compute, "resources": resources}
+    if len(argv) != 2 or argv[1] not in steps:
+        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|resources\n")
+        return 2
+    steps[argv[1]](connect())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
