@@ -31,6 +31,11 @@ SERVICES = [
     ("neutron", "network", 9696, ""),
 ]
 
+# The ports every ConPaaS VM needs open, inbound TCP: the seeds' "Security
+# Group" list, the same as clouds/compute.Ports (a test keeps them equal).
+CONPAAS_PORTS = [443, 5555, 80, 8000, 8080, 9000, 3306, 4444, 4567, 4568,
+                 32636, 32638, 32640, 22, 6121, 6122, 6123, 6130, 8081]
+
 
 def say(msg):
     # stderr: stdout carries the result (the image id).
@@ -106,15 +111,19 @@ def resources(conn):
         say("flavor m1.small")
 
     demo = conn.connect_as_project("demo")
-    sg = demo.get_security_group("default")
+    # As admin, a listing shows every project's "default" group: ask for
+    # demo's own (Neutron makes it when demo first lists its groups).
+    demo.list_security_groups()
+    sg = demo.get_security_group("default", filters={"project_id": demo.current_project_id})
     have = {(r.get("protocol"), r.get("port_range_min")) for r in sg.get("security_group_rules", [])
             if r.get("direction") == "ingress"}
-    for port in (22, 80, 443, 5555, 8000, 8080, 9000):
+    for port in CONPAAS_PORTS:
         if ("tcp", port) not in have:
             demo.create_security_group_rule(sg.id, port_range_min=port, port_range_max=port,
                                             protocol="tcp", direction="ingress")
     if ("icmp", None) not in have:
         demo.create_security_group_rule(sg.id, protocol="icmp", direction="ingress")
+    say("security group default of demo opens the ConPaaS ports")
 
     pub = os.environ.get("NUTSHELL_PUBKEY", "/root/.ssh/id_ed25519.pub")
     if not demo.get_keypair("conpaas"):

@@ -47,11 +47,12 @@ retry apt-get install -y --no-install-recommends -o Acquire::Retries=10 \
   glance placement-api \
   nova-api nova-conductor nova-scheduler nova-compute-lxc \
   neutron-server neutron-plugin-ml2 neutron-linuxbridge-agent neutron-dhcp-agent neutron-metadata-agent \
-  bridge-utils
+  libvirt-daemon-driver-lxc bridge-utils
 apt-get clean
 rm -rf /var/lib/apt/lists/*
 
-db() { echo "mysql+pymysql://$1:$PW@localhost/$1"; }
+# db DATABASE [USER]: nova_api and nova_cell0 belong to the user nova.
+db() { echo "mysql+pymysql://${2:-$1}:$PW@localhost/$1"; }
 authtoken() {
   cat <<EOT
 [keystone_authtoken]
@@ -109,7 +110,7 @@ compute_driver = libvirt.LibvirtDriver
 [api]
 auth_strategy = keystone
 [api_database]
-connection = $(db nova_api)
+connection = $(db nova_api nova)
 [database]
 connection = $(db nova)
 $(authtoken nova)
@@ -183,6 +184,15 @@ username = nova
 password = $PW
 [oslo_concurrency]
 lock_path = /var/lib/neutron/tmp
+[agent]
+# This file replaces Debian's, which carried these: without them privsep
+# runs a bare "sudo privsep-helper", which the sudoers rules refuse.
+root_helper = sudo /usr/bin/neutron-rootwrap /etc/neutron/rootwrap.conf
+root_helper_daemon = sudo /usr/bin/neutron-rootwrap-daemon /etc/neutron/rootwrap.conf
+[experimental]
+# Neutron marks ML2/linuxbridge experimental and refuses to start without
+# this; it is still the simple choice for one host with LXC instances.
+linuxbridge = true
 EOT
 cat > /etc/neutron/plugins/ml2/ml2_conf.ini <<EOT
 [ml2]
@@ -259,8 +269,21 @@ done
 
 # No OpenStack service can start before first boot has made its database:
 # they stay disabled until conpaas-nutshell-setup enables them in order.
-systemctl disable keystone glance-api placement-api nova-api nova-api-metadata nova-conductor nova-scheduler \
-  nova-compute neutron-api neutron-rpc-server neutron-linuxbridge-agent neutron-dhcp-agent neutron-metadata-agent
+# Several start at once on a small VM; systemd's default 90 s to report
+# ready (Type=notify) is too short for nova-conductor there.
+units="keystone glance-api placement-api nova-api nova-api-metadata nova-conductor nova-scheduler nova-compute
+  neutron-api neutron-rpc-server neutron-linuxbridge-agent neutron-dhcp-agent neutron-metadata-agent"
+systemctl disable $units
+for u in $units; do
+  mkdir -p "/etc/systemd/system/$u.service.d"
+  printf '[Service]\nTimeoutStartSec=600\n' > "/etc/systemd/system/$u.service.d/10-nutshell-timeout.conf"
+done
+# Pulled in as dependencies, not used: LXC's own bridge and dnsmasq (Nova
+# drives containers through libvirt) and the system haproxy (Neutron runs
+# its own haproxy per network for metadata).
+for u in lxc-net lxc haproxy; do
+  systemctl disable "$u" 2>/dev/null || true
+done
 
 # The setup runs once, on first boot.
 mkdir -p /etc/conpaas-nutshell
