@@ -40,7 +40,7 @@ test: deps build
 	$(GO) test -timeout 45m -count=1 ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
 
 e2e: deps build
-	$(GO) test -tags e2e -timeout 120m -count=1 ./... 
+	$(GO) test -tags e2e -timeout 300m -count=1 ./... 
 
 bench: deps build
 	@for s in scripts/bench/*.sh; do echo "== $$s"; bash $$s || exit 1; done
