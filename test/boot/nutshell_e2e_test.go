@@ -67,7 +67,7 @@ func TestNutshell(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("first boot (%s) ready after %s: %s", accel, r.Elapsed.Round(time.Second), r.Line)
-	for _, w := range []string{"conpaas-nutshell: keystone", "conpaas-nutshell: network and flavors", "conpaas-nutshell: director"} {
+	for _, w := range []string{"conpaas-nutshell: keystone", "conpaas-nutshell: starting OpenStack", "conpaas-nutshell: network, flavors and the ConPaaS image", "conpaas-nutshell: director"} {
 		if !strings.Contains(r.Console, w) {
 			t.Errorf("console lacks %q", w)
 		}
