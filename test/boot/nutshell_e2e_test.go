@@ -60,11 +60,27 @@ func TestNutshell(t *testing.T) {
 	if os.Getenv("CPS_QEMU_ACCEL") == "kvm" {
 		accel, timeout = "kvm", 30*time.Minute
 	}
-	r, err := qemu.Boot(context.Background(), qemu.Options{Image: filepath.Join(dir, "nutshell-disk.img"), MemoryMiB: 4096, CPUs: 2,
-		Accel: accel, Timeout: timeout, Marker: regexp.MustCompile(`conpaas-nutshell: ready`),
-		Args: []string{"-nic", "user,model=virtio-net-pci,net=192.168.56.0/24,host=192.168.56.1"}})
+	// The first boot takes most of an hour under TCG: CPS_NUTSHELL_CONSOLE
+	// names a file to follow it in.
+	var console *os.File
+	if p := os.Getenv("CPS_NUTSHELL_CONSOLE"); p != "" {
+		if console, err = os.Create(p); err != nil {
+			t.Fatal(err)
+		}
+		defer console.Close()
+	}
+	opts := qemu.Options{Image: filepath.Join(dir, "nutshell-disk.img"), MemoryMiB: 4096, CPUs: 2,
+		Accel: accel, Timeout: timeout, Marker: regexp.MustCompile(`conpaas-nutshell: (ready|setup FAILED)`),
+		Args: []string{"-nic", "user,model=virtio-net-pci,net=192.168.56.0/24,host=192.168.56.1"}}
+	if console != nil {
+		opts.Console = console
+	}
+	r, err := qemu.Boot(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if strings.Contains(r.Line, "setup FAILED") {
+		t.Fatalf("first boot (%s) failed after %s: %s\n%s", accel, r.Elapsed.Round(time.Second), r.Line, tailLines(r.Console, 60))
 	}
 	t.Logf("first boot (%s) ready after %s: %s", accel, r.Elapsed.Round(time.Second), r.Line)
 	for _, w := range []string{"conpaas-nutshell: keystone", "conpaas-nutshell: starting OpenStack", "conpaas-nutshell: network, flavors and the ConPaaS image", "conpaas-nutshell: director"} {
