@@ -14,6 +14,8 @@ export NUTSHELL_IP="$IP" NUTSHELL_PASSWORD="$PW"
 OPENSTACK_UNITS="glance-api placement-api nova-api nova-api-metadata nova-conductor nova-scheduler libvirtd nova-compute neutron-api neutron-rpc-server neutron-linuxbridge-agent neutron-dhcp-agent neutron-metadata-agent"
 say() { echo "conpaas-nutshell: $*"; echo "conpaas-nutshell: $*" > /dev/ttyS0 2>/dev/null || true; }
 trap 'rc=$?; [ $rc -eq 0 ] || say "setup FAILED (exit $rc); see journalctl -u conpaas-nutshell-setup; it runs again on the next boot"' EXIT
+# systemd stops a unit with SIGTERM, which does not run sh's EXIT trap.
+trap 'exit 143' TERM
 
 say "creating databases"
 for d in keystone glance placement nova_api nova nova_cell0 neutron; do
@@ -89,7 +91,10 @@ EOT
 fi
 cpsdirector certs
 echo "$PW" | cpsdirector adduser --password-stdin test 2>/dev/null || true
-systemctl enable --now cpsdirector.service
+# cpsdirector.service is ordered after this unit: a blocking start from
+# here would wait for this very setup to end. Queue it instead.
+systemctl enable cpsdirector.service
+systemctl start --no-block cpsdirector.service
 # The director's own view: clouds, certificates, ports. Without the ConPaaS
 # services image and tarball it reports those missing; that is for the
 # user to act on, not a failed setup.

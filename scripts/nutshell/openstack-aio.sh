@@ -301,7 +301,9 @@ Type=oneshot
 EnvironmentFile=/etc/conpaas-nutshell/env
 ExecStart=/usr/local/sbin/conpaas-nutshell-setup
 RemainAfterExit=yes
-TimeoutStartSec=1800
+# Minutes with VirtualBox's hardware virtualization; most of an hour
+# under plain emulation (QEMU TCG in the tests).
+TimeoutStartSec=2h
 
 [Install]
 WantedBy=multi-user.target
