@@ -68,6 +68,20 @@ password = $PW
 EOT
 }
 
+# keystoneauth USER AUTH_URL: the password credentials one service uses to
+# call another (nova's [service_user], [placement], [neutron]; neutron's [nova]).
+keystoneauth() {
+  cat <<EOT
+auth_url = $2
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = $1
+password = $PW
+EOT
+}
+
 cat > /etc/keystone/keystone.conf <<EOT
 [DEFAULT]
 log_dir = /var/log/keystone
@@ -116,33 +130,15 @@ connection = $(db nova)
 $(authtoken nova)
 [service_user]
 send_service_user_token = true
-auth_url = http://$IP:5000/
-auth_type = password
-project_domain_name = Default
-user_domain_name = Default
-project_name = service
-username = nova
-password = $PW
+$(keystoneauth nova "http://$IP:5000/")
 [glance]
 api_servers = http://$IP:9292
 [placement]
 region_name = RegionOne
-project_domain_name = Default
-project_name = service
-auth_type = password
-user_domain_name = Default
-auth_url = http://$IP:5000/v3
-username = placement
-password = $PW
+$(keystoneauth placement "http://$IP:5000/v3")
 [neutron]
-auth_url = http://$IP:5000
-auth_type = password
-project_domain_name = Default
-user_domain_name = Default
 region_name = RegionOne
-project_name = service
-username = neutron
-password = $PW
+$(keystoneauth neutron "http://$IP:5000")
 service_metadata_proxy = true
 metadata_proxy_shared_secret = $PW
 [libvirt]
@@ -174,14 +170,8 @@ notify_nova_on_port_data_changes = true
 connection = $(db neutron)
 $(authtoken neutron)
 [nova]
-auth_url = http://$IP:5000
-auth_type = password
-project_domain_name = Default
-user_domain_name = Default
 region_name = RegionOne
-project_name = service
-username = nova
-password = $PW
+$(keystoneauth nova "http://$IP:5000")
 [oslo_concurrency]
 lock_path = /var/lib/neutron/tmp
 [agent]
