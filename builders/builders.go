@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/plan"
 )
 
 // Options apply to every build.

@@ -8,31 +8,22 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
 	"github.com/google/uuid"
 
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/images/ptable"
+	"github.com/conpaas/cps/plan"
 )
-
-// Sector is the logical sector size every image uses.
-const Sector = 512
 
 const (
 	mib = 1 << 20
 	// gptTail is what the backup GPT takes at the end of the disk: 32
 	// sectors of partition entries and the backup header.
-	gptTail = 33 * Sector
+	gptTail = 33 * ptable.Sector
 	// mbrMaxSectors is the largest sector count an MBR entry can hold.
 	mbrMaxSectors = 1<<32 - 1
-)
-
-// Table kinds.
-const (
-	GPT = "gpt"
-	MBR = "mbr"
 )
 
 // Layout fills Start and End (bytes, End exclusive) of every partition, in
@@ -45,11 +36,11 @@ func Layout(size, align int64, table string, parts []plan.Partition) error {
 	if align <= 0 {
 		align = mib
 	}
-	if align%Sector != 0 || align&(align-1) != 0 {
-		return fmt.Errorf("alignment %d is not a power of two of at least %d bytes; use e.g. 1MiB or 4MiB (the SD card erase block)", align, Sector)
+	if align%ptable.Sector != 0 || align&(align-1) != 0 {
+		return fmt.Errorf("alignment %d is not a power of two of at least %d bytes; use e.g. 1MiB or 4MiB (the SD card erase block)", align, ptable.Sector)
 	}
-	if size%Sector != 0 {
-		return fmt.Errorf("image size %d is not a multiple of the %d-byte sector", size, Sector)
+	if size%ptable.Sector != 0 {
+		return fmt.Errorf("image size %d is not a multiple of the %d-byte sector", size, ptable.Sector)
 	}
 	if len(parts) == 0 {
 		return fmt.Errorf("the image has no partitions; declare at least one partition block")
@@ -58,7 +49,7 @@ func Layout(size, align int64, table string, parts []plan.Partition) error {
 	if err != nil {
 		return err
 	}
-	if table == MBR && len(parts) > 4 {
+	if table == ptable.MBR && len(parts) > 4 {
 		return fmt.Errorf("an MBR table holds at most 4 primary partitions, the image declares %d; use partition_table = \"gpt\" or fewer partitions", len(parts))
 	}
 	fill := -1
@@ -66,8 +57,8 @@ func Layout(size, align int64, table string, parts []plan.Partition) error {
 		if p.Size < 0 {
 			return fmt.Errorf("partition %q: negative size %d", p.Name, p.Size)
 		}
-		if p.Size%Sector != 0 {
-			return fmt.Errorf("partition %q: size %d is not a multiple of %d bytes", p.Name, p.Size, Sector)
+		if p.Size%ptable.Sector != 0 {
+			return fmt.Errorf("partition %q: size %d is not a multiple of %d bytes", p.Name, p.Size, ptable.Sector)
 		}
 		if p.Size == 0 {
 			if fill >= 0 {
@@ -104,7 +95,7 @@ func Layout(size, align int64, table string, parts []plan.Partition) error {
 		limit = start
 	}
 	parts[fill].Start = pos
-	parts[fill].End = roundDown(limit, Sector)
+	parts[fill].End = roundDown(limit, ptable.Sector)
 	// A fill partition needs room for at least one alignment unit.
 	if parts[fill].End-parts[fill].Start < align {
 		need := align - (parts[fill].End - parts[fill].Start)
@@ -121,13 +112,13 @@ func tooSmall(size, short int64) error {
 // usable returns the first and last (exclusive) byte partitions may use.
 func usable(size int64, table string) (int64, int64, error) {
 	switch table {
-	case GPT, "":
+	case ptable.GPT, "":
 		if size < 2*mib {
 			return 0, 0, fmt.Errorf("image size %d is too small for a GPT disk; use at least 2MiB", size)
 		}
 		return mib, size - gptTail, nil
-	case MBR:
-		if size/Sector > mbrMaxSectors {
+	case ptable.MBR:
+		if size/ptable.Sector > mbrMaxSectors {
 			return 0, 0, fmt.Errorf("image size %d is over the 2 TiB an MBR table can address; use partition_table = \"gpt\"", size)
 		}
 		return mib, size, nil
@@ -160,7 +151,7 @@ func DiskID(seed string) uint32 {
 // PartUUID is the PARTUUID Linux reports for partition i (0-based) of a
 // table written by WriteTable with the same seed.
 func PartUUID(table string, parts []plan.Partition, i int, seed string) string {
-	if table == MBR {
+	if table == ptable.MBR {
 		return fmt.Sprintf("%08x-%02d", DiskID(seed), i+1)
 	}
 	return GUID(seed, "part:"+parts[i].Name)
@@ -172,41 +163,41 @@ func PartUUID(table string, parts []plan.Partition, i int, seed string) string {
 // boot code alone so a boot loader can be installed before or after.
 func WriteTable(f *os.File, size int64, table string, parts []plan.Partition, seed string) error {
 	for _, p := range parts {
-		if p.End <= p.Start || p.Start%Sector != 0 || p.End%Sector != 0 {
+		if p.End <= p.Start || p.Start%ptable.Sector != 0 || p.End%ptable.Sector != 0 {
 			return fmt.Errorf("partition %q has no valid layout (start %d, end %d); call disk.Layout first", p.Name, p.Start, p.End)
 		}
 	}
 	switch table {
-	case GPT, "":
+	case ptable.GPT, "":
 		t := &gpt.Table{
-			LogicalSectorSize:  Sector,
-			PhysicalSectorSize: Sector,
+			LogicalSectorSize:  ptable.Sector,
+			PhysicalSectorSize: ptable.Sector,
 			ProtectiveMBR:      true,
 			GUID:               GUID(seed, "disk"),
 		}
 		for i, p := range parts {
-			typ, err := gptType(p.FS)
+			typ, err := ptable.GPTType(p.FS)
 			if err != nil {
 				return fmt.Errorf("partition %q: %w", p.Name, err)
 			}
 			t.Partitions = append(t.Partitions, &gpt.Partition{
 				Index: i + 1,
-				Start: uint64(p.Start / Sector),
-				End:   uint64(p.End/Sector - 1), // GPT's last LBA is inclusive
+				Start: uint64(p.Start / ptable.Sector),
+				End:   uint64(p.End/ptable.Sector - 1), // GPT's last LBA is inclusive
 				Size:  uint64(p.End - p.Start),
 				Type:  typ,
 				Name:  p.Name,
-				GUID:  PartUUID(GPT, parts, i, seed),
+				GUID:  PartUUID(ptable.GPT, parts, i, seed),
 			})
 		}
 		if err := t.Write(f, size); err != nil {
 			return fmt.Errorf("write GPT to %s: %w", f.Name(), err)
 		}
 		return nil
-	case MBR:
-		t := &mbr.Table{LogicalSectorSize: Sector, PhysicalSectorSize: Sector}
+	case ptable.MBR:
+		t := &mbr.Table{LogicalSectorSize: ptable.Sector, PhysicalSectorSize: ptable.Sector}
 		for i, p := range parts {
-			typ, err := mbrType(p.FS)
+			typ, err := ptable.MBRType(p.FS)
 			if err != nil {
 				return fmt.Errorf("partition %q: %w", p.Name, err)
 			}
@@ -216,8 +207,8 @@ func WriteTable(f *os.File, size int64, table string, parts []plan.Partition, se
 				// first FAT partition active.
 				Bootable: i == 0 && (p.FS == "vfat" || p.FS == "esp"),
 				Type:     typ,
-				Start:    uint32(p.Start / Sector),
-				Size:     uint32((p.End - p.Start) / Sector),
+				Start:    uint32(p.Start / ptable.Sector),
+				Size:     uint32((p.End - p.Start) / ptable.Sector),
 			})
 		}
 		if err := t.Write(f, size); err != nil {
@@ -232,68 +223,4 @@ func WriteTable(f *os.File, size int64, table string, parts []plan.Partition, se
 	default:
 		return fmt.Errorf("unknown partition table %q; use \"gpt\" or \"mbr\"", table)
 	}
-}
-
-func gptType(fs string) (gpt.Type, error) {
-	switch fs {
-	case "bios_grub":
-		return gpt.BIOSBoot, nil
-	case "esp":
-		return gpt.EFISystemPartition, nil
-	case "vfat":
-		return gpt.MicrosoftBasicData, nil
-	case "ext4", "none":
-		return gpt.LinuxFilesystem, nil
-	case "swap":
-		return gpt.LinuxSwap, nil
-	}
-	return "", fmt.Errorf("unknown partition content %q; use ext4, vfat, esp, swap, bios_grub or none", fs)
-}
-
-func mbrType(fs string) (mbr.Type, error) {
-	switch fs {
-	case "esp":
-		return mbr.EFISystem, nil
-	case "vfat":
-		return mbr.Fat32LBA, nil
-	case "ext4", "none":
-		return mbr.Linux, nil
-	case "swap":
-		return mbr.LinuxSwap, nil
-	case "bios_grub":
-		return 0, fmt.Errorf("a bios_grub partition only exists on GPT; with an MBR table GRUB uses the gap after the MBR, so remove the partition or use partition_table = \"gpt\"")
-	}
-	return 0, fmt.Errorf("unknown partition content %q; use ext4, vfat, esp, swap, bios_grub or none", fs)
-}
-
-// FSOf maps a partition type back to the plan's FS name ("" if unknown), for
-// readers of existing images (resize, verify).
-func FSOf(table, typ string) string {
-	typ = strings.ToUpper(typ)
-	if table == MBR {
-		switch typ {
-		case "0C", "0B":
-			return "vfat"
-		case "EF":
-			return "esp"
-		case "83":
-			return "ext4"
-		case "82":
-			return "swap"
-		}
-		return ""
-	}
-	switch gpt.Type(typ) {
-	case gpt.BIOSBoot:
-		return "bios_grub"
-	case gpt.EFISystemPartition:
-		return "esp"
-	case gpt.MicrosoftBasicData:
-		return "vfat"
-	case gpt.LinuxFilesystem, gpt.LinuxRootX86_64, gpt.LinuxRootArm64:
-		return "ext4"
-	case gpt.LinuxSwap:
-		return "swap"
-	}
-	return ""
 }

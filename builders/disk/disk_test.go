@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 )
 
 const sdSize = 31998345216
@@ -25,12 +26,12 @@ func TestLayout(t *testing.T) {
 		wantErr string
 	}{
 		{
-			name: "raw gpt bios+esp+root", size: 2 << 30, align: mib, table: GPT,
+			name: "raw gpt bios+esp+root", size: 2 << 30, align: mib, table: ptable.GPT,
 			parts: []plan.Partition{{Name: "bios", FS: "bios_grub", Size: mib}, {Name: "esp", FS: "esp", Size: 64 * mib}, {Name: "root", FS: "ext4"}},
 			want:  [][2]int64{{mib, 2 * mib}, {2 * mib, 66 * mib}, {66 * mib, 2<<30 - gptTail}},
 		},
 		{
-			name: "sdcard mbr swap at the end", size: sdSize, align: 4 * mib, table: MBR,
+			name: "sdcard mbr swap at the end", size: sdSize, align: 4 * mib, table: ptable.MBR,
 			parts: []plan.Partition{{Name: "boot", FS: "vfat", Size: 256 * mib}, {Name: "root", FS: "ext4"}, {Name: "swap", FS: "swap", Size: 1 << 30}},
 			want: [][2]int64{
 				{4 * mib, 260 * mib},
@@ -39,29 +40,29 @@ func TestLayout(t *testing.T) {
 			},
 		},
 		{
-			name: "no fill", size: 64 * mib, align: mib, table: GPT,
+			name: "no fill", size: 64 * mib, align: mib, table: ptable.GPT,
 			parts: []plan.Partition{{Name: "a", FS: "ext4", Size: 10 * mib}, {Name: "b", FS: "swap", Size: 3*mib + 512}},
 			want:  [][2]int64{{mib, 11 * mib}, {11 * mib, 14*mib + 512}},
 		},
-		{name: "too small", size: 8 * mib, align: mib, table: GPT,
+		{name: "too small", size: 8 * mib, align: mib, table: ptable.GPT,
 			parts:   []plan.Partition{{Name: "a", FS: "ext4", Size: 10 * mib}},
 			wantErr: "set size to at least 12582912 bytes"},
-		{name: "fill squeezed out", size: 16 * mib, align: 4 * mib, table: MBR,
+		{name: "fill squeezed out", size: 16 * mib, align: 4 * mib, table: ptable.MBR,
 			parts:   []plan.Partition{{Name: "boot", FS: "vfat", Size: 8 * mib}, {Name: "root", FS: "ext4"}, {Name: "swap", FS: "swap", Size: 4 * mib}},
 			wantErr: "do not fit"},
-		{name: "two fills", size: 64 * mib, table: GPT,
+		{name: "two fills", size: 64 * mib, table: ptable.GPT,
 			parts:   []plan.Partition{{Name: "a", FS: "ext4"}, {Name: "b", FS: "ext4"}},
 			wantErr: `"a" and "b" both fill`},
-		{name: "five mbr", size: 64 * mib, table: MBR,
+		{name: "five mbr", size: 64 * mib, table: ptable.MBR,
 			parts:   make([]plan.Partition, 5),
 			wantErr: "at most 4"},
-		{name: "alignment not a power of two", size: 64 * mib, align: 3 * mib, table: GPT,
+		{name: "alignment not a power of two", size: 64 * mib, align: 3 * mib, table: ptable.GPT,
 			parts:   []plan.Partition{{Name: "a", FS: "ext4"}},
 			wantErr: "not a power of two"},
 		{name: "bad table", size: 64 * mib, table: "apm",
 			parts:   []plan.Partition{{Name: "a", FS: "ext4"}},
 			wantErr: `unknown partition table "apm"`},
-		{name: "odd size", size: 64 * mib, table: GPT,
+		{name: "odd size", size: 64 * mib, table: ptable.GPT,
 			parts:   []plan.Partition{{Name: "a", FS: "ext4", Size: 1000}},
 			wantErr: "not a multiple of 512"},
 	}
@@ -114,10 +115,10 @@ func TestWriteTableSfdisk(t *testing.T) {
 		parts []plan.Partition
 		types []string
 	}{
-		{GPT, 2 << 30, mib,
+		{ptable.GPT, 2 << 30, mib,
 			[]plan.Partition{{Name: "bios", FS: "bios_grub", Size: mib}, {Name: "esp", FS: "esp", Size: 64 * mib}, {Name: "root", FS: "ext4"}},
 			[]string{"21686148-6449-6E6F-744E-656564454649", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "0FC63DAF-8483-4772-8E79-3D69D8477DE4"}},
-		{MBR, sdSize, 4 * mib,
+		{ptable.MBR, sdSize, 4 * mib,
 			[]plan.Partition{{Name: "boot", FS: "vfat", Size: 256 * mib}, {Name: "root", FS: "ext4"}, {Name: "swap", FS: "swap", Size: 1 << 30}},
 			[]string{"c", "83", "82"}},
 	}
@@ -147,28 +148,28 @@ func TestWriteTableSfdisk(t *testing.T) {
 				t.Fatal(err)
 			}
 			pt := got.PartitionTable
-			wantLabel := map[string]string{GPT: "gpt", MBR: "dos"}[tc.table]
+			wantLabel := map[string]string{ptable.GPT: "gpt", ptable.MBR: "dos"}[tc.table]
 			if pt.Label != wantLabel || len(pt.Partitions) != len(tc.parts) {
 				t.Fatalf("sfdisk sees %s with %d partitions, want %s with %d:\n%s", pt.Label, len(pt.Partitions), wantLabel, len(tc.parts), out)
 			}
 			for i, p := range pt.Partitions {
-				if p.Start*Sector != tc.parts[i].Start || (p.Start+p.Size)*Sector != tc.parts[i].End {
+				if p.Start*ptable.Sector != tc.parts[i].Start || (p.Start+p.Size)*ptable.Sector != tc.parts[i].End {
 					t.Errorf("partition %d: sfdisk start %d size %d, want bytes %d-%d", i, p.Start, p.Size, tc.parts[i].Start, tc.parts[i].End)
 				}
-				if p.Start%(tc.align/Sector) != 0 {
+				if p.Start%(tc.align/ptable.Sector) != 0 {
 					t.Errorf("partition %d starts at sector %d, not aligned to %d bytes", i, p.Start, tc.align)
 				}
 				if !strings.EqualFold(p.Type, tc.types[i]) {
 					t.Errorf("partition %d type %s, want %s", i, p.Type, tc.types[i])
 				}
-				if tc.table == GPT {
-					if !strings.EqualFold(p.UUID, PartUUID(GPT, tc.parts, i, "seed-1")) || p.Name != tc.parts[i].Name {
-						t.Errorf("partition %d uuid %s name %q, want %s %q", i, p.UUID, p.Name, PartUUID(GPT, tc.parts, i, "seed-1"), tc.parts[i].Name)
+				if tc.table == ptable.GPT {
+					if !strings.EqualFold(p.UUID, PartUUID(ptable.GPT, tc.parts, i, "seed-1")) || p.Name != tc.parts[i].Name {
+						t.Errorf("partition %d uuid %s name %q, want %s %q", i, p.UUID, p.Name, PartUUID(ptable.GPT, tc.parts, i, "seed-1"), tc.parts[i].Name)
 					}
 				}
 			}
-			if tc.table == MBR {
-				if want := "0x" + PartUUID(MBR, tc.parts, 0, "seed-1")[:8]; pt.ID != want {
+			if tc.table == ptable.MBR {
+				if want := "0x" + PartUUID(ptable.MBR, tc.parts, 0, "seed-1")[:8]; pt.ID != want {
 					t.Errorf("disk id %s, want %s", pt.ID, want)
 				}
 			}
@@ -178,7 +179,7 @@ func TestWriteTableSfdisk(t *testing.T) {
 				t.Errorf("sfdisk --verify: %v\n%s", err, out)
 			}
 			// Reading back with our own reader gives the same layout.
-			kind, back, err := ReadTable(f)
+			kind, back, err := ptable.Read(f)
 			if err != nil || kind != tc.table || len(back) != len(tc.parts) {
 				t.Fatalf("ReadTable = %s, %d parts, %v", kind, len(back), err)
 			}

@@ -10,8 +10,9 @@ import (
 	"testing"
 
 	"github.com/conpaas/cps/builders/disk"
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 )
 
 const testUUID = "0b5ad2c8-3f7e-4a57-9a77-1f1b2c3d4e5f"
@@ -39,7 +40,7 @@ func TestInstallBIOS(t *testing.T) {
 
 	const size = 8 << 20
 	parts := []plan.Partition{{Name: "bios", FS: "bios_grub", Size: 1 << 20}, {Name: "root", FS: "ext4"}}
-	if err := disk.Layout(size, 1<<20, disk.GPT, parts); err != nil {
+	if err := disk.Layout(size, 1<<20, ptable.GPT, parts); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Create(filepath.Join(t.TempDir(), "disk.img"))
@@ -50,7 +51,7 @@ func TestInstallBIOS(t *testing.T) {
 	if err := f.Truncate(size); err != nil {
 		t.Fatal(err)
 	}
-	if err := disk.WriteTable(f, size, disk.GPT, parts, "seed"); err != nil {
+	if err := disk.WriteTable(f, size, ptable.GPT, parts, "seed"); err != nil {
 		t.Fatal(err)
 	}
 	before := make([]byte, 34*sector)

@@ -21,12 +21,12 @@ import (
 	"time"
 
 	"github.com/conpaas/cps/builders"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/images/vmdk"
 	"github.com/conpaas/cps/internal/atomicfile"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 )
 
 func init() { builders.Add(plan.KindOVA, Builder{}) }

@@ -12,9 +12,9 @@ import (
 	"testing"
 
 	"github.com/conpaas/cps/builders"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/images/verify"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 )
 
 func rawDisk(t *testing.T, size int64) string {

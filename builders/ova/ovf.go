@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"text/template"
 
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/plan"
 )
 
 // vboxOSIDs maps VirtualBox ostype to the CIM OperatingSystemSection id

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/conpaas/cps/builders"
-	"github.com/conpaas/cps/builders/disk"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 	"github.com/conpaas/cps/test/qemu"
 )
 
@@ -96,7 +96,7 @@ func TestBuildAndBoot(t *testing.T) {
 	}
 	// The root filesystem, checked by e2fsck through the offset syntax.
 	f, _ := os.Open(res.Path)
-	_, parts, err := disk.ReadTable(f)
+	_, parts, err := ptable.Read(f)
 	f.Close()
 	if err != nil || len(parts) != 3 {
 		t.Fatalf("ReadTable: %v %v", parts, err)

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/plan"
 )
 
 //go:embed payload

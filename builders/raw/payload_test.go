@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/plan"
 )
 
 // installPayload on a skeleton tree: the files the image needs are in

@@ -24,12 +24,13 @@ import (
 	"github.com/conpaas/cps/builders/disk"
 	cfs "github.com/conpaas/cps/builders/fs"
 	"github.com/conpaas/cps/builders/grub"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/builders/rootfs"
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/atomicfile"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 )
 
 func init() { builders.Add(plan.KindRaw, Builder{}) }
@@ -202,7 +203,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	if img.Bootloader.BIOS && !biosDone {
 		// MBR disks: core.img goes in the gap between the MBR and the first
 		// partition, as grub-install does.
-		if err := grub.InstallBIOS(f.File, biosCore, disk.Sector, parts[0].Start-disk.Sector); err != nil {
+		if err := grub.InstallBIOS(f.File, biosCore, ptable.Sector, parts[0].Start-ptable.Sector); err != nil {
 			return nil, fmt.Errorf("image %q: %w", img.Name, err)
 		}
 	}
@@ -252,7 +253,7 @@ func normalize(img *plan.Image) error {
 		return fmt.Errorf("image %q: the raw builder makes x86_64 images (arch = \"amd64\"), not %q", img.Name, img.Arch)
 	}
 	if img.PartitionTable == "" {
-		img.PartitionTable = disk.GPT
+		img.PartitionTable = ptable.GPT
 	}
 	if img.Alignment == 0 {
 		img.Alignment = mib
@@ -268,7 +269,7 @@ func normalize(img *plan.Image) error {
 		bl.BIOS = true
 	}
 	if len(img.Partitions) == 0 {
-		if bl.BIOS && img.PartitionTable == disk.GPT {
+		if bl.BIOS && img.PartitionTable == ptable.GPT {
 			img.Partitions = append(img.Partitions, plan.Partition{Name: "bios", FS: "bios_grub", Size: mib})
 		}
 		if bl.UEFI {
@@ -290,7 +291,7 @@ func normalize(img *plan.Image) error {
 	if roots != 1 {
 		return fmt.Errorf("image %q: needs exactly one ext4 partition with mount = \"/\", has %d", img.Name, roots)
 	}
-	if bl.BIOS && img.PartitionTable == disk.GPT && bios != 1 {
+	if bl.BIOS && img.PartitionTable == ptable.GPT && bios != 1 {
 		return fmt.Errorf("image %q: BIOS boot from a GPT disk needs one partition with fs = \"bios_grub\" (1MiB)", img.Name)
 	}
 	if bl.UEFI && esp != 1 {

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/conpaas/cps/builders"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 )
 
 func TestNormalize(t *testing.T) {

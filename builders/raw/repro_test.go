@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/conpaas/cps/builders"
-	"github.com/conpaas/cps/builders/disk"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/builders/rootfs"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 )
 
 func requireBuildTools(t *testing.T) {
@@ -53,7 +53,7 @@ func diffReport(a, b string) (int64, string, error) {
 		return 0, "", err
 	}
 	defer fb.Close()
-	_, parts, err := disk.ReadTable(fa)
+	_, parts, err := ptable.Read(fa)
 	if err != nil {
 		return 0, "", err
 	}

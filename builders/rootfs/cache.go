@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 )
 
 // keepTrees is how many cached trees stay in the cache directory.

@@ -13,8 +13,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 )
 
 // bootstrapArgs is the mmdebstrap command line for img's distribution into

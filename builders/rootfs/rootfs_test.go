@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/plan"
 )
 
 func TestBootstrapArgs(t *testing.T) {

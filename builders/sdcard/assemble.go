@@ -9,10 +9,11 @@ import (
 
 	"github.com/conpaas/cps/builders/disk"
 	"github.com/conpaas/cps/builders/fs"
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/atomicfile"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 )
 
 // Layout fills in the defaults of an sdcard image block and lays out its
@@ -26,7 +27,7 @@ func Layout(img *plan.Image) error {
 		img.Alignment = DefaultAlignment
 	}
 	if img.PartitionTable == "" {
-		img.PartitionTable = disk.MBR
+		img.PartitionTable = ptable.MBR
 	}
 	if img.Arch == "" {
 		img.Arch = "arm64"
@@ -35,10 +36,10 @@ func Layout(img *plan.Image) error {
 		img.Partitions = DefaultPartitions()
 	}
 	a := img.Alignment
-	if a < disk.Sector || a&(a-1) != 0 {
+	if a < ptable.Sector || a&(a-1) != 0 {
 		return fmt.Errorf("image %q: alignment %d is not a power of two of at least 512 bytes; SD cards want 4MiB (4194304)", img.Name, a)
 	}
-	if img.PartitionTable != disk.MBR {
+	if img.PartitionTable != ptable.MBR {
 		return fmt.Errorf("image %q: partition_table %q: the Raspberry Pi 2/3 firmware boots only from an MBR table; use partition_table = \"mbr\"", img.Name, img.PartitionTable)
 	}
 	switch img.Arch {

@@ -11,9 +11,9 @@ import (
 
 	"github.com/conpaas/cps/builders"
 	"github.com/conpaas/cps/builders/disk"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 )
 
 func init() { builders.Add(plan.KindSDCard, Builder{}) }

@@ -10,8 +10,9 @@ import (
 
 	"github.com/conpaas/cps/builders"
 	"github.com/conpaas/cps/builders/disk"
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 )
 
 // TestBuildExtract builds a full-size SD image from real Debian arm64
@@ -56,7 +57,7 @@ func TestBuildExtract(t *testing.T) {
 	// naming the root partition by the PARTUUID Linux will see.
 	laid := plan.Image{Name: "rpi"}
 	Layout(&laid)
-	partuuid := disk.PartUUID(disk.MBR, laid.Partitions, 1, "sha256:test/rpi")
+	partuuid := disk.PartUUID(ptable.MBR, laid.Partitions, 1, "sha256:test/rpi")
 	sfd, _ := exec.Command("sfdisk", "--dump", out).Output()
 	if id := fmt.Sprintf("label-id: 0x%s", partuuid[:8]); !strings.Contains(string(sfd), id) {
 		t.Fatalf("sfdisk --dump has no %q:\n%s", id, sfd)

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/conpaas/cps/builders"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 )
 
 // repoFile finds a file relative to the repository root.

@@ -13,12 +13,12 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/mbr"
 
-	"github.com/conpaas/cps/builders/disk"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/atomicfile"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 )
 
 // ResizeResult describes a resized image.
@@ -48,7 +48,7 @@ func Resize(ctx context.Context, path string, newSize, align int64) (*ResizeResu
 	if align <= 0 {
 		align = DefaultAlignment
 	}
-	if align&(align-1) != 0 || align%disk.Sector != 0 {
+	if align&(align-1) != 0 || align%ptable.Sector != 0 {
 		return nil, fmt.Errorf("alignment %d is not a power of two of at least 512 bytes; use e.g. 4MiB: %w", align, ErrBadSize)
 	}
 	src, err := os.Open(path)
@@ -61,8 +61,8 @@ func Resize(ctx context.Context, path string, newSize, align int64) (*ResizeResu
 		return nil, fmt.Errorf("stat image: %w", err)
 	}
 	oldSize := st.Size()
-	if newSize%disk.Sector != 0 {
-		return nil, fmt.Errorf("size %d is not a multiple of %d bytes; give the card's size in bytes (blockdev --getsize64): %w", newSize, disk.Sector, ErrBadSize)
+	if newSize%ptable.Sector != 0 {
+		return nil, fmt.Errorf("size %d is not a multiple of %d bytes; give the card's size in bytes (blockdev --getsize64): %w", newSize, ptable.Sector, ErrBadSize)
 	}
 	if newSize < oldSize {
 		return nil, fmt.Errorf("size %d is smaller than the image (%d bytes); shrinking is not supported, give at least %d: %w", newSize, oldSize, oldSize, ErrBadSize)
@@ -70,17 +70,17 @@ func Resize(ctx context.Context, path string, newSize, align int64) (*ResizeResu
 	if newSize == oldSize {
 		return nil, fmt.Errorf("the image is already %d bytes; give a bigger --size: %w", newSize, ErrBadSize)
 	}
-	if newSize/disk.Sector > 1<<32-1 {
+	if newSize/ptable.Sector > 1<<32-1 {
 		return nil, fmt.Errorf("size %d is over the 2 TiB an MBR partition table can address: %w", newSize, ErrBadSize)
 	}
-	table, parts, err := disk.ReadTable(src)
+	table, parts, err := ptable.Read(src)
 	if err != nil {
 		return nil, err
 	}
-	if table != disk.MBR {
+	if table != ptable.MBR {
 		return nil, fmt.Errorf("%s has a %s partition table; sdcard resize handles the MBR tables of Raspberry Pi SD-card images", path, table)
 	}
-	mt, err := mbr.Read(src, disk.Sector, disk.Sector)
+	mt, err := mbr.Read(src, ptable.Sector, ptable.Sector)
 	if err != nil {
 		return nil, fmt.Errorf("read MBR of %s: %w", path, err)
 	}
@@ -150,11 +150,11 @@ func Resize(ctx context.Context, path string, newSize, align int64) (*ResizeResu
 	// and boot flag stay.
 	for _, p := range mt.Partitions {
 		for i := range parts {
-			if p == nil || int64(p.Start)*disk.Sector != parts[i].Start {
+			if p == nil || int64(p.Start)*ptable.Sector != parts[i].Start {
 				continue
 			}
-			p.Start = uint32(np[i].Start / disk.Sector)
-			p.Size = uint32((np[i].End - np[i].Start) / disk.Sector)
+			p.Start = uint32(np[i].Start / ptable.Sector)
+			p.Size = uint32((np[i].End - np[i].Start) / ptable.Sector)
 			setCHS(p)
 			break
 		}

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 )
 
 // smallTrees makes a boot and a root directory with a few files.

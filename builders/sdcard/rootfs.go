@@ -9,8 +9,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/builders/rootfs"
+	"github.com/conpaas/cps/plan"
 )
 
 // BootPackages are what the boot partition is made from: the Pi firmware

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/plan"
 	"github.com/conpaas/cps/test/ec2fake"
 )
 

@@ -12,10 +12,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/plan"
 	"github.com/conpaas/cps/test/ec2fake"
 )
 

@@ -9,10 +9,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 )
 
 // imageInput is what every ConPaaS AMI has in common: HVM, ENA and SR-IOV,

@@ -23,12 +23,12 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/ec2/bundle"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 )
 
 func init() { register.Add(plan.TargetEC2S3, &S3{}) }

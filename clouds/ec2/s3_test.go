@@ -20,10 +20,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/ec2/bundle/bundletest"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
+	"github.com/conpaas/cps/plan"
 	"github.com/conpaas/cps/test/ec2fake"
 	"github.com/conpaas/cps/test/s3server"
 )

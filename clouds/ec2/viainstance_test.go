@@ -21,10 +21,10 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/sparse"
+	"github.com/conpaas/cps/plan"
 	"github.com/conpaas/cps/test/ec2fake"
 )
 

@@ -15,11 +15,11 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 	"github.com/conpaas/cps/test/glanceserver"
 )
 

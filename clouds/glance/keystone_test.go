@@ -15,9 +15,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
+	"github.com/conpaas/cps/plan"
 	"github.com/conpaas/cps/test/glanceserver"
 	"github.com/conpaas/cps/test/keystonefake"
 )

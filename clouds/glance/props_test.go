@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/register"
+	"github.com/conpaas/cps/plan"
 )
 
 func TestProperties(t *testing.T) {

@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/plan"
 )
 
 // Artifact is what is being registered.

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/conpaas/cps/builders"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/internal/cli"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/plan"
 )
 
 func init() {

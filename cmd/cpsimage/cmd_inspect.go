@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/plan"
 )
 
 func init() {

@@ -8,13 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/clouds/ec2"
 	_ "github.com/conpaas/cps/clouds/glance"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/plan"
 )
 
 func init() {

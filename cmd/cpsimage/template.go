@@ -7,9 +7,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/conpaas/cps/builders/plan"
-	cpshcl "github.com/conpaas/cps/hcl"
+	"github.com/conpaas/cps/hcl/template"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/plan"
 )
 
 // templateFlags are the flags every template-reading command takes.
@@ -38,23 +38,23 @@ func addTemplateFlags(fs *flag.FlagSet) *templateFlags {
 // load reads the template named by args (at most one), or the embedded
 // default. Template errors exit with code 2, like usage errors.
 func (tf *templateFlags) load(args []string) (*plan.Plan, error) {
-	opt := cpshcl.Options{Vars: tf.vars, VarFiles: tf.varFiles, Environ: os.Environ()}
+	opt := template.Options{Vars: tf.vars, VarFiles: tf.varFiles, Environ: os.Environ()}
 	var (
 		p   *plan.Plan
 		err error
 	)
 	switch len(args) {
 	case 0:
-		name, src := cpshcl.Default()
+		name, src := template.Default()
 		dir, _ := os.Getwd()
-		p, err = cpshcl.LoadSource(name, src, dir, opt)
+		p, err = template.LoadSource(name, src, dir, opt)
 	case 1:
-		p, err = cpshcl.Load(args[0], opt)
+		p, err = template.Load(args[0], opt)
 	default:
 		return nil, cli.Usagef("want at most one TEMPLATE, got %d", len(args))
 	}
 	if err != nil {
-		var herr *cpshcl.Error
+		var herr *template.Error
 		if errors.As(err, &herr) || errors.Is(err, os.ErrNotExist) {
 			return nil, cli.WithCode(cli.ExitUsage, err)
 		}

@@ -8,8 +8,8 @@ import (
 	"os"
 	"sort"
 
-	"github.com/conpaas/cps/builders/disk"
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/images/ptable"
+	"github.com/conpaas/cps/plan"
 )
 
 // SDCardSize is the exact size of a ConPaaS Raspberry Pi card image.
@@ -116,7 +116,7 @@ func signature(r io.ReaderAt, p plan.Partition) string {
 // and backup GPT), so it works for streams as well as files.
 func readTable(r io.ReaderAt, size int64) (string, []plan.Partition, error) {
 	if f, ok := r.(*os.File); ok {
-		return disk.ReadTable(f)
+		return ptable.Read(f)
 	}
 	tmp, err := os.CreateTemp("", "cps-verify-table-*")
 	if err != nil {
@@ -140,5 +140,5 @@ func readTable(r io.ReaderAt, size int64) (string, []plan.Partition, error) {
 			return "", nil, err
 		}
 	}
-	return disk.ReadTable(tmp)
+	return ptable.Read(tmp)
 }

@@ -16,9 +16,10 @@ import (
 
 	"github.com/conpaas/cps/builders/disk"
 	cfs "github.com/conpaas/cps/builders/fs"
-	"github.com/conpaas/cps/builders/plan"
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 )
 
 func TestParseSumFile(t *testing.T) {
@@ -85,7 +86,7 @@ func makeImage(t *testing.T, table string, align int64, size int64) (string, []p
 	defer f.Close()
 	f.Truncate(size)
 	parts := []plan.Partition{{Name: "esp", FS: "esp", Size: 40 << 20}, {Name: "root", FS: "ext4"}, {Name: "swap", FS: "swap", Size: 8 << 20}}
-	if table == disk.GPT {
+	if table == ptable.GPT {
 		parts = append([]plan.Partition{{Name: "bios", FS: "bios_grub", Size: 1 << 20}}, parts...)
 	}
 	if err := disk.Layout(size, align, table, parts); err != nil {
@@ -115,7 +116,7 @@ func makeImage(t *testing.T, table string, align int64, size int64) (string, []p
 }
 
 func TestStructure(t *testing.T) {
-	img, parts := makeImage(t, disk.GPT, 1<<20, 128<<20)
+	img, parts := makeImage(t, ptable.GPT, 1<<20, 128<<20)
 	if ps, err := Structure(img, plan.KindRaw); err != nil || len(ps) != 0 {
 		t.Fatalf("sound image: %v %v", ps, err)
 	}
@@ -147,12 +148,12 @@ func TestStructure(t *testing.T) {
 }
 
 func TestStructureSDCard(t *testing.T) {
-	img, _ := makeImage(t, disk.MBR, 4<<20, SDCardSize)
+	img, _ := makeImage(t, ptable.MBR, 4<<20, SDCardSize)
 	if ps, err := Structure(img, plan.KindSDCard); err != nil || len(ps) != 0 {
 		t.Fatalf("sound card image: %v %v", ps, err)
 	}
 	// Misaligned: the same layout at 1 MiB alignment, and a wrong size.
-	bad, _ := makeImage(t, disk.MBR, 1<<20, 64<<20+SDCardSize%(1<<20))
+	bad, _ := makeImage(t, ptable.MBR, 1<<20, 64<<20+SDCardSize%(1<<20))
 	ps, _ := Structure(bad, plan.KindSDCard)
 	joined := strings.Join(ps, "\n")
 	if !strings.Contains(joined, "exactly 31998345216") || !strings.Contains(joined, "not on a 4 MiB boundary") {
@@ -161,7 +162,7 @@ func TestStructureSDCard(t *testing.T) {
 }
 
 func TestArchiveDeep(t *testing.T) {
-	img, _ := makeImage(t, disk.GPT, 1<<20, 96<<20)
+	img, _ := makeImage(t, ptable.GPT, 1<<20, 96<<20)
 	raw, _ := os.ReadFile(img)
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/conpaas/cps/builders/disk"
 	"github.com/conpaas/cps/images/catalogue"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/internal/testutil"
 	"github.com/conpaas/cps/test/qemu"
 )
@@ -105,7 +105,7 @@ func TestBuildAndBootMinimal(t *testing.T) {
 		}
 	}
 	f, _ := os.Open(img)
-	_, parts, err := disk.ReadTable(f)
+	_, parts, err := ptable.Read(f)
 	f.Close()
 	if err != nil || len(parts) != 3 {
 		t.Fatalf("partitions %v: %v", parts, err)

@@ -1,4 +1,4 @@
-package hcl
+package template
 
 import (
 	"os"
@@ -13,7 +13,7 @@ import (
 // bin/cpsdirector, which `make build` makes), and checks the shell scripts
 // they run parse (sh -n).
 func TestExampleTemplates(t *testing.T) {
-	repo, err := filepath.Abs("..")
+	repo, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package disk
+package ptable
 
 import (
 	"fmt"
@@ -7,15 +7,15 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
 
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/plan"
 )
 
-// ReadTable reads the partition table of an existing image file and returns
+// Read reads the partition table of an existing image file and returns
 // its kind (GPT or MBR) and partitions with Name (GPT only), FS (from the
 // partition type; "" when unknown), Start and End in bytes. A GPT disk is
 // recognised by its header first, since its protective MBR is also a valid
 // MBR.
-func ReadTable(f *os.File) (string, []plan.Partition, error) {
+func Read(f *os.File) (string, []plan.Partition, error) {
 	if t, err := gpt.Read(f, Sector, Sector); err == nil {
 		var parts []plan.Partition
 		for _, p := range t.Partitions {

@@ -1,15 +1,14 @@
-// Package hcl reads cps templates (HCL, Packer-like) into a build plan.
+// Package template reads cps templates (HCL, Packer-like) into a build plan.
 //
 // A template has variable, locals, image and register blocks; expressions may
 // use var.NAME, local.NAME and the HCL standard library functions (upper,
 // format, join, concat, merge, ...) plus file() and abspath() relative to the
 // template's directory. Every error is an HCL diagnostic naming
 // file:line:col with a snippet of the source.
-package hcl
+package template
 
 import (
 	"crypto/sha256"
-	_ "embed"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -21,17 +20,15 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/hcl/templates"
+	"github.com/conpaas/cps/plan"
 )
-
-//go:embed templates/conpaas.pkr.hcl
-var defaultTemplate []byte
 
 // DefaultName is how the embedded default template is named in messages.
 const DefaultName = "<embedded>/conpaas.pkr.hcl"
 
 // Default returns the embedded default template: conpaas.img for x86_64.
-func Default() (name string, src []byte) { return DefaultName, defaultTemplate }
+func Default() (name string, src []byte) { return DefaultName, templates.Default }
 
 // Options are the inputs besides the template itself.
 type Options struct {

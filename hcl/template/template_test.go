@@ -1,4 +1,4 @@
-package hcl
+package template
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/conpaas/cps/builders/plan"
+	"github.com/conpaas/cps/plan"
 )
 
 const good = `
