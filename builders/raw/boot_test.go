@@ -109,6 +109,11 @@ func TestBuildAndBoot(t *testing.T) {
 	if !strings.Contains(string(fstab), "UUID=") || !strings.Contains(string(fstab), "\t/\text4") {
 		t.Errorf("fstab does not mount / by UUID:\n%s", fstab)
 	}
+	// The ESP must not hold the boot hostage: without nofail a slow udev
+	// (seen on a loaded CI host) sent the VM to emergency mode.
+	if !regexp.MustCompile(`(?m)^UUID=\S+\t/boot/efi\tvfat\t\S*\bnofail\b`).Match(fstab) {
+		t.Errorf("fstab does not mount /boot/efi with nofail:\n%s", fstab)
+	}
 	// The image keeps its own resolv.conf (the resolved stub link), not the
 	// host's copy lent to the provisioners.
 	if link, _ := exec.Command("debugfs", "-R", "stat /etc/resolv.conf", rootDev).Output(); !strings.Contains(string(link), "Type: symlink") ||

@@ -100,21 +100,25 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 		if pt.UUID == "" && pt.FS != "bios_grub" && pt.FS != "none" {
 			pt.UUID = disk.GUID(seed, "fs:"+pt.Name)
 		}
+		// Every mount but / is nofail: the system boots without them, and
+		// where udev is slow to publish /dev/disk/by-uuid (a loaded host
+		// under emulation took over systemd's 90 s) a missing ESP must not
+		// drop the VM into emergency mode with its services never started.
 		switch pt.FS {
 		case "ext4":
 			if pt.Mount == "/" {
 				rootIdx = i
 				mounts = append(mounts, mount{pt.UUID, "/", "ext4", "errors=remount-ro", 1})
 			} else if pt.Mount != "" {
-				mounts = append(mounts, mount{pt.UUID, pt.Mount, "ext4", "defaults", 2})
+				mounts = append(mounts, mount{pt.UUID, pt.Mount, "ext4", "defaults,nofail", 2})
 			}
 		case "esp", "vfat":
 			if pt.Mount != "" {
 				pt.UUID = fatUUID(pt.UUID)
-				mounts = append(mounts, mount{pt.UUID, pt.Mount, "vfat", "umask=0077", 2})
+				mounts = append(mounts, mount{pt.UUID, pt.Mount, "vfat", "umask=0077,nofail", 2})
 			}
 		case "swap":
-			mounts = append(mounts, mount{pt.UUID, "none", "swap", "sw", 0})
+			mounts = append(mounts, mount{pt.UUID, "none", "swap", "sw,nofail", 0})
 		}
 	}
 	rootUUID := parts[rootIdx].UUID

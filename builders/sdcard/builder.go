@@ -116,6 +116,8 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 func configureRoot(rootDir string, img *plan.Image, seed, rootUUID string) error {
 	var fstab strings.Builder
 	fstab.WriteString("# Written by cps; partitions by PARTUUID (MBR disk signature + number).\n")
+	// The firmware partition and swap are nofail: a slow udev (an emulated
+	// or loaded board) must not stop the boot in emergency mode.
 	for i, pt := range img.Partitions {
 		id := "PARTUUID=" + disk.PartUUID(img.PartitionTable, img.Partitions, i, seed)
 		switch pt.FS {
@@ -123,12 +125,12 @@ func configureRoot(rootDir string, img *plan.Image, seed, rootUUID string) error
 			fmt.Fprintf(&fstab, "%s\t%s\text4\trw,noatime,errors=remount-ro\t0\t1\n", id, orDefault(pt.Mount, "/"))
 		case "vfat":
 			m := orDefault(pt.Mount, "/boot/firmware")
-			fmt.Fprintf(&fstab, "%s\t%s\tvfat\trw,noatime\t0\t2\n", id, m)
+			fmt.Fprintf(&fstab, "%s\t%s\tvfat\trw,noatime,nofail\t0\t2\n", id, m)
 			if err := os.MkdirAll(filepath.Join(rootDir, m), 0o755); err != nil {
 				return err
 			}
 		case "swap":
-			fmt.Fprintf(&fstab, "%s\tnone\tswap\tsw\t0\t0\n", id)
+			fmt.Fprintf(&fstab, "%s\tnone\tswap\tsw,nofail\t0\t0\n", id)
 		}
 	}
 	if err := os.MkdirAll(filepath.Join(rootDir, "etc/default"), 0o755); err != nil {
