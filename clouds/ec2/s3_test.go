@@ -96,7 +96,7 @@ func TestRegisterS3Bundle(t *testing.T) {
 		t.Errorf("AMI %+v", img)
 	}
 	keys := e.keys(t, "cps-bundles")
-	if len(keys) < 3 || keys[0] != "conpaas/2.1.0/conpaas.img.manifest.xml" || keys[1] != "conpaas/2.1.0/conpaas.img.part.00" {
+	if len(keys) < 3 || keys[0] != "conpaas/2.1.0/conpaas.img.manifest.xml" || keys[1] != "conpaas/2.1.0/conpaas.img.part.0" {
 		t.Errorf("bucket holds %v, want the manifest and its parts", keys)
 	}
 	c, err := catalogue.Load(cat)

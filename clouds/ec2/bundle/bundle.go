@@ -4,14 +4,15 @@
 //
 //	tar(image) | gzip | openssl enc -aes-128-cbc -K key -iv iv | split -b 10MiB
 //
-// gives NAME.part.00, NAME.part.01, ... and NAME.manifest.xml (manifest
+// gives NAME.part.0, NAME.part.1, ... and NAME.manifest.xml (manifest
 // version 2007-10-10) records the SHA1 of the tar stream, the image and
 // bundle sizes, each part's SHA1, and the AES key and IV encrypted with RSA
 // (PKCS#1 v1.5) for the user's certificate and for EC2's certificate, so
 // both can unbundle. The manifest is signed with the user's private key
-// (RSA-SHA1 over the <machine_configuration> and <image> elements, as the
-// tools do). Everything is streamed: the image is read once, holes are not
-// read from disk, and parts are handed out as they fill.
+// (RSA-SHA1 over the <machine_configuration> and <image> elements of its
+// REXML form, as the tools do: rexml.go). Everything is streamed: the
+// image is read once, holes are not read from disk, and parts are handed
+// out as soon as their names are known.
 package bundle
 
 import (
@@ -32,6 +33,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +59,9 @@ type Options struct {
 	PartSize int
 	// ModTime is the tar entry's modification time.
 	ModTime time.Time
+	// SpoolDir holds the parts made before their names are known (see
+	// splitter); default os.TempDir().
+	SpoolDir string
 	Keys
 }
 
@@ -102,7 +107,8 @@ func Write(ctx context.Context, image io.Reader, size int64, opt Options, emit f
 	}
 	block, _ := aes.NewCipher(key)
 
-	parts := &splitter{size: partSize, name: opt.Name, emit: emit}
+	parts := &splitter{size: partSize, name: opt.Name, emit: emit, max: maxParts(size, partSize), spoolDir: opt.SpoolDir}
+	defer parts.closeSpool()
 	enc := &cbcWriter{mode: cipher.NewCBCEncrypter(block, iv), w: parts}
 	gz, err := pgzip.NewWriterLevel(enc, pgzip.BestSpeed)
 	if err != nil {
@@ -134,6 +140,7 @@ func Write(ctx context.Context, image io.Reader, size int64, opt Options, emit f
 
 	encrypt := func(pub *rsa.PublicKey, b []byte) (string, error) {
 		// The tools encrypt the hex string of the key, not its bytes.
+		//lint:ignore SA1019 the bundle format wraps the key with RSA PKCS#1 v1.5 (ec2-bundle-image: public_encrypt with PKCS1_PADDING); EC2 decrypts only that
 		c, err := rsa.EncryptPKCS1v15(rand.Reader, pub, []byte(hex.EncodeToString(b)))
 		return hex.EncodeToString(c), err
 	}
@@ -155,16 +162,49 @@ func Write(ctx context.Context, image io.Reader, size int64, opt Options, emit f
 // ManifestName is the manifest's file name for an image name.
 func ManifestName(name string) string { return name + ".manifest.xml" }
 
-// PartName is the name of part i, as ec2-bundle-image names it.
-func PartName(name string, i int) string { return fmt.Sprintf("%s.part.%02d", name, i) }
+// partName is the name of part i, as ec2-bundle-image names it
+// (FileUtil.split): the index zero-padded to width, the number of digits
+// of the part count, so NAME.part.0 for one part and NAME.part.00 ...
+// NAME.part.42 for 43.
+func partName(name string, i, width int) string {
+	return fmt.Sprintf("%s.part.%0*d", name, width, i)
+}
 
-// splitter cuts the encrypted stream into parts.
+func digits(n int) int { return len(strconv.Itoa(n)) }
+
+// maxParts bounds the number of parts of an image of size bytes: the tar
+// stream (header, data padded to 512 bytes, two end blocks), deflate's
+// worst case (stored blocks: 5 bytes per 64 KiB, here a generous 1/1000,
+// plus gzip framing and pgzip's per-block flushes within 1 MiB) and the
+// AES padding, cut into parts of partSize.
+func maxParts(size int64, partSize int) int {
+	tarSize := 512 + (size+511)/512*512 + 1024
+	return int((tarSize + tarSize/1000 + 1<<20 + aes.BlockSize + int64(partSize) - 1) / int64(partSize))
+}
+
+// splitter cuts the encrypted stream into parts. A part's name depends on
+// how many parts there will be, known only at the end of the stream; parts
+// are handed out as soon as the width of that number is certain (when
+// there are as many digits' worth of parts as the upper bound has) and
+// held in a spool file until then.
 type splitter struct {
-	size int
-	name string
-	emit func(Part) error
-	buf  []byte
-	done []PartRef
+	size  int
+	name  string
+	max   int // upper bound of the part count
+	emit  func(Part) error
+	buf   []byte
+	cut   int // parts cut so far
+	width int // digits of the final count, 0 while unknown
+
+	spoolDir string
+	spool    *os.File // parts cut while the width was unknown, back to back
+	held     []heldPart
+	done     []PartRef
+}
+
+type heldPart struct {
+	len  int
+	sha1 [sha1.Size]byte
 }
 
 func (s *splitter) Write(p []byte) (int, error) {
@@ -185,17 +225,84 @@ func (s *splitter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// flush cuts the buffered bytes as the next part.
 func (s *splitter) flush() error {
-	i := len(s.done)
-	part := Part{Index: i, Name: PartName(s.name, i), Data: s.buf, SHA1: sha1.Sum(s.buf)}
+	data, sum := s.buf, sha1.Sum(s.buf)
 	s.buf = nil
-	s.done = append(s.done, PartRef{Name: part.Name, SHA1: hex.EncodeToString(part.SHA1[:])})
-	return s.emit(part)
+	s.cut++
+	if s.cut > s.max {
+		return fmt.Errorf("bundle has more than the %d parts its size allows", s.max)
+	}
+	if s.width == 0 && digits(s.cut) == digits(s.max) {
+		s.width = digits(s.max)
+		if err := s.release(); err != nil {
+			return err
+		}
+	}
+	if s.width == 0 {
+		return s.hold(data, sum)
+	}
+	return s.send(data, sum)
+}
+
+func (s *splitter) hold(data []byte, sum [sha1.Size]byte) error {
+	if s.spool == nil {
+		f, err := os.CreateTemp(s.spoolDir, "cps-bundle-*")
+		if err != nil {
+			return fmt.Errorf("bundle spool file: %w", err)
+		}
+		os.Remove(f.Name()) // nothing is left behind, whatever happens
+		s.spool = f
+	}
+	if _, err := s.spool.Write(data); err != nil {
+		return fmt.Errorf("bundle spool file: %w", err)
+	}
+	s.held = append(s.held, heldPart{len(data), sum})
+	return nil
+}
+
+// release hands out the held parts now that their names are known.
+func (s *splitter) release() error {
+	var off int64
+	for _, h := range s.held {
+		data := make([]byte, h.len)
+		if _, err := s.spool.ReadAt(data, off); err != nil {
+			return fmt.Errorf("bundle spool file: %w", err)
+		}
+		off += int64(h.len)
+		if err := s.send(data, h.sha1); err != nil {
+			return err
+		}
+	}
+	s.held = nil
+	return s.closeSpool()
+}
+
+func (s *splitter) closeSpool() error {
+	if s.spool == nil {
+		return nil
+	}
+	err := s.spool.Close()
+	s.spool = nil
+	return err
+}
+
+func (s *splitter) send(data []byte, sum [sha1.Size]byte) error {
+	i := len(s.done)
+	name := partName(s.name, i, s.width)
+	s.done = append(s.done, PartRef{Name: name, SHA1: hex.EncodeToString(sum[:])})
+	return s.emit(Part{Index: i, Name: name, Data: data, SHA1: sum})
 }
 
 func (s *splitter) Close() error {
-	if len(s.buf) > 0 || len(s.done) == 0 {
-		return s.flush()
+	if len(s.buf) > 0 || s.cut == 0 {
+		if err := s.flush(); err != nil {
+			return err
+		}
+	}
+	if s.width == 0 {
+		s.width = digits(s.cut)
+		return s.release()
 	}
 	return nil
 }

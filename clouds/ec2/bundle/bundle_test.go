@@ -57,7 +57,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Parts) < 2 || m.Parts[0].Name != "conpaas.img.part.00" || m.Size != int64(len(img)) || m.User != "123456789012" || m.Arch != "x86_64" {
+	if len(m.Parts) < 2 || m.Parts[0].Name != "conpaas.img.part.0" || m.Size != int64(len(img)) || m.User != "123456789012" || m.Arch != "x86_64" {
 		t.Fatalf("manifest: %+v", m)
 	}
 	open := func(name string) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(res.parts[name])), nil }
@@ -88,12 +88,12 @@ func TestTamper(t *testing.T) {
 		{name: "signature by another key", cert: other, wantErr: "signature does not match"},
 		{name: "manifest changed", doc: func(s string) string { return strings.Replace(s, "<user>123456789012", "<user>999999999999", 1) }, cert: user, wantErr: "signature does not match"},
 		{name: "wrong private key", key: other, cert: user, wantErr: "cannot decrypt the bundle key"},
-		{name: "corrupt part", part: func(p map[string][]byte) { p["conpaas.img.part.01"][7] ^= 1 }, key: ec2, cert: user, wantErr: "part conpaas.img.part.01 has SHA1"},
+		{name: "corrupt part", part: func(p map[string][]byte) { p["conpaas.img.part.1"][7] ^= 1 }, key: ec2, cert: user, wantErr: "part conpaas.img.part.1 has SHA1"},
 		{name: "truncated part", part: func(p map[string][]byte) {
-			last := "conpaas.img.part.00"
+			last := "conpaas.img.part.0"
 			p[last] = p[last][:len(p[last])-1]
 		}, key: ec2, cert: user, wantErr: "has SHA1"},
-		{name: "missing part", part: func(p map[string][]byte) { delete(p, "conpaas.img.part.02") }, key: ec2, cert: user, wantErr: "bundle part conpaas.img.part.02: file does not exist"},
+		{name: "missing part", part: func(p map[string][]byte) { delete(p, "conpaas.img.part.2") }, key: ec2, cert: user, wantErr: "bundle part conpaas.img.part.2: file does not exist"},
 		{name: "not xml", doc: func(string) string { return "<manifest" }, cert: user, wantErr: "not valid XML"},
 	}
 	for _, tc := range cases {

@@ -44,41 +44,46 @@ type Manifest struct {
 	Signature                      string // hex RSA-SHA1 by the user's key
 }
 
-func esc(s string) string {
+// document writes the manifest in REXML's output form (rexml.go), element
+// for element as ManifestV20071010#init builds it: single-quoted
+// attributes, no whitespace, no newline at the end. The signature covers
+// the machine_configuration and image elements of exactly these bytes.
+func (m *Manifest) document(signature string) string {
 	var b strings.Builder
-	xml.EscapeText(&b, []byte(s))
-	return b.String()
-}
-
-// signedData is what the signature covers: the machine_configuration and
-// image elements, serialized exactly as they appear in the manifest.
-func (m *Manifest) signedData() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "<machine_configuration><architecture>%s</architecture></machine_configuration>", esc(m.Arch))
-	fmt.Fprintf(&b, "<image><name>%s</name><user>%s</user><type>machine</type><digest algorithm=\"SHA1\">%s</digest>"+
+	b.WriteString("<?xml version='1.0'?><manifest><version>" + ManifestVersion + "</version>" +
+		"<bundler><name>cpsimage</name><version>1.0</version><release>1</release></bundler>")
+	fmt.Fprintf(&b, "<machine_configuration><architecture>%s</architecture></machine_configuration>", rexmlText(m.Arch))
+	fmt.Fprintf(&b, "<image><name>%s</name><user>%s</user><type>machine</type><digest algorithm='SHA1'>%s</digest>"+
 		"<size>%d</size><bundled_size>%d</bundled_size>"+
-		"<ec2_encrypted_key algorithm=\"AES-128-CBC\">%s</ec2_encrypted_key><user_encrypted_key algorithm=\"AES-128-CBC\">%s</user_encrypted_key>"+
-		"<ec2_encrypted_iv>%s</ec2_encrypted_iv><user_encrypted_iv>%s</user_encrypted_iv><parts count=\"%d\">",
-		esc(m.Name), esc(m.User), m.Digest, m.Size, m.BundledSize, m.EC2Key, m.UserKey, m.EC2IV, m.UserIV, len(m.Parts))
+		"<ec2_encrypted_key algorithm='AES-128-CBC'>%s</ec2_encrypted_key><user_encrypted_key algorithm='AES-128-CBC'>%s</user_encrypted_key>"+
+		"<ec2_encrypted_iv>%s</ec2_encrypted_iv><user_encrypted_iv>%s</user_encrypted_iv><parts count='%d'>",
+		rexmlText(m.Name), rexmlText(m.User), m.Digest, m.Size, m.BundledSize, m.EC2Key, m.UserKey, m.EC2IV, m.UserIV, len(m.Parts))
 	for i, p := range m.Parts {
-		fmt.Fprintf(&b, "<part index=\"%d\"><filename>%s</filename><digest algorithm=\"SHA1\">%s</digest></part>", i, esc(p.Name), p.SHA1)
+		fmt.Fprintf(&b, "<part index='%d'><filename>%s</filename><digest algorithm='SHA1'>%s</digest></part>", i, rexmlText(p.Name), p.SHA1)
 	}
 	b.WriteString("</parts></image>")
+	if signature != "" {
+		b.WriteString("<signature>" + signature + "</signature>")
+	}
+	b.WriteString("</manifest>")
 	return b.String()
 }
 
+// sign signs the manifest with the user's key and returns the document.
+// The signature scheme is fixed by the bundle format: RSA PKCS#1 v1.5 with
+// SHA-1, the only one ec2-ami-tools and EC2 verify.
 func (m *Manifest) sign(k *rsa.PrivateKey) ([]byte, error) {
-	data := m.signedData()
-	sum := sha1.Sum([]byte(data))
+	data, err := signedBytes([]byte(m.document("")))
+	if err != nil {
+		return nil, err
+	}
+	sum := sha1.Sum(data)
 	sig, err := rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA1, sum[:])
 	if err != nil {
 		return nil, fmt.Errorf("sign the manifest: %w", err)
 	}
 	m.Signature = hex.EncodeToString(sig)
-	doc := `<?xml version="1.0" ?><manifest><version>` + ManifestVersion + `</version>` +
-		`<bundler><name>cpsimage</name><version>1.0</version><release>1</release></bundler>` +
-		data + `<signature>` + m.Signature + `</signature></manifest>` + "\n"
-	return []byte(doc), nil
+	return []byte(m.document(m.Signature)), nil
 }
 
 // xmlManifest is the parse shape.
@@ -136,26 +141,38 @@ func ParseManifest(doc []byte, cert *x509.Certificate) (*Manifest, error) {
 		}
 	}
 	if cert != nil {
-		// Verify over the elements as they are in the document.
-		s := string(doc)
-		i, j := strings.Index(s, "<machine_configuration>"), strings.Index(s, "</image>")
-		if i < 0 || j < i {
-			return nil, errors.New("bundle manifest has no machine_configuration/image elements to verify")
-		}
-		pub, ok := cert.PublicKey.(*rsa.PublicKey)
-		if !ok {
-			return nil, errors.New("the certificate's key is not RSA")
-		}
-		sig, err := hex.DecodeString(m.Signature)
-		if err != nil {
-			return nil, errors.New("bundle manifest signature is not hex")
-		}
-		sum := sha1.Sum([]byte(s[i : j+len("</image>")]))
-		if err := rsa.VerifyPKCS1v15(pub, crypto.SHA1, sum[:], sig); err != nil {
-			return nil, errors.New("bundle manifest signature does not match the user's certificate (the manifest was changed or signed with another key)")
+		if err := m.verify(doc, cert); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// verify checks the signature as ec2-ami-tools do: over the
+// machine_configuration and image elements of REXML's re-serialisation of
+// the document.
+func (m *Manifest) verify(doc []byte, cert *x509.Certificate) error {
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return errors.New("the certificate's key is not RSA")
+	}
+	sig, err := hex.DecodeString(m.Signature)
+	if err != nil {
+		return errors.New("bundle manifest signature is not hex")
+	}
+	form, err := rexmlForm(doc)
+	if err != nil {
+		return fmt.Errorf("bundle manifest is not valid XML: %w", err)
+	}
+	data, err := signedBytes(form)
+	if err != nil {
+		return err
+	}
+	sum := sha1.Sum(data)
+	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA1, sum[:], sig); err != nil {
+		return errors.New("bundle manifest signature does not match the user's certificate (the manifest was changed or signed with another key)")
+	}
+	return nil
 }
 
 // decryptHex undoes the manifest's key wrapping.
@@ -164,6 +181,7 @@ func decryptHex(k *rsa.PrivateKey, s string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	//lint:ignore SA1019 the bundle format wraps the key with RSA PKCS#1 v1.5 (ec2-unbundle: private_decrypt with PKCS1_PADDING); this reads bundles, it is no oracle for anyone
 	h, err := rsa.DecryptPKCS1v15(nil, k, c)
 	if err != nil {
 		return nil, err
