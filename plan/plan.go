@@ -9,6 +9,7 @@ const (
 	KindRaw    = "raw"    // conpaas.img: a bootable x86_64 (or arm64) disk image
 	KindSDCard = "sdcard" // Raspberry Pi SD-card image
 	KindOVA    = "ova"    // VirtualBox appliance (Nutshell, RPi backend VM)
+	KindLXC    = "lxc"    // ext4 filesystem image Nova's libvirt LXC driver mounts as a container's root
 )
 
 // Registration targets.
@@ -45,13 +46,13 @@ func (p *Plan) Image(name string) *Image {
 // Image is one artifact to build.
 type Image struct {
 	Name    string `json:"name"`
-	Kind    string `json:"kind"`    // KindRaw | KindSDCard | KindOVA
+	Kind    string `json:"kind"`    // KindRaw | KindSDCard | KindOVA | KindLXC
 	Arch    string `json:"arch"`    // Debian architecture: amd64, arm64, armhf
 	Version string `json:"version"` // ConPaaS version the image carries, e.g. "2.1.0"
 	// Output is the artifact path (absolute once resolved).
 	Output string `json:"output"`
-	// Size is the exact size in bytes of the disk image (raw, sdcard) or of
-	// the appliance's disk (ova).
+	// Size is the exact size in bytes of the disk image (raw, sdcard), of
+	// the appliance's disk (ova) or of the filesystem image (lxc).
 	Size int64 `json:"size"`
 	// Alignment is the byte boundary every partition starts on (default 1 MiB;
 	// 4 MiB for SD cards, the erase-block size).
@@ -134,6 +135,10 @@ type Provisioner struct {
 	Source      string `json:"source,omitempty"`
 	Destination string `json:"destination,omitempty"`
 	Mode        string `json:"mode,omitempty"`
+	// Image (file, instead of Source) names another image block of the
+	// template: its built artifact is copied in (the Nutshell carries the
+	// services image this way). The build sets Source to the artifact.
+	Image string `json:"image,omitempty"`
 }
 
 // VM is the virtual hardware of an appliance.

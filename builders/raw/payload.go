@@ -47,10 +47,42 @@ type mount struct {
 	pass                int
 }
 
-// installPayload makes the bootstrapped tree a ConPaaS VM: the
-// contextualization service, fstab by UUID, hostname, a serial console, no
-// SSH host keys (each VM makes its own) and an uninitialised machine-id.
+// installPayload makes the bootstrapped tree a ConPaaS VM: the guest
+// payload (InstallGuest) with a login on the serial console, fstab by UUID
+// and GRUB's configuration.
 func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string) error {
+	if err := InstallGuest(root, img, GuestOptions{SerialGetty: true}); err != nil {
+		return err
+	}
+	var fstab strings.Builder
+	fstab.WriteString("# Written by cps (cpsimage build): filesystems by UUID.\n")
+	for _, m := range mounts {
+		fmt.Fprintf(&fstab, "UUID=%s\t%s\t%s\t%s\t0\t%d\n", m.uuid, m.dir, m.fs, m.opts, m.pass)
+		if m.dir != "none" {
+			if err := os.MkdirAll(filepath.Join(root, m.dir), 0o755); err != nil {
+				return err
+			}
+		}
+	}
+	if err := WriteFile(root, "/etc/fstab", []byte(fstab.String()), 0o644); err != nil {
+		return err
+	}
+	return WriteFile(root, "/boot/grub/grub.cfg", []byte(grubCfg), 0o644)
+}
+
+// GuestOptions say what the guest payload goes into.
+type GuestOptions struct {
+	// SerialGetty enables a login on ttyS0 (VMs); a container has no
+	// serial port.
+	SerialGetty bool
+}
+
+// InstallGuest makes a bootstrapped tree a ConPaaS guest, VM or container:
+// the contextualization service, DHCP and DNS on every NIC, SSH, the
+// hostname, no SSH host keys (each guest makes its own), an uninitialised
+// machine-id and no build logs. The boot files (fstab, bootloader) are the
+// builder's.
+func InstallGuest(root string, img *plan.Image, o GuestOptions) error {
 	for _, f := range payloadFiles {
 		if f.contextualize && img.NoContextualize {
 			continue
@@ -59,7 +91,7 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 		if err != nil {
 			return err
 		}
-		if err := writeFile(root, f.dst, b, f.mode); err != nil {
+		if err := WriteFile(root, f.dst, b, f.mode); err != nil {
 			return err
 		}
 		if f.enable {
@@ -75,6 +107,9 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 	}
 
 	for _, u := range enableUnits {
+		if u.wants == "getty.target.wants" && !o.SerialGetty {
+			continue
+		}
 		target := "/lib/systemd/system/" + u.unit
 		if _, err := os.Stat(filepath.Join(root, target)); err != nil {
 			continue
@@ -92,23 +127,7 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 		return err
 	}
 
-	var fstab strings.Builder
-	fstab.WriteString("# Written by cps (cpsimage build): filesystems by UUID.\n")
-	for _, m := range mounts {
-		fmt.Fprintf(&fstab, "UUID=%s\t%s\t%s\t%s\t0\t%d\n", m.uuid, m.dir, m.fs, m.opts, m.pass)
-		if m.dir != "none" {
-			if err := os.MkdirAll(filepath.Join(root, m.dir), 0o755); err != nil {
-				return err
-			}
-		}
-	}
-	if err := writeFile(root, "/etc/fstab", []byte(fstab.String()), 0o644); err != nil {
-		return err
-	}
-	if err := writeFile(root, "/etc/hostname", []byte(cmp.Or(img.Hostname, img.Name)+"\n"), 0o644); err != nil {
-		return err
-	}
-	if err := writeFile(root, "/boot/grub/grub.cfg", []byte(grubCfg), 0o644); err != nil {
+	if err := WriteFile(root, "/etc/hostname", []byte(cmp.Or(img.Hostname, img.Name)+"\n"), 0o644); err != nil {
 		return err
 	}
 	// Context from the template's environment (DIRECTOR_URL, BOOTSTRAP,
@@ -130,7 +149,7 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 		for _, k := range keys {
 			fmt.Fprintf(&b, "%s = %s\n", k, img.Env[k])
 		}
-		if err := writeFile(root, "/root/config.cfg", []byte(b.String()), 0o600); err != nil {
+		if err := WriteFile(root, "/root/config.cfg", []byte(b.String()), 0o600); err != nil {
 			return err
 		}
 	}
@@ -142,7 +161,7 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 		}
 	}
 	// systemd makes a machine-id on first boot when the file is empty.
-	if err := writeFile(root, "/etc/machine-id", nil, 0o444); err != nil {
+	if err := WriteFile(root, "/etc/machine-id", nil, 0o444); err != nil {
 		return err
 	}
 	os.Remove(filepath.Join(root, "var/lib/dbus/machine-id"))
@@ -156,7 +175,8 @@ func installPayload(root string, img *plan.Image, mounts []mount, grubCfg string
 	return nil
 }
 
-func writeFile(root, p string, b []byte, mode os.FileMode) error {
+// WriteFile writes b to p inside the tree root, replacing what is there.
+func WriteFile(root, p string, b []byte, mode os.FileMode) error {
 	full := filepath.Join(root, p)
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		return err

@@ -184,7 +184,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 				if err != nil {
 					return nil, err
 				}
-				if err := writeFile(dir, "/EFI/BOOT/BOOTX64.EFI", efi, 0o644); err != nil {
+				if err := WriteFile(dir, "/EFI/BOOT/BOOTX64.EFI", efi, 0o644); err != nil {
 					return nil, err
 				}
 			}

@@ -206,6 +206,11 @@ func Properties(reg plan.Register, art register.Artifact) map[string]string {
 	if art.Boot.UEFI && !art.Boot.BIOS {
 		p["hw_firmware_type"] = "uefi"
 	}
+	if art.Kind == plan.KindLXC {
+		// A filesystem, not a disk: Nova's ImagePropertiesFilter then
+		// schedules it on LXC compute nodes only.
+		p["hypervisor_type"] = "lxc"
+	}
 	if art.Version != "" {
 		p["conpaas_version"] = art.Version
 	}

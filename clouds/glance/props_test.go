@@ -23,6 +23,8 @@ func TestProperties(t *testing.T) {
 		{"uefi-arm64-override", plan.Register{Properties: map[string]string{"os_distro": "ubuntu", "name": "x"}},
 			register.Artifact{Path: "a.qcow2", Name: "c", Arch: "arm64", Boot: plan.Bootloader{UEFI: true}},
 			map[string]string{"architecture": "aarch64", "os_distro": "ubuntu", "os_type": "linux", "hw_firmware_type": "uefi", "name": "x"}, "qcow2", "x"},
+		{"lxc-filesystem", plan.Register{}, register.Artifact{Path: "conpaas-lxc.img", Name: "conpaas-lxc", Version: "2.1.0", Kind: plan.KindLXC, Arch: "amd64"},
+			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0", "hypervisor_type": "lxc"}, "raw", "conpaas-lxc-2.1.0"},
 		{"explicit-format", plan.Register{DiskFormat: "vmdk"}, register.Artifact{Path: "a.img", Name: "c", Arch: "armhf"},
 			map[string]string{"architecture": "armv7l", "os_distro": "debian", "os_type": "linux"}, "vmdk", "c"},
 	}

@@ -77,6 +77,9 @@ func runBuild(ctx context.Context, args []string) error {
 		img.Checksums = union(img.Checksums, "md5", "sha256")
 		start := time.Now()
 		progress.Logf("build: image %q (%s) -> %s", img.Name, img.Kind, outputPath(img, *outDir))
+		if err := builtInputs(img, opt.Built); err != nil {
+			return err
+		}
 		res, err := b.Build(ctx, p, img, opt)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -97,8 +100,8 @@ func runBuild(ctx context.Context, args []string) error {
 	return nil
 }
 
-// buildOrder is the images to build, each after the image it is made from
-// (an ova's source).
+// buildOrder is the images to build, each after the images it is made
+// from (an ova's source, the images its file provisioners copy in).
 func buildOrder(p *plan.Plan, only string) ([]*plan.Image, error) {
 	var order []*plan.Image
 	state := map[string]int{} // 1 visiting, 2 done
@@ -120,6 +123,13 @@ func buildOrder(p *plan.Plan, only string) ([]*plan.Image, error) {
 				return err
 			}
 		}
+		for _, pr := range img.Provisioners {
+			if pr.Image != "" {
+				if err := visit(pr.Image); err != nil {
+					return err
+				}
+			}
+		}
 		state[name] = 2
 		order = append(order, img)
 		return nil
@@ -133,6 +143,23 @@ func buildOrder(p *plan.Plan, only string) ([]*plan.Image, error) {
 		}
 	}
 	return order, nil
+}
+
+// builtInputs points the file provisioners that copy in another image at
+// that image's artifact, built earlier in this run.
+func builtInputs(img *plan.Image, built map[string]*builders.Result) error {
+	for i := range img.Provisioners {
+		pr := &img.Provisioners[i]
+		if pr.Image == "" {
+			continue
+		}
+		res := built[pr.Image]
+		if res == nil {
+			return fmt.Errorf("image %q copies in image %q, which this run did not build", img.Name, pr.Image)
+		}
+		pr.Source = res.Path
+	}
+	return nil
 }
 
 func outputPath(img *plan.Image, outDir string) string {

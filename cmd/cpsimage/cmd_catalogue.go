@@ -66,7 +66,7 @@ func runCatalogue(ctx context.Context, args []string) error {
 	case "add":
 		name := fs.String("name", "", "artifact name (default: the file name without extension)")
 		version := fs.String("version", "", "ConPaaS version")
-		kind := fs.String("kind", "raw", "raw, sdcard or ova")
+		kind := fs.String("kind", "raw", "raw, sdcard, ova or lxc")
 		arch := fs.String("arch", "amd64", "Debian architecture")
 		if err := cli.Parse(fs, args); err != nil {
 			return err
@@ -79,9 +79,9 @@ func runCatalogue(ctx context.Context, args []string) error {
 			*name = trimExt(filepath.Base(file))
 		}
 		switch *kind {
-		case "raw", "sdcard", "ova":
+		case "raw", "sdcard", "ova", "lxc":
 		default:
-			return cli.Usagef("--kind %q: use raw, sdcard or ova", *kind)
+			return cli.Usagef("--kind %q: use raw, sdcard, ova or lxc", *kind)
 		}
 		sums, err := hashFile(ctx, file, []checksum.Algo{checksum.MD5, checksum.SHA256})
 		if err != nil {

@@ -48,7 +48,11 @@ func summary(p *plan.Plan) string {
 	for _, img := range p.Images {
 		fmt.Fprintf(&b, "\nimage %q (%s, %s, version %q)\n  output: %s\n", img.Name, img.Kind, img.Arch, img.Version, img.Output)
 		if img.Kind != plan.KindOVA {
-			fmt.Fprintf(&b, "  size: %d bytes, %s table, partitions aligned to %d bytes\n", img.Size, img.PartitionTable, img.Alignment)
+			if img.Kind == plan.KindLXC {
+				fmt.Fprintf(&b, "  size: %d bytes, one ext4 filesystem (no partition table, no bootloader)\n", img.Size)
+			} else {
+				fmt.Fprintf(&b, "  size: %d bytes, %s table, partitions aligned to %d bytes\n", img.Size, img.PartitionTable, img.Alignment)
+			}
 			d := img.Distribution
 			fmt.Fprintf(&b, "  distribution: %s %s (%s, %s), %d extra packages\n", d.Suite, d.Mirror, strings.Join(d.Components, ","), d.Variant, len(d.Packages))
 			for _, pt := range img.Partitions {
@@ -58,8 +62,9 @@ func summary(p *plan.Plan) string {
 				}
 				fmt.Fprintf(&b, "  partition %-8s %-9s %-10s %s\n", pt.Name, pt.FS, size, pt.Mount)
 			}
-			bl := img.Bootloader
-			fmt.Fprintf(&b, "  bootloader: %s bios=%v uefi=%v cmdline=%q\n", bl.Type, bl.BIOS, bl.UEFI, bl.Cmdline)
+			if bl := img.Bootloader; img.Kind != plan.KindLXC {
+				fmt.Fprintf(&b, "  bootloader: %s bios=%v uefi=%v cmdline=%q\n", bl.Type, bl.BIOS, bl.UEFI, bl.Cmdline)
+			}
 			fmt.Fprintf(&b, "  provisioners: %d\n", len(img.Provisioners))
 		} else {
 			fmt.Fprintf(&b, "  source: %s\n", img.Source)

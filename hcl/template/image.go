@@ -44,7 +44,7 @@ var bootloaderSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 
 var provisionerSchema = map[string]*hcl.BodySchema{
 	"shell": {Attributes: []hcl.AttributeSchema{{Name: "inline"}, {Name: "script"}, {Name: "environment"}}},
-	"file":  {Attributes: []hcl.AttributeSchema{{Name: "source", Required: true}, {Name: "destination", Required: true}, {Name: "mode"}}},
+	"file":  {Attributes: []hcl.AttributeSchema{{Name: "source"}, {Name: "image"}, {Name: "destination", Required: true}, {Name: "mode"}}},
 }
 
 var vmSchema = &hcl.BodySchema{
@@ -69,13 +69,16 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 	a := &attrs{m: c.Attributes, ctx: ctx}
 	img := &plan.Image{Name: b.Labels[0]}
 	img.Kind = a.str("kind", "")
-	a.oneOf("kind", img.Kind, plan.KindRaw, plan.KindSDCard, plan.KindOVA)
+	a.oneOf("kind", img.Kind, plan.KindRaw, plan.KindSDCard, plan.KindOVA, plan.KindLXC)
 	defArch, defSize, defAlign, defTable, ext := "amd64", int64(2<<30), int64(mib), "gpt", ".img"
 	switch img.Kind {
 	case plan.KindSDCard:
 		defArch, defSize, defAlign, defTable = "arm64", SDCardSize, 4*mib, "mbr"
 	case plan.KindOVA:
 		ext = ".ova"
+	case plan.KindLXC:
+		// One filesystem, no partition table.
+		defAlign, defTable = 0, ""
 	}
 	img.Arch = a.str("arch", defArch)
 	a.oneOf("arch", img.Arch, "amd64", "arm64", "armhf")
@@ -148,6 +151,11 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 			da.oneOf("variant", img.Distribution.Variant, "extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "debootstrap", "standard")
 			diags = append(diags, da.diags...)
 		case "partition":
+			if img.Kind == plan.KindLXC {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Partition in an LXC image",
+					Detail: "An image of kind \"lxc\" is one filesystem that Nova mounts whole as the container's root; it has no partitions.", Subject: blk.DefRange.Ptr()})
+				continue
+			}
 			pc, d := blk.Body.Content(partitionSchema)
 			diags = append(diags, d...)
 			pa := &attrs{m: pc.Attributes, ctx: ctx}
@@ -175,6 +183,11 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 			diags = append(diags, pa.diags...)
 			img.Partitions = append(img.Partitions, p)
 		case "bootloader":
+			if img.Kind == plan.KindLXC {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Bootloader in an LXC image",
+					Detail: "An image of kind \"lxc\" does not boot: the compute node's kernel runs the container and Nova starts its /sbin/init.", Subject: blk.DefRange.Ptr()})
+				continue
+			}
 			bc, d := blk.Body.Content(bootloaderSchema)
 			diags = append(diags, d...)
 			ba := &attrs{m: bc.Attributes, ctx: ctx}
@@ -208,6 +221,11 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 				}
 			case "file":
 				pr.Source = l.resolve(pa.str("source", ""))
+				pr.Image = pa.str("image", "")
+				if (pr.Source == "") == (pr.Image == "") {
+					pa.errorAt(nil, "Invalid file provisioner", "A file provisioner needs exactly one of source (a file or directory) or image (another image block, whose built artifact is copied in).")
+					pa.diags[len(pa.diags)-1].Subject = blk.DefRange.Ptr()
+				}
 				pr.Destination = pa.str("destination", "")
 				pr.Mode = pa.str("mode", "")
 				if pr.Destination != "" && !strings.HasPrefix(pr.Destination, "/") {

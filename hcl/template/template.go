@@ -185,10 +185,19 @@ func (l *loader) load(name string, src []byte) (*plan.Plan, hcl.Diagnostics) {
 	return p, diags
 }
 
-// checkSources verifies that an ova's source names an image or a file.
+// checkSources verifies that an ova's source names an image or a file,
+// and that a file provisioner's image names another image block.
 func (l *loader) checkSources(p *plan.Plan, blocks map[string]*hcl.Block) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, img := range p.Images {
+		for _, pr := range img.Provisioners {
+			if pr.Image == "" || (p.Image(pr.Image) != nil && pr.Image != img.Name) {
+				continue
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Unknown image",
+				Detail:  fmt.Sprintf("image %q: a file provisioner copies in image %q, which is not another image block of this template.", img.Name, pr.Image),
+				Subject: blocks[img.Name].DefRange.Ptr()})
+		}
 		if img.Kind != plan.KindOVA || img.Source == "" || p.Image(img.Source) != nil {
 			continue
 		}

@@ -53,6 +53,16 @@ image "conpaas" {
 image "rpi" {
   kind = "sdcard"
 }
+image "lxc" {
+  kind = "lxc"
+}
+image "carrier" {
+  kind = "raw"
+  provisioner "file" {
+    image       = "lxc"
+    destination = "/var/lib/lxc.img"
+  }
+}
 image "nutshell" {
   kind   = "ova"
   source = "conpaas"
@@ -114,6 +124,12 @@ func TestLoadGood(t *testing.T) {
 	if rpi.Size != 31998345216 || rpi.Alignment != 4<<20 || rpi.PartitionTable != "mbr" || rpi.Arch != "arm64" {
 		t.Errorf("sdcard defaults = %+v", rpi)
 	}
+	if lxc := p.Image("lxc"); lxc.Size != 2<<30 || lxc.PartitionTable != "" || lxc.Alignment != 0 || len(lxc.Partitions) != 0 {
+		t.Errorf("lxc defaults = %+v", lxc)
+	}
+	if pr := p.Image("carrier").Provisioners; len(pr) != 1 || pr[0].Image != "lxc" || pr[0].Source != "" {
+		t.Errorf("file provisioner of an image = %+v", pr)
+	}
 	ova := p.Image("nutshell")
 	if ova.VM == nil || ova.VM.CPUs != 4 || ova.VM.MemoryMiB != 4096 || len(ova.VM.NICs) != 2 || ova.VM.NICs[1].Network != "vboxnet0" {
 		t.Errorf("ova vm = %+v", ova.VM)
@@ -169,6 +185,10 @@ func TestBadInput(t *testing.T) {
 		{"missing script", "image \"a\" {\n  kind = \"raw\"\n  provisioner \"shell\" {\n    script = \"nope.sh\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:4:14:", "nope.sh"}},
 		{"no image", "variable \"m\" {\n  default = 1\n}\n", Options{}, []string{"No image block"}},
 		{"validation", "variable \"ip\" {\n  default = \"10.0.0.1\"\n  validation {\n    condition     = can(regex(\"^172\\\\.16\\\\.\", var.ip))\n    error_message = \"Must be on 172.16.0.0/24.\"\n  }\n}\nimage \"a\" {\n  kind = \"raw\"\n}\n", Options{}, []string{"t.pkr.hcl:4:21:", "Must be on 172.16.0.0/24"}},
+		{"partition in an lxc image", "image \"a\" {\n  kind = \"lxc\"\n  partition \"r\" {\n    fs = \"ext4\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:3:3:", "it has no partitions"}},
+		{"bootloader in an lxc image", "image \"a\" {\n  kind = \"lxc\"\n  bootloader {\n    type = \"grub\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:3:3:", "does not boot"}},
+		{"file provisioner with source and image", "image \"a\" {\n  kind = \"lxc\"\n}\nimage \"b\" {\n  kind = \"raw\"\n  provisioner \"file\" {\n    source = \"t.pkr.hcl\"\n    image = \"a\"\n    destination = \"/x\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:6:3:", "exactly one of source"}},
+		{"file provisioner of an unknown image", "image \"b\" {\n  kind = \"raw\"\n  provisioner \"file\" {\n    image = \"lxc\"\n    destination = \"/x\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:1:1:", `copies in image "lxc"`}},
 		{"locals cycle", "locals {\n  a = local.b\n  b = local.a\n}\nimage \"x\" {\n  kind = \"raw\"\n}\n", Options{}, []string{"t.pkr.hcl:2:3:", "Cycle in locals"}},
 	}
 	for _, tc := range cases {

@@ -33,7 +33,7 @@ type Catalogue struct {
 type Artifact struct {
 	Name         string         `json:"name"`
 	Version      string         `json:"version"`
-	Kind         string         `json:"kind"` // raw | sdcard | ova
+	Kind         string         `json:"kind"` // raw | sdcard | ova | lxc
 	Arch         string         `json:"arch"`
 	File         string         `json:"file"`
 	Size         int64          `json:"size"`

@@ -20,7 +20,7 @@ type Artifact struct {
 	URL         string // "" when the guide gives none
 	MD5         string
 	SizeApprox  string // as the guide prints it, e.g. "481 MB"
-	Kind        string // raw | sdcard | ova (what is inside)
+	Kind        string // raw | sdcard | ova | lxc (what is inside)
 	Arch        string
 	Compression string // "tar.gz" or ""
 }
@@ -32,9 +32,9 @@ var Table = []Artifact{
 	{Release: "2.1.0", What: "ConPaaS VM image for OpenStack with KVM (x86_64)", File: "conpaas-2.1.0-openstack-kvm.img.tar.gz",
 		URL: "http://www.conpaas.eu/dl/conpaas-2.1.0-openstack-kvm.img.tar.gz", MD5: "495098f986b8a059041e4e0063bb20c4", SizeApprox: "480 MB", Kind: "raw", Arch: "amd64", Compression: "tar.gz"},
 	{Release: "2.1.0", What: "ConPaaS VM image for OpenStack with LXC (x86_64)", File: "conpaas-2.1.0-openstack-lxc.img.tar.gz",
-		URL: "http://www.conpaas.eu/dl/conpaas-2.1.0-openstack-lxc.img.tar.gz", MD5: "24d67aa77aa1e6a2b3a74c1b291579e6", SizeApprox: "449 MB", Kind: "raw", Arch: "amd64", Compression: "tar.gz"},
+		URL: "http://www.conpaas.eu/dl/conpaas-2.1.0-openstack-lxc.img.tar.gz", MD5: "24d67aa77aa1e6a2b3a74c1b291579e6", SizeApprox: "449 MB", Kind: "lxc", Arch: "amd64", Compression: "tar.gz"},
 	{Release: "2.1.0", What: "ConPaaS VM image for OpenStack with LXC for the Raspberry Pi (arm)", File: "conpaas-rpi.img",
-		URL: "http://www.conpaas.eu/dl/ConPaaS-RPI/conpaas-rpi.img", MD5: "c29cd086e8e0ebe7f0793e7d54304da4", SizeApprox: "2.0 GB", Kind: "raw", Arch: "armhf"},
+		URL: "http://www.conpaas.eu/dl/ConPaaS-RPI/conpaas-rpi.img", MD5: "c29cd086e8e0ebe7f0793e7d54304da4", SizeApprox: "2.0 GB", Kind: "lxc", Arch: "armhf"},
 	{Release: "2.1.0", What: "VirtualBox VM containing ConPaaS in a Nutshell", File: "ConPaaS-Nutshell-2.1.0.ova",
 		URL: "http://www.conpaas.eu/dl/ConPaaS-Nutshell-2.1.0.ova", MD5: "81ef97d50c9f2cd6d029e5213a7a5d2a", SizeApprox: "2.5 GB", Kind: "ova", Arch: "amd64"},
 	{Release: "2.1.0", What: "RPI's SD card image", File: "ConPaaS-RPI-SDCard-32G.img.tar.gz",
@@ -44,8 +44,8 @@ var Table = []Artifact{
 
 	{Release: "later", What: "ConPaaS VM image for Amazon EC2 (x86_64)", MD5: "2d2af415a29c8413b898eacfcc2f1343", SizeApprox: "541 MB", Kind: "raw", Arch: "amd64"},
 	{Release: "later", What: "ConPaaS VM image for OpenStack with KVM (x86_64)", MD5: "02ea7ef89ff81bf03668003a8d2feac6", SizeApprox: "541 MB", Kind: "raw", Arch: "amd64"},
-	{Release: "later", What: "ConPaaS VM image for OpenStack with LXC (x86_64)", MD5: "f04e9dcc3059c5d10f599e72243055d3", SizeApprox: "509 MB", Kind: "raw", Arch: "amd64"},
-	{Release: "later", What: "ConPaaS VM image for OpenStack with LXC for the Raspberry Pi (arm)", MD5: "1eb2b8b369af3940460f85b12642f2e1", SizeApprox: "528 MB", Kind: "raw", Arch: "armhf"},
+	{Release: "later", What: "ConPaaS VM image for OpenStack with LXC (x86_64)", MD5: "f04e9dcc3059c5d10f599e72243055d3", SizeApprox: "509 MB", Kind: "lxc", Arch: "amd64"},
+	{Release: "later", What: "ConPaaS VM image for OpenStack with LXC for the Raspberry Pi (arm)", MD5: "1eb2b8b369af3940460f85b12642f2e1", SizeApprox: "528 MB", Kind: "lxc", Arch: "armhf"},
 	{Release: "later", What: "VirtualBox VM containing ConPaaS in a Nutshell", MD5: "9b01b07c1d0c45266345085cf65890ab", SizeApprox: "2.5 GB", Kind: "ova", Arch: "amd64"},
 	// The later guide lists the RPi SD card image (2.4 GB) without an MD5.
 	{Release: "later", What: "RPI's SD card image", SizeApprox: "2.4 GB", Kind: "sdcard", Arch: "armhf"},

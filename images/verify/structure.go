@@ -21,8 +21,11 @@ const sdAlign = 4 << 20
 // partitions lie inside the file without overlapping, the filesystem each
 // partition's type promises (ext4 superblock, FAT boot sector, swap
 // signature), boot code for a bootable x86 image, and for kind "sdcard"
-// the exact card size and 4 MiB alignment. kind may be "" (no kind-specific
-// checks). It returns one line per problem; nil means sound.
+// the exact card size and 4 MiB alignment. An image of kind "lxc" is one
+// ext2/3/4 filesystem with no partition table (what Nova's LXC driver
+// mounts); with kind "" a file that has no partition table but a
+// filesystem at its start is checked as one. It returns one line per
+// problem; nil means sound.
 func Structure(path, kind string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -42,10 +45,16 @@ func Structure(path, kind string) ([]string, error) {
 func checkDisk(r io.ReaderAt, size int64, kind string) []string {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if kind == plan.KindLXC {
+		return checkFilesystem(r, size)
+	}
 	if kind == plan.KindSDCard && size != SDCardSize {
 		add("size is %d bytes, an SD card image must be exactly %d", size, SDCardSize)
 	}
 	table, parts, err := readTable(r, size)
+	if err != nil && kind == "" && isExt(r, 0) {
+		return checkFilesystem(r, size)
+	}
 	if err != nil {
 		add("partition table: %v", err)
 		return problems
@@ -141,4 +150,41 @@ func readTable(r io.ReaderAt, size int64) (string, []plan.Partition, error) {
 		}
 	}
 	return ptable.Read(tmp)
+}
+
+// isExt reports whether an ext2/3/4 superblock starts at off+1024.
+func isExt(r io.ReaderAt, off int64) bool {
+	var magic [2]byte
+	_, err := r.ReadAt(magic[:], off+1080)
+	return err == nil && binary.LittleEndian.Uint16(magic[:]) == 0xEF53
+}
+
+// checkFilesystem checks a filesystem image (kind lxc): an ext2/3/4
+// superblock at 1024 whose block count fits the file, and no partition
+// table (a whole disk would not mount as a container's root).
+func checkFilesystem(r io.ReaderAt, size int64) []string {
+	sb := make([]byte, 1024)
+	if _, err := r.ReadAt(sb, 1024); err != nil {
+		return []string{fmt.Sprintf("cannot read the superblock: %v (a filesystem image is at least 2 KiB)", err)}
+	}
+	if binary.LittleEndian.Uint16(sb[56:]) != 0xEF53 {
+		if _, _, err := readTable(r, size); err == nil {
+			return []string{"this is a partitioned disk, not a filesystem image: Nova's LXC driver mounts the whole image as the container's root, so an LXC image must be one ext4 filesystem (build it with kind = \"lxc\")"}
+		}
+		return []string{"no ext2/3/4 superblock (magic 0xEF53 at offset 1080): not a filesystem image"}
+	}
+	// s_blocks_count_lo, s_log_block_size, and s_blocks_count_hi when the
+	// 64bit feature (INCOMPAT 0x80) is on.
+	blocks := uint64(binary.LittleEndian.Uint32(sb[4:]))
+	if binary.LittleEndian.Uint32(sb[96:])&0x80 != 0 {
+		blocks |= uint64(binary.LittleEndian.Uint32(sb[0x150:])) << 32
+	}
+	logBS := binary.LittleEndian.Uint32(sb[24:])
+	if logBS > 6 {
+		return []string{fmt.Sprintf("superblock: block size 2^%d KiB is not a valid ext block size (corrupt superblock)", logBS)}
+	}
+	if fsSize := blocks * (1024 << logBS); fsSize > uint64(size) {
+		return []string{fmt.Sprintf("the filesystem is %d bytes but the file only %d (truncated download?)", fsSize, size)}
+	}
+	return nil
 }

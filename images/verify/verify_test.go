@@ -147,6 +147,48 @@ func TestStructure(t *testing.T) {
 	}
 }
 
+// An LXC image is one ext4 filesystem (made here by mke2fs, as the lxc
+// builder does); a partitioned disk, a truncated file or garbage is not.
+func TestStructureLXC(t *testing.T) {
+	testutil.RequireTool(t, "mkfs.ext4")
+	fsImg := filepath.Join(t.TempDir(), "lxc.img")
+	f, err := os.Create(fsImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(64 << 20)
+	if err := cfs.MakeExt4(context.Background(), f, 0, 64<<20, "", "conpaas-root", disk.GUID("s", "lxc"), 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	disk, _ := makeImage(t, ptable.GPT, 1<<20, 128<<20)
+	truncated := filepath.Join(t.TempDir(), "truncated.img")
+	copyFile(t, fsImg, truncated)
+	os.Truncate(truncated, 32<<20)
+	garbage := filepath.Join(t.TempDir(), "garbage.img")
+	os.WriteFile(garbage, bytes.Repeat([]byte("x"), 8192), 0o644)
+	for _, tc := range []struct {
+		name, path, kind, want string
+	}{
+		{"filesystem", fsImg, plan.KindLXC, ""},
+		{"filesystem, kind unknown", fsImg, "", ""},
+		{"partitioned disk", disk, plan.KindLXC, "partitioned disk, not a filesystem image"},
+		{"truncated", truncated, plan.KindLXC, "the filesystem is 67108864 bytes but the file only 33554432"},
+		{"garbage", garbage, plan.KindLXC, "no ext2/3/4 superblock"},
+		{"garbage, kind unknown", garbage, "", "partition table"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps, err := Structure(tc.path, tc.kind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(ps, "\n"); (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Errorf("problems %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestStructureSDCard(t *testing.T) {
 	img, _ := makeImage(t, ptable.MBR, 4<<20, SDCardSize)
 	if ps, err := Structure(img, plan.KindSDCard); err != nil || len(ps) != 0 {

@@ -121,6 +121,10 @@ transport_url = rabbit://openstack:$PW@localhost
 state_path = /var/lib/nova
 log_dir = /var/log/nova
 compute_driver = libvirt.LibvirtDriver
+# Each instance gets a raw copy of the image, mounted through a loop
+# device. With Nova's default (qcow2 overlays) the LXC driver mounts through
+# qemu-nbd, which needs the nbd module loaded: Nova does not load it.
+use_cow_images = false
 [api]
 auth_strategy = keystone
 [api_database]
