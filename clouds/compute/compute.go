@@ -1,7 +1,9 @@
-// Package compute starts and stops the VMs of ConPaaS managers on EC2
-// (aws-sdk-go-v2) and OpenStack (gophercloud), and answers the questions
-// `cpsdirector check` asks a cloud: are the credentials accepted, what time
-// does the endpoint think it is, does the image exist, which ports does the
+// Package compute starts, finds and stops the VMs of ConPaaS managers and
+// agents, and their volumes, on EC2 (aws-sdk-go-v2), OpenStack
+// (gophercloud) and an in-process "dummy" cloud for tests (the original
+// director's DRIVER = dummy), and answers the questions `cpsdirector
+// check` asks a cloud: are the credentials accepted, what time does the
+// endpoint think it is, does the image exist, which ports does the
 // security group open.
 package compute
 
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -26,13 +29,19 @@ var Ports = []int{
 
 // Config selects and authenticates a cloud.
 type Config struct {
-	Driver string // "ec2" or "openstack"
+	Driver string // "ec2", "openstack" or "dummy"
 	Region string
 	// EC2.
 	AccessKey, SecretKey string
 	Endpoint             string // overrides the regional endpoint (tests, compatible clouds)
 	// OpenStack (Keystone v3 password auth).
 	AuthURL, Username, Password, Project, Domain string
+	// Network is the OpenStack network (id or name) servers are attached
+	// to; empty lets Nova pick. FloatingIP associates a floating address
+	// with each server once it is ACTIVE (AUTO_ASSIGN_FLOATING_IP = false:
+	// Neutron does not do it by itself).
+	Network    string
+	FloatingIP bool
 	// HTTPClient is used for every call (tests pass one trusting a test CA);
 	// nil means a default client with a timeout.
 	HTTPClient *http.Client
@@ -47,13 +56,29 @@ type StartRequest struct {
 	KeyName       string
 	UserData      []byte // raw; the drivers base64-encode it
 	Tags          map[string]string
+	// Token makes the request idempotent where the cloud supports it
+	// (EC2's ClientToken): a retried Start returns the same VM.
+	Token string
 }
 
-// Instance is a started VM.
+// Instance is a VM.
 type Instance struct {
-	ID      string
-	State   string
-	Address string
+	ID    string
+	State string // the cloud's word: pending/running (EC2), BUILD/ACTIVE (Nova)
+	// PublicIP is the address ConPaaS talks to (EC2's public address, an
+	// OpenStack floating address, else the fixed one); PrivateIP the
+	// cloud-internal one. Both are empty until the cloud assigned them.
+	PublicIP, PrivateIP string
+	Tags                map[string]string
+}
+
+// Failed reports a VM that will never run.
+func (i Instance) Failed() bool {
+	switch strings.ToLower(i.State) {
+	case "error", "terminated", "shutting-down", "deleted", "soft_deleted":
+		return true
+	}
+	return false
 }
 
 // PortRange is one inbound rule.
@@ -66,7 +91,16 @@ type PortRange struct {
 type Cloud interface {
 	Start(ctx context.Context, req StartRequest) (Instance, error)
 	Stop(ctx context.Context, id string) error
+	// Describe returns ErrNotFound for a VM that no longer exists.
 	Describe(ctx context.Context, id string) (Instance, error)
+	// List returns the live VMs carrying every tag of tags.
+	List(ctx context.Context, tags map[string]string) ([]Instance, error)
+	// CreateVolume makes a volume of sizeGiB next to the VM near (EC2
+	// volumes live in one availability zone) and returns its id.
+	CreateVolume(ctx context.Context, sizeGiB int, name, near string) (string, error)
+	AttachVolume(ctx context.Context, volume, instance, device string) error
+	DetachVolume(ctx context.Context, volume string) error
+	DeleteVolume(ctx context.Context, volume string) error
 	// Probe authenticates (EC2 DescribeRegions, Keystone token) and returns
 	// the endpoint's clock from its Date header.
 	Probe(ctx context.Context) (time.Time, error)
@@ -93,8 +127,10 @@ func Open(cfg Config) (Cloud, error) {
 		return openEC2(cfg, hc)
 	case "openstack":
 		return openOpenStack(cfg, hc)
+	case "dummy":
+		return openDummy(cfg), nil
 	}
-	return nil, fmt.Errorf("unknown cloud driver %q (ec2 or openstack)", cfg.Driver)
+	return nil, fmt.Errorf("unknown cloud driver %q (ec2, openstack or dummy)", cfg.Driver)
 }
 
 // MissingPorts returns the ports of want that no TCP rule opens, in the

@@ -63,6 +63,9 @@ func (e *ec2Cloud) Start(ctx context.Context, req StartRequest) (Instance, error
 		KeyName:        aws.String(req.KeyName),
 		UserData:       aws.String(base64.StdEncoding.EncodeToString(req.UserData)),
 	}
+	if req.Token != "" {
+		in.ClientToken = aws.String(req.Token)
+	}
 	tags := []types.Tag{{Key: aws.String("Name"), Value: aws.String(req.Name)}}
 	keys := make([]string, 0, len(req.Tags))
 	for k := range req.Tags {
@@ -84,13 +87,12 @@ func (e *ec2Cloud) Start(ctx context.Context, req StartRequest) (Instance, error
 }
 
 func ec2Instance(i types.Instance) Instance {
-	r := Instance{ID: aws.ToString(i.InstanceId)}
+	r := Instance{ID: aws.ToString(i.InstanceId), PublicIP: aws.ToString(i.PublicIpAddress), PrivateIP: aws.ToString(i.PrivateIpAddress), Tags: map[string]string{}}
 	if i.State != nil {
 		r.State = string(i.State.Name)
 	}
-	r.Address = aws.ToString(i.PublicIpAddress)
-	if r.Address == "" {
-		r.Address = aws.ToString(i.PrivateIpAddress)
+	for _, t := range i.Tags {
+		r.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	return r
 }
@@ -116,6 +118,89 @@ func (e *ec2Cloud) Describe(ctx context.Context, id string) (Instance, error) {
 		}
 	}
 	return Instance{}, fmt.Errorf("ec2 instance %s: %w", id, ErrNotFound)
+}
+
+func (e *ec2Cloud) List(ctx context.Context, tags map[string]string) ([]Instance, error) {
+	in := &ec2.DescribeInstancesInput{Filters: []types.Filter{{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}}}}
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		in.Filters = append(in.Filters, types.Filter{Name: aws.String("tag:" + k), Values: []string{tags[k]}})
+	}
+	var out []Instance
+	p := ec2.NewDescribeInstancesPaginator(e.c, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, ec2Err("DescribeInstances", err)
+		}
+		for _, r := range page.Reservations {
+			for _, i := range r.Instances {
+				out = append(out, ec2Instance(i))
+			}
+		}
+	}
+	return out, nil
+}
+
+// CreateVolume makes a gp3 volume in near's availability zone.
+func (e *ec2Cloud) CreateVolume(ctx context.Context, sizeGiB int, name, near string) (string, error) {
+	out, err := e.c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{near}})
+	if err != nil {
+		return "", ec2Err("DescribeInstances", err)
+	}
+	az := ""
+	for _, r := range out.Reservations {
+		for _, i := range r.Instances {
+			if i.Placement != nil {
+				az = aws.ToString(i.Placement.AvailabilityZone)
+			}
+		}
+	}
+	if az == "" {
+		return "", fmt.Errorf("ec2 instance %s: no availability zone: %w", near, ErrNotFound)
+	}
+	v, err := e.c.CreateVolume(ctx, &ec2.CreateVolumeInput{
+		AvailabilityZone: aws.String(az), Size: aws.Int32(int32(sizeGiB)), VolumeType: types.VolumeTypeGp3,
+		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeVolume, Tags: []types.Tag{{Key: aws.String("Name"), Value: aws.String(name)}}}},
+	})
+	if err != nil {
+		return "", ec2Err("CreateVolume", err)
+	}
+	id := aws.ToString(v.VolumeId)
+	w := ec2.NewVolumeAvailableWaiter(e.c, func(o *ec2.VolumeAvailableWaiterOptions) { o.MinDelay, o.MaxDelay = time.Second, 10*time.Second })
+	if err := w.Wait(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{id}}, 5*time.Minute); err != nil {
+		return id, ec2Err("waiting for volume "+id, err)
+	}
+	return id, nil
+}
+
+func (e *ec2Cloud) AttachVolume(ctx context.Context, volume, instance, device string) error {
+	if _, err := e.c.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: aws.String(volume), InstanceId: aws.String(instance), Device: aws.String(device)}); err != nil {
+		return ec2Err("AttachVolume", err)
+	}
+	return nil
+}
+
+func (e *ec2Cloud) DetachVolume(ctx context.Context, volume string) error {
+	if _, err := e.c.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: aws.String(volume)}); err != nil {
+		return ec2Err("DetachVolume", err)
+	}
+	w := ec2.NewVolumeAvailableWaiter(e.c, func(o *ec2.VolumeAvailableWaiterOptions) { o.MinDelay, o.MaxDelay = time.Second, 10*time.Second })
+	if err := w.Wait(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{volume}}, 5*time.Minute); err != nil {
+		return ec2Err("waiting for volume "+volume, err)
+	}
+	return nil
+}
+
+func (e *ec2Cloud) DeleteVolume(ctx context.Context, volume string) error {
+	if _, err := e.c.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(volume)}); err != nil {
+		return ec2Err("DeleteVolume", err)
+	}
+	return nil
 }
 
 func (e *ec2Cloud) Probe(ctx context.Context) (time.Time, error) {

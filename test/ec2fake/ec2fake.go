@@ -92,10 +92,17 @@ type Fake struct {
 	// Latency is added to every EBS block request, as a WAN round trip to
 	// AWS would (loopback has none, which hides what parallelism buys).
 	Latency time.Duration
-	n       int
-	puts    int
-	srv     *httptest.Server
-	seq     int
+	// InstanceIP, when set, is the public address of instances
+	// RunInstances makes (a director test serves their manager there).
+	// RunDelay holds RunInstances' answer back after the instance exists,
+	// as a slow API would (crash tests kill the caller meanwhile).
+	InstanceIP string
+	RunDelay   time.Duration
+	tokens     map[string]string // RunInstances ClientToken -> instance
+	n          int
+	puts       int
+	srv        *httptest.Server
+	seq        int
 
 	// EBS volumes (volumes.go). VolumeDir, set by a test, holds one
 	// backing file per volume, VolumeDir/<volume-id>, which CreateSnapshot
@@ -521,6 +528,11 @@ func (f *Fake) serveEC2(w http.ResponseWriter, r *http.Request, body []byte, reg
 		delete(f.Snapshots, id)
 		reply("<return>true</return>")
 	case "RunInstances":
+		// ClientToken makes the call idempotent, as on EC2.
+		if id, ok := f.tokens[q.Get("ClientToken")]; ok && q.Get("ClientToken") != "" {
+			reply("<reservationId>r-cps</reservationId><ownerId>123456789012</ownerId><instancesSet>" + instanceXML(f.Instances[id]) + "</instancesSet>")
+			return
+		}
 		img := f.Images[q.Get("ImageId")]
 		switch {
 		case img == nil || img.Region != region:
@@ -553,11 +565,38 @@ func (f *Fake) serveEC2(w http.ResponseWriter, r *http.Request, body []byte, reg
 		for j := 1; q.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Key", j)) != ""; j++ {
 			in.Tags[q.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Key", j))] = q.Get(fmt.Sprintf("TagSpecification.1.Tag.%d.Value", j))
 		}
+		in.PublicIP = f.InstanceIP
 		f.Instances[in.ID] = in
+		if tok := q.Get("ClientToken"); tok != "" {
+			if f.tokens == nil {
+				f.tokens = map[string]string{}
+			}
+			f.tokens[tok] = in.ID
+		}
+		if f.RunDelay > 0 {
+			f.mu.Unlock()
+			time.Sleep(f.RunDelay)
+			f.mu.Lock()
+		}
 		reply("<reservationId>r-cps</reservationId><ownerId>123456789012</ownerId><instancesSet>" + instanceXML(in) + "</instancesSet>")
 	case "DescribeInstances":
 		var b strings.Builder
 		b.WriteString("<reservationSet>")
+		if q.Get("InstanceId.1") == "" {
+			// Every instance of the region matching the filters
+			// (tag:KEY and instance-state-name, as a director's listing
+			// uses them).
+			ids := make([]string, 0, len(f.Instances))
+			for id := range f.Instances {
+				ids = append(ids, id)
+			}
+			sort.Strings(ids)
+			for _, id := range ids {
+				if in := f.Instances[id]; in.Region == region && matchFilters(q, in) {
+					b.WriteString("<item><reservationId>r-cps</reservationId><instancesSet>" + instanceXML(in) + "</instancesSet></item>")
+				}
+			}
+		}
 		for i := 1; q.Get(fmt.Sprintf("InstanceId.%d", i)) != ""; i++ {
 			in := f.Instances[q.Get(fmt.Sprintf("InstanceId.%d", i))]
 			if in == nil || in.Region != region {
@@ -653,8 +692,37 @@ var actions = map[string]func(f *Fake, q url.Values, region string) (string, *ap
 
 func instanceXML(in *Instance) string {
 	code := map[string]int{"pending": 0, "running": 16, "terminated": 48, "stopping": 64, "stopped": 80}[in.State]
-	return fmt.Sprintf("<item><instanceId>%s</instanceId><imageId>%s</imageId><instanceState><code>%d</code><name>%s</name></instanceState><instanceType>%s</instanceType><keyName>%s</keyName><privateIpAddress>10.0.0.%d</privateIpAddress>%s</item>",
-		in.ID, in.ImageID, code, in.State, xmlEsc(in.Type), xmlEsc(in.KeyName), len(in.ID)%250+2, placementXML(in))
+	return fmt.Sprintf("<item><instanceId>%s</instanceId><imageId>%s</imageId><instanceState><code>%d</code><name>%s</name></instanceState><instanceType>%s</instanceType><keyName>%s</keyName><privateIpAddress>10.0.0.%d</privateIpAddress>%s%s</item>",
+		in.ID, in.ImageID, code, in.State, xmlEsc(in.Type), xmlEsc(in.KeyName), len(in.ID)%250+2, placementXML(in), tagSetXML(in.Tags))
+}
+
+// matchFilters applies DescribeInstances' Filter.N (tag:KEY and
+// instance-state-name; values OR-ed, filters AND-ed).
+func matchFilters(q url.Values, in *Instance) bool {
+	for i := 1; q.Get(fmt.Sprintf("Filter.%d.Name", i)) != ""; i++ {
+		name := q.Get(fmt.Sprintf("Filter.%d.Name", i))
+		var have string
+		switch {
+		case strings.HasPrefix(name, "tag:"):
+			v, ok := in.Tags[strings.TrimPrefix(name, "tag:")]
+			if !ok {
+				return false
+			}
+			have = v
+		case name == "instance-state-name":
+			have = in.State
+		default:
+			continue
+		}
+		ok := false
+		for j := 1; q.Get(fmt.Sprintf("Filter.%d.Value.%d", i, j)) != ""; j++ {
+			ok = ok || q.Get(fmt.Sprintf("Filter.%d.Value.%d", i, j)) == have
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // AddImage registers an available AMI (as if made earlier) for tests of

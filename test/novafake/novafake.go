@@ -25,6 +25,11 @@ type Server struct {
 	User, Password, Project, Domain, Region string
 	// ClockOffset shifts the Date header, to test clock-skew detection.
 	ClockOffset time.Duration
+	// FloatingIP, when set, is the floating address of every server (a
+	// director test serves their manager there). CreateDelay holds the
+	// create answer back after the server exists, as a slow API would.
+	FloatingIP  string
+	CreateDelay time.Duration
 
 	ts *httptest.Server
 
@@ -285,6 +290,14 @@ func (s *Server) nova(w http.ResponseWriter, r *http.Request, p string) {
 		reply(w, 200, map[string]any{"flavors": l})
 	case r.Method == http.MethodPost && p == "/servers":
 		s.createServer(w, r)
+	case r.Method == http.MethodGet && p == "/servers/detail":
+		l := []any{}
+		for i := 1; i <= s.seq; i++ {
+			if v, ok := s.servers[fmt.Sprintf("srv-%d", i)]; ok && !v.Deleted {
+				l = append(l, s.serverJSON(v, "ACTIVE"))
+			}
+		}
+		reply(w, 200, map[string]any{"servers": l})
 	case strings.HasPrefix(p, "/servers/"):
 		id := strings.TrimPrefix(p, "/servers/")
 		v, ok := s.servers[id]
@@ -300,15 +313,7 @@ func (s *Server) nova(w http.ResponseWriter, r *http.Request, p string) {
 			if v.gets == 1 {
 				status = "BUILD"
 			}
-			reply(w, 200, map[string]any{"server": map[string]any{
-				"id": v.ID, "name": v.Name, "status": status, "key_name": v.KeyName, "metadata": v.Metadata,
-				"image": map[string]any{"id": v.ImageRef}, "flavor": map[string]any{"id": v.FlavorRef},
-				"addresses": map[string]any{"public": []map[string]any{
-					{"addr": "10.0.0." + strings.TrimPrefix(v.ID, "srv-"), "version": 4, "OS-EXT-IPS:type": "fixed"},
-					{"addr": "172.16.0." + strings.TrimPrefix(v.ID, "srv-"), "version": 4, "OS-EXT-IPS:type": "floating"},
-				}},
-				"created": "2024-01-01T00:00:00Z", "updated": "2024-01-01T00:00:00Z", "tenant_id": "p1", "user_id": "u1",
-			}})
+			reply(w, 200, map[string]any{"server": s.serverJSON(v, status)})
 		case http.MethodDelete:
 			v.Deleted = true
 			w.WriteHeader(204)
@@ -362,6 +367,22 @@ func (s *Server) nova(w http.ResponseWriter, r *http.Request, p string) {
 		fault(w, 404, "Security group "+b.R.Parent+" not found.")
 	default:
 		fault(w, 404, "no route "+r.Method+" "+p)
+	}
+}
+
+func (s *Server) serverJSON(v *VM, status string) map[string]any {
+	fip := "172.16.0." + strings.TrimPrefix(v.ID, "srv-")
+	if s.FloatingIP != "" {
+		fip = s.FloatingIP
+	}
+	return map[string]any{
+		"id": v.ID, "name": v.Name, "status": status, "key_name": v.KeyName, "metadata": v.Metadata,
+		"image": map[string]any{"id": v.ImageRef}, "flavor": map[string]any{"id": v.FlavorRef},
+		"addresses": map[string]any{"public": []map[string]any{
+			{"addr": "10.0.0." + strings.TrimPrefix(v.ID, "srv-"), "version": 4, "OS-EXT-IPS:type": "fixed"},
+			{"addr": fip, "version": 4, "OS-EXT-IPS:type": "floating"},
+		}},
+		"created": "2024-01-01T00:00:00Z", "updated": "2024-01-01T00:00:00Z", "tenant_id": "p1", "user_id": "u1",
 	}
 }
 
@@ -436,6 +457,11 @@ func (s *Server) createServer(w http.ResponseWriter, r *http.Request) {
 	v := &VM{ID: fmt.Sprintf("srv-%d", s.seq), Name: sv.Name, ImageRef: sv.ImageRef, FlavorRef: sv.FlavorRef, KeyName: sv.KeyName,
 		SecurityGroups: groups, UserData: ud, Metadata: sv.Metadata}
 	s.servers[v.ID] = v
+	if s.CreateDelay > 0 {
+		s.mu.Unlock()
+		time.Sleep(s.CreateDelay)
+		s.mu.Lock()
+	}
 	reply(w, 202, map[string]any{"server": map[string]any{"id": v.ID, "adminPass": "x", "OS-DCF:diskConfig": "MANUAL",
 		"links": []any{}, "security_groups": sv.SecurityGroups}})
 }
