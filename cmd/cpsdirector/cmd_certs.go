@@ -30,9 +30,12 @@ func runCerts(ctx context.Context, args []string) error {
 		return err
 	}
 	out := cli.Stdout
-	if res.CACreated {
+	switch {
+	case res.CACreated:
 		fmt.Fprintf(out, "created CA %s\n", filepath.Join(cfg.CertDir, certs.CACertFile))
-	} else {
+	case res.CAOriginal:
+		fmt.Fprintf(out, "kept CA %s (X.509 v1, as the original cpsconf.py made it: certificates it signed stay valid)\n", filepath.Join(cfg.CertDir, certs.CACertFile))
+	default:
 		fmt.Fprintf(out, "kept CA %s\n", filepath.Join(cfg.CertDir, certs.CACertFile))
 	}
 	switch {

@@ -3,306 +3,1051 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
+	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
+	"time"
 
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/api"
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/client"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/config"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/db"
 	"github.com/conpaas/cps/internal/cli"
 	"golang.org/x/term"
 )
 
 func init() {
-	commands.Add(&cli.Command{Name: "client", Summary: "command-line client like cps-tools: client OBJECT VERB (user, cloud, image, application, service)", Run: runClient})
+	commands.Add(&cli.Command{Name: "client", Summary: "the cps-tools command line: client OBJECT VERB ... (user, application, service, cloud, director)", Run: func(ctx context.Context, args []string) error {
+		// Errors read as cps-tools printed them ("ERROR: ...").
+		err := runClient(ctx, args)
+		if err == nil || cli.Code(err) == cli.ExitUsage {
+			return err
+		}
+		return cli.WithCode(cli.Code(err), fmt.Errorf("ERROR: %w", err))
+	}})
 }
 
-const clientUsage = `[--conf FILE] OBJECT VERB [args]
+const clientUsage = `[--director_url URL] [--username NAME] [--password PW] [--conf_file FILE] [-d] OBJECT VERB [args]
 
-  user get_certificate [--password-stdin] [--trust-ca SHA256]
-  user whoami
-  cloud list
-  image list
-  application create NAME | list | delete APP
-  service start APP TYPE [--cloud NAME] | list [APP] | status SERVICE | stop SERVICE
+cps-tools' grammar; the configuration is ~/.conpaas/cps-tools.conf (and
+/etc/cps-tools/cps-tools.conf), section [cps-tools]: director_url, username,
+password, debug. Certificates are kept in ~/.conpaas.
 
-APP is an application id or name. The configuration (default
-~/.conpaas/cps-tools.conf) has a [conpaas] section with director_url and
-username; certificates are kept next to it.`
+  user create_free USERNAME [--email E] [--fname F] [--lname L] [--affiliation A] [--password P] [--credit N]
+  user create USERNAME [same options] [--config DIRECTOR_CFG]     (on the director's machine)
+  user get_certificate [--trust-ca SHA256]
+  user get_config | get_credit
+  user add_credit USERNAME CREDIT | list [--credit] [--config DIRECTOR_CFG]   (on the director's machine)
+  cloud list | list_resources
+  application create NAME | list | rename APP NEW | delete APP
+  application start APP [-c CLOUD] | stop APP | manifest FILE [-c CLOUD] | get_info APP | get_log APP
+  service get_types | add TYPE APP | list [-a APP] | rename APP SERVICE NEW | remove APP SERVICE
+  service start APP SERVICE [-c CLOUD] | stop APP SERVICE | get_state APP SERVICE | get_log APP SERVICE
+  service list_nodes APP SERVICE | add_nodes APP SERVICE [--ROLE N] [-c CLOUD] | remove_nodes APP SERVICE [--ROLE N]
+  php|java|mysql|xtreemfs|helloworld|generic VERB ...   (service verbs for that type)
+  director version
+
+APP and SERVICE are names or ids.`
+
+// clientCmd is one run of the client.
+type clientCmd struct {
+	ctx  context.Context
+	conf *client.Conf
+	c    *client.Client
+	out  io.Writer
+}
 
 func runClient(ctx context.Context, args []string) error {
-	fs := cli.NewFlagSet("cpsdirector", "client", clientUsage)
-	confPath := fs.String("conf", client.DefaultConfPath(), "cps-tools configuration `file`")
-	if err := cli.Parse(fs, args); err != nil {
-		return err
+	// Global options come before OBJECT, as in cps-tools.
+	var dirURL, user, pass, confFile string
+	debug := false
+	i := 0
+	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
+		a := args[i]
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "d" || name == "debug" {
+			debug = true
+			continue
+		}
+		if name == "h" || name == "help" {
+			fmt.Fprintln(cli.Stdout, "usage: cpsdirector client "+clientUsage)
+			return nil
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				return cli.Usagef("%s needs a value", a)
+			}
+			i++
+			val = args[i]
+		}
+		switch name {
+		case "director_url":
+			dirURL = val
+		case "username":
+			user = val
+		case "password":
+			pass = val
+		case "conf_file", "conf":
+			confFile = val
+		default:
+			return cli.Usagef("unknown option %s (usage: cpsdirector client %s)", a, strings.SplitN(clientUsage, "\n", 2)[0])
+		}
 	}
-	rest := fs.Args()
+	rest := args[i:]
 	if len(rest) < 2 {
-		fs.Usage()
-		return cli.Usagef("need OBJECT and VERB")
+		return cli.Usagef("usage: cpsdirector client %s", clientUsage)
 	}
-	conf, err := client.LoadConf(*confPath)
+	conf, err := client.LoadConf(confFile)
 	if err != nil {
 		return cli.WithCode(cli.ExitUsage, err)
 	}
-	obj, verb, vargs := rest[0], rest[1], rest[2:]
-	if obj == "user" && verb == "get_certificate" {
-		return getCertificate(ctx, conf, vargs)
+	if dirURL != "" {
+		conf.DirectorURL = dirURL
 	}
-	c, err := client.New(conf)
+	conf.DirectorURL = client.NormalizeURL(conf.DirectorURL)
+	if user != "" {
+		conf.Username = user
+	}
+	if pass != "" {
+		conf.Password = pass
+	}
+	conf.Debug = conf.Debug || debug
+	k := &clientCmd{ctx: ctx, conf: conf, out: cli.Stdout}
+	obj, verb, vargs := rest[0], rest[1], rest[2:]
+	// Commands that work on the director's machine without the API.
+	if obj == "user" && (verb == "create" || verb == "add_credit" || verb == "list") {
+		return k.local(verb, vargs)
+	}
+	k.c, err = client.New(conf)
+	if err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	if conf.Debug {
+		k.c.Log = os.Stderr
+	}
+	switch obj {
+	case "user":
+		return k.user(verb, vargs)
+	case "cloud":
+		return k.cloud(verb, vargs)
+	case "application":
+		return k.application(verb, vargs)
+	case "service":
+		return k.service("", verb, vargs)
+	case "director":
+		if verb != "version" {
+			return cli.Usagef("director verbs: version")
+		}
+		v, raw, err := k.c.Director(ctx, false, "version", nil, false)
+		if err != nil {
+			return err
+		}
+		if v == nil {
+			v = string(raw)
+		}
+		fmt.Fprintf(k.out, "ConPaaS director version %v\n", v)
+		return nil
+	}
+	for _, t := range api.ServiceTypes {
+		if obj == t {
+			return k.service(t, verb, vargs)
+		}
+	}
+	return cli.Usagef("unknown object %q: user, cloud, application, service, director or a service type", obj)
+}
+
+// opts splits arguments into positionals and --name value options;
+// flags lists options that take no value.
+func opts(args []string, flags ...string) ([]string, map[string]string, error) {
+	o := map[string]string{}
+	var pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pos = append(pos, a)
+			continue
+		}
+		name, val, has := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "c" {
+			name = "cloud"
+		}
+		if name == "a" {
+			name = "application"
+		}
+		isFlag := false
+		for _, f := range flags {
+			isFlag = isFlag || f == name
+		}
+		if isFlag {
+			o[name] = "true"
+			continue
+		}
+		if !has {
+			if i+1 >= len(args) {
+				return nil, nil, cli.Usagef("%s needs a value", a)
+			}
+			i++
+			val = args[i]
+		}
+		o[name] = val
+	}
+	return pos, o, nil
+}
+
+func need(pos []string, n int, usage string) error {
+	if len(pos) != n {
+		return cli.Usagef("usage: cpsdirector client %s", usage)
+	}
+	return nil
+}
+
+func (k *clientCmd) post(method string, form url.Values) (any, []byte, error) {
+	return k.c.Director(k.ctx, true, method, form, true)
+}
+
+func (k *clientCmd) get(method string) (any, []byte, error) {
+	return k.c.Director(k.ctx, false, method, nil, true)
+}
+
+func (k *clientCmd) user(verb string, args []string) error {
+	switch verb {
+	case "create_free":
+		pos, o, err := opts(args)
+		if err != nil {
+			return err
+		}
+		if err := need(pos, 1, "user create_free USERNAME [--email E] [--password P] [--credit N] ..."); err != nil {
+			return err
+		}
+		form, err := newUserForm(pos[0], o)
+		if err != nil {
+			return err
+		}
+		if _, _, err := k.c.Director(k.ctx, true, "new_user", form, false); err != nil {
+			return err
+		}
+		fmt.Fprintf(k.out, "User '%s' created successfully.\n", pos[0])
+	case "get_certificate":
+		_, o, err := opts(args)
+		if err != nil {
+			return err
+		}
+		caPEM, err := os.ReadFile(k.conf.Dir + "/ca_cert.pem")
+		if errors.Is(err, os.ErrNotExist) {
+			caPEM, err = client.FetchCA(k.ctx, k.conf, o["trust-ca"], confirmFingerprint)
+		}
+		if err != nil {
+			return err
+		}
+		if k.conf.Password == "" {
+			if k.conf.Password, err = askPassword("Enter your password: "); err != nil {
+				return err
+			}
+		}
+		if err := client.GetCertificate(k.ctx, k.conf, caPEM); err != nil {
+			return err
+		}
+		fmt.Fprintln(k.out, "User certificates installed successfully.")
+	case "get_config":
+		v, _, err := k.get("user_config")
+		if err != nil {
+			return err
+		}
+		m, _ := v.(map[string]any)
+		for _, key := range sortedKeys(m) {
+			fmt.Fprintf(k.out, "%s: %s\n", key, pyStr(m[key]))
+		}
+	case "get_credit":
+		v, _, err := k.get("user_credit")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(k.out, pyStr(v))
+	default:
+		return cli.Usagef("user verbs: create, create_free, get_certificate, get_config, get_credit, add_credit, list")
+	}
+	return nil
+}
+
+// newUserForm is UserCmd._get_new_user_args: prompts for what is missing.
+func newUserForm(name string, o map[string]string) (url.Values, error) {
+	credit := int64(50)
+	if c, ok := o["credit"]; ok {
+		n, err := strconv.ParseInt(c, 10, 64)
+		if err != nil {
+			return nil, cli.Usagef("--credit %q is not an integer", c)
+		}
+		credit = n
+	}
+	if credit <= 0 {
+		return nil, fmt.Errorf("Cannot create a user with %d credits.", credit)
+	}
+	email := o["email"]
+	if email == "" {
+		return nil, cli.Usagef("--email is required")
+	}
+	pw, ok := o["password"]
+	if !ok {
+		var err error
+		if pw, err = askPassword("Password: "); err != nil {
+			return nil, err
+		}
+		again, err := askPassword("Retype password: ")
+		if err != nil {
+			return nil, err
+		}
+		if pw != again {
+			return nil, cli.Usagef("passwords do not match")
+		}
+	}
+	return url.Values{"username": {name}, "fname": {o["fname"]}, "lname": {o["lname"]}, "email": {email},
+		"affiliation": {o["affiliation"]}, "password": {pw}, "credit": {strconv.FormatInt(credit, 10)}}, nil
+}
+
+func askPassword(prompt string) (string, error) {
+	fd := int(os.Stdin.Fd())
+	if !term.IsTerminal(fd) {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return "", cli.Usagef("no password: set password in cps-tools.conf, pass --password, or type it on a terminal")
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	fmt.Fprint(os.Stderr, prompt)
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(os.Stderr)
+	return string(b), err
+}
+
+func confirmFingerprint(fp string) bool {
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return false
+	}
+	fmt.Fprintf(os.Stderr, "Director CA SHA-256 fingerprint: %s\nTrust it? [y/N] ", fp)
+	l, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	return strings.TrimSpace(strings.ToLower(l)) == "y"
+}
+
+// local runs the user verbs cps-tools ran against the director's own
+// database ("on director's machine only").
+func (k *clientCmd) local(verb string, args []string) error {
+	var flags []string
+	if verb == "list" {
+		flags = []string{"credit"}
+	}
+	pos, o, err := opts(args, flags...)
 	if err != nil {
 		return err
 	}
-	out := cli.Stdout
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	defer tw.Flush()
-	nargs := func(n int, usage string) error {
-		if len(vargs) != n {
-			return cli.Usagef("usage: client %s %s %s", obj, verb, usage)
+	path := o["config"]
+	if path == "" {
+		path = config.DefaultPath
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return fmt.Errorf("Cannot find a ConPaaS director on this machine: %w", err)
+	}
+	switch verb {
+	case "create":
+		if err := need(pos, 1, "user create USERNAME [--email E] [--password P] [--credit N]"); err != nil {
+			return err
+		}
+		form, err := newUserForm(pos[0], o)
+		if err != nil {
+			return err
+		}
+		a := []string{"--config", path, "--email", form.Get("email"), "--credit", form.Get("credit"), "--password-stdin", pos[0]}
+		stdin = strings.NewReader(form.Get("password") + "\n")
+		if err := runAddUser(k.ctx, a); err != nil {
+			return err
+		}
+		fmt.Fprintf(k.out, "User '%s' created successfully.\n", pos[0])
+		return nil
+	case "add_credit":
+		if err := need(pos, 2, "user add_credit USERNAME CREDIT"); err != nil {
+			return err
+		}
+		n, err := strconv.ParseInt(pos[1], 10, 64)
+		if err != nil {
+			return cli.Usagef("credit %q is not an integer", pos[1])
+		}
+		return addCredit(k.ctx, cfg, pos[0], n)
+	default: // list
+		withCredit := o["credit"] == "true"
+		d, err := db.Open(k.ctx, cfg.Database)
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		users, err := d.Users(k.ctx)
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			if withCredit {
+				fmt.Fprintf(k.out, "%s\t%d\n", u.Username, u.Credit)
+			} else {
+				fmt.Fprintln(k.out, u.Username)
+			}
 		}
 		return nil
 	}
-	switch obj + " " + verb {
-	case "user whoami":
-		var u struct {
-			ID       int64  `json:"id"`
-			Username string `json:"username"`
-			Created  string `json:"created"`
+}
+
+func (k *clientCmd) clouds() ([]string, error) {
+	v, _, err := k.c.Director(k.ctx, false, "available_clouds", nil, false)
+	if err != nil {
+		return nil, err
+	}
+	var l []string
+	for _, x := range v.([]any) {
+		l = append(l, fmt.Sprint(x))
+	}
+	return l, nil
+}
+
+func (k *clientCmd) checkCloud(name string) error {
+	if name == "" {
+		return nil
+	}
+	l, err := k.clouds()
+	if err != nil {
+		return err
+	}
+	for _, c := range l {
+		if c == name {
+			return nil
 		}
-		if err := c.Do(ctx, "GET", "/user", nil, &u); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "%s (id %d, since %s)\n", u.Username, u.ID, u.Created)
-	case "cloud list":
-		var l []struct {
-			Name, Driver, Region string
-			InstanceType         string `json:"instance_type"`
-			Default              bool
-		}
-		if err := c.Do(ctx, "GET", "/clouds", nil, &l); err != nil {
-			return err
-		}
-		fmt.Fprintln(tw, "NAME\tDRIVER\tREGION\tTYPE\tDEFAULT")
-		for _, x := range l {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", x.Name, x.Driver, dash(x.Region), x.InstanceType, x.Default)
-		}
-	case "image list":
-		var l []struct {
-			Cloud, Driver, Region, Source, Version, Arch string
-			ImageID                                      string `json:"image_id"`
-		}
-		if err := c.Do(ctx, "GET", "/images", nil, &l); err != nil {
-			return err
-		}
-		fmt.Fprintln(tw, "CLOUD\tDRIVER\tREGION\tARCH\tIMAGE\tSOURCE\tVERSION")
-		for _, x := range l {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.Cloud, x.Driver, dash(x.Region), x.Arch, x.ImageID, x.Source, dash(x.Version))
-		}
-	case "application create":
-		if err := nargs(1, "NAME"); err != nil {
-			return err
-		}
-		var a appJSON
-		if err := c.Do(ctx, "POST", "/applications", map[string]string{"name": vargs[0]}, &a); err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "application %d %q created\n", a.ID, a.Name)
-	case "application list":
-		l, err := listApps(ctx, c)
+	}
+	return fmt.Errorf("Unknown cloud name '%s'", name)
+}
+
+func (k *clientCmd) cloud(verb string, args []string) error {
+	switch verb {
+	case "list":
+		l, err := k.clouds()
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(tw, "ID\tNAME\tCREATED")
-		for _, a := range l {
-			fmt.Fprintf(tw, "%d\t%s\t%s\n", a.ID, a.Name, a.Created)
+		for _, c := range l {
+			fmt.Fprintln(k.out, c)
 		}
-	case "application delete":
-		if err := nargs(1, "APP"); err != nil {
-			return err
-		}
-		id, err := appID(ctx, c, vargs[0])
+	case "list_resources":
+		_, raw, err := k.get("list_resources")
 		if err != nil {
 			return err
 		}
-		if err := c.Do(ctx, "DELETE", fmt.Sprintf("/applications/%d", id), nil, nil); err != nil {
+		var rows []map[string]any
+		json.Unmarshal(raw, &rows)
+		if len(rows) == 0 {
+			fmt.Fprintln(k.out, "No existing resources")
+			return nil
+		}
+		fmt.Fprintln(k.out, prettytable([]string{"rid", "app_id", "vmid", "ip", "role", "cloud"}, rows))
+	default:
+		return cli.Usagef("cloud verbs: list, list_resources")
+	}
+	return nil
+}
+
+// app resolves a name or id (application.py check_application).
+func (k *clientCmd) app(ref string) (client.App, error) {
+	apps, err := k.c.Apps(k.ctx)
+	if err != nil {
+		return client.App{}, err
+	}
+	if len(apps) == 0 {
+		return client.App{}, errors.New("No existing applications.")
+	}
+	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
+		for _, a := range apps {
+			if a.AID == id {
+				return a, nil
+			}
+		}
+		return client.App{}, fmt.Errorf("Unknown application id %d", id)
+	}
+	var found []client.App
+	for _, a := range apps {
+		if a.Name == ref {
+			found = append(found, a)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return client.App{}, fmt.Errorf("Unknown application name '%s'", ref)
+	case 1:
+		return found[0], nil
+	}
+	return client.App{}, fmt.Errorf("%d applications match the application name '%s'", len(found), ref)
+}
+
+// waitApp polls /listapp until the application is in one of states.
+func (k *clientCmd) waitApp(aid int64, states ...string) (string, error) {
+	for {
+		apps, err := k.c.Apps(k.ctx)
+		if err != nil {
+			return "", err
+		}
+		for _, a := range apps {
+			if a.AID == aid {
+				for _, s := range states {
+					if a.Status == s {
+						return s, nil
+					}
+				}
+			}
+		}
+		select {
+		case <-k.ctx.Done():
+			return "", k.ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (k *clientCmd) application(verb string, args []string) error {
+	pos, o, err := opts(args)
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "create":
+		if err := need(pos, 1, "application create NAME"); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "application %d deleted\n", id)
-	case "service start":
-		sfs := flag.NewFlagSet("service start", flag.ContinueOnError)
-		cloud := sfs.String("cloud", "", "cloud name (default: the [iaas] cloud)")
-		if err := cli.Parse(sfs, reorder(vargs)); err != nil {
-			return err
-		}
-		if sfs.NArg() != 2 {
-			return cli.Usagef("usage: client service start [--cloud NAME] APP TYPE")
-		}
-		id, err := appID(ctx, c, sfs.Arg(0))
+		v, _, err := k.post("createapp", url.Values{"name": {pos[0]}})
 		if err != nil {
 			return err
 		}
-		var s svcJSON
-		if err := c.Do(ctx, "POST", fmt.Sprintf("/applications/%d/services", id), map[string]string{"type": sfs.Arg(1), "cloud": *cloud}, &s); err != nil {
+		m := v.(map[string]any)
+		fmt.Fprintf(k.out, "Application '%s' created with id %s.\n", pyStr(m["name"]), pyStr(m["aid"]))
+	case "list":
+		_, raw, err := k.get("listapp")
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "service %d (%s) %s on cloud %s: manager %s from image %s\n", s.ID, s.Type, s.State, s.Cloud, s.Manager.InstanceID, s.Manager.ImageID)
-	case "service list":
-		path := "/services"
-		if len(vargs) == 1 {
-			id, err := appID(ctx, c, vargs[0])
+		var rows []map[string]any
+		json.Unmarshal(raw, &rows)
+		if len(rows) == 0 {
+			fmt.Fprintln(k.out, "No existing applications.")
+			return nil
+		}
+		for _, r := range rows {
+			if r["cloud"] == "iaas" {
+				r["cloud"] = "default"
+			}
+		}
+		fmt.Fprintln(k.out, prettytable([]string{"aid", "name", "manager", "cloud", "status"}, rows))
+	case "rename":
+		if err := need(pos, 2, "application rename APP NEW_NAME"); err != nil {
+			return err
+		}
+		a, err := k.app(pos[0])
+		if err != nil {
+			return err
+		}
+		if _, _, err := k.post(fmt.Sprintf("renameapp/%d", a.AID), url.Values{"name": {pos[1]}}); err != nil {
+			return err
+		}
+		fmt.Fprintf(k.out, "Application with id %d has been renamed from '%s' to '%s'.\n", a.AID, a.Name, pos[1])
+	case "delete", "stop":
+		if err := need(pos, 1, "application "+verb+" APP"); err != nil {
+			return err
+		}
+		a, err := k.app(pos[0])
+		if err != nil {
+			return err
+		}
+		route := "deleteapp"
+		if verb == "stop" {
+			route = "stopapp"
+		}
+		if _, _, err := k.post(fmt.Sprintf("%s/%d", route, a.AID), nil); err != nil {
+			return err
+		}
+		if verb == "stop" {
+			fmt.Fprintf(k.out, "Application '%s' with id %d was stopped.\n", a.Name, a.AID)
+		} else {
+			fmt.Fprintf(k.out, "Application '%s' with id %d has been deleted.\n", a.Name, a.AID)
+		}
+	case "start":
+		if err := need(pos, 1, "application start APP [-c CLOUD]"); err != nil {
+			return err
+		}
+		a, err := k.app(pos[0])
+		if err != nil {
+			return err
+		}
+		route := fmt.Sprintf("startapp/%d", a.AID)
+		if c := o["cloud"]; c != "" {
+			if err := k.checkCloud(c); err != nil {
+				return err
+			}
+			route += "/" + c
+		}
+		if _, _, err := k.post(route, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(k.out, "Application '%s' with id %d is starting... ", a.Name, a.AID)
+		return k.report(k.waitApp(a.AID, db.AppRunning, db.AppError))
+	case "manifest":
+		if err := need(pos, 1, "application manifest FILE [-c CLOUD]"); err != nil {
+			return err
+		}
+		b, err := os.ReadFile(pos[0])
+		if err != nil {
+			return errors.New("The specified path does not contain a file")
+		}
+		var m struct{ Services []map[string]any }
+		if json.Unmarshal(b, &m) != nil {
+			return errors.New("The uploaded manifest is not valid json")
+		}
+		for _, s := range m.Services {
+			if s["Type"] == nil {
+				return errors.New(`The "Type" field is mandatory`)
+			}
+		}
+		cloud := o["cloud"]
+		if cloud == "" {
+			cloud = "default"
+		}
+		if err := k.checkCloud(cloud); err != nil {
+			return err
+		}
+		v, _, err := k.post("upload_manifest", url.Values{"manifest": {string(b)}, "cloud": {cloud}, "thread": {"True"}})
+		if err != nil {
+			return err
+		}
+		aid, _ := v.(map[string]any)["aid"].(float64)
+		fmt.Fprintf(k.out, "Application %d is being created based on the specified manifest... ", int64(aid))
+		return k.report(k.waitApp(int64(aid), db.AppRunning, db.AppError))
+	case "get_info", "get_log":
+		if err := need(pos, 1, "application "+verb+" APP"); err != nil {
+			return err
+		}
+		a, err := k.app(pos[0])
+		if err != nil {
+			return err
+		}
+		method := map[string]string{"get_info": "get_app_info", "get_log": "get_manager_log"}[verb]
+		res, err := k.c.Manager(k.ctx, a, 0, method, false, nil)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		json.Unmarshal(res, &m)
+		if verb == "get_log" {
+			fmt.Fprintln(k.out, pyStr(m["log"]))
+			return nil
+		}
+		fmt.Fprintf(k.out, "Application name: %s\nApplication id: %d\n", a.Name, a.AID)
+		for _, key := range sortedKeys(m) {
+			fmt.Fprintf(k.out, "%s: %s\n", key, pyStr(m[key]))
+		}
+	default:
+		return cli.Usagef("application verbs: create, list, rename, delete, start, stop, manifest, get_info, get_log")
+	}
+	return nil
+}
+
+func (k *clientCmd) report(state string, err error) error {
+	if err != nil {
+		fmt.Fprintln(k.out)
+		return err
+	}
+	if state == db.AppRunning {
+		fmt.Fprintln(k.out, "done.")
+		return nil
+	}
+	fmt.Fprintln(k.out, "FAILED!")
+	return cli.WithCode(cli.ExitFailure, errors.New("the application did not start"))
+}
+
+type serviceRow struct {
+	AID, SID int64
+	Type     string
+	Name     string
+}
+
+func (k *clientCmd) services(aid int64, typ string) ([]serviceRow, error) {
+	_, raw, err := k.get("list")
+	if err != nil {
+		return nil, err
+	}
+	var l []struct {
+		Service struct {
+			SID           int64   `json:"sid"`
+			ApplicationID int64   `json:"application_id"`
+			Type          *string `json:"type"`
+			Name          *string `json:"name"`
+		} `json:"service"`
+	}
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return nil, err
+	}
+	var out []serviceRow
+	for _, s := range l {
+		r := serviceRow{AID: s.Service.ApplicationID, SID: s.Service.SID}
+		if s.Service.Type != nil {
+			r.Type = *s.Service.Type
+		}
+		if s.Service.Name != nil {
+			r.Name = *s.Service.Name
+		}
+		if (aid == 0 || r.AID == aid) && (typ == "" || r.Type == typ) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// checkService is ServiceCmd.check_service.
+func (k *clientCmd) checkService(appRef, svcRef, typ string) (client.App, int64, error) {
+	a, err := k.app(appRef)
+	if err != nil {
+		return a, 0, err
+	}
+	l, err := k.services(a.AID, typ)
+	if err != nil {
+		return a, 0, err
+	}
+	suffix := ""
+	if typ != "" {
+		suffix = " of type " + typ + "."
+	}
+	if id, err := strconv.ParseInt(svcRef, 10, 64); err == nil {
+		for _, s := range l {
+			if s.SID == id {
+				return a, id, nil
+			}
+		}
+		return a, 0, fmt.Errorf("Unknown service id %d in application %d%s", id, a.AID, suffix)
+	}
+	for _, s := range l {
+		if s.Name == svcRef {
+			return a, s.SID, nil
+		}
+	}
+	return a, 0, fmt.Errorf("Unknown service name '%s' in application %d%s", svcRef, a.AID, suffix)
+}
+
+func (k *clientCmd) waitService(a client.App, sid int64, states ...string) (string, error) {
+	for {
+		res, err := k.c.Manager(k.ctx, a, sid, "get_service_info", false, nil)
+		if err == nil {
+			var info struct{ State string }
+			json.Unmarshal(res, &info)
+			for _, s := range states {
+				if info.State == s {
+					return s, nil
+				}
+			}
+		}
+		select {
+		case <-k.ctx.Done():
+			return "", k.ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (k *clientCmd) service(typ, verb string, args []string) error {
+	pos, o, err := opts(args)
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "get_types":
+		if typ != "" {
+			fmt.Fprintln(k.out, typ)
+			return nil
+		}
+		v, _, err := k.c.Director(k.ctx, false, "available_services", nil, false)
+		if err != nil {
+			return err
+		}
+		for _, t := range v.([]any) {
+			fmt.Fprintln(k.out, t)
+		}
+	case "add":
+		if typ != "" {
+			pos = append([]string{typ}, pos...)
+		}
+		if err := need(pos, 2, "service add TYPE APP"); err != nil {
+			return err
+		}
+		a, err := k.app(pos[1])
+		if err != nil {
+			return err
+		}
+		v, _, err := k.post("add/"+pos[0], url.Values{"appid": {strconv.FormatInt(a.AID, 10)}})
+		if err != nil {
+			return err
+		}
+		sid := v.(map[string]any)["service"].(map[string]any)["sid"]
+		fmt.Fprintf(k.out, "Service %s successfully added to application %d with id %s.\n", pos[0], a.AID, pyStr(sid))
+	case "list":
+		var aid int64
+		if ref := o["application"]; ref != "" {
+			a, err := k.app(ref)
 			if err != nil {
 				return err
 			}
-			path = fmt.Sprintf("/applications/%d/services", id)
-		} else if len(vargs) > 1 {
-			return cli.Usagef("usage: client service list [APP]")
+			aid = a.AID
 		}
-		var l []svcJSON
-		if err := c.Do(ctx, "GET", path, nil, &l); err != nil {
+		l, err := k.services(aid, typ)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintln(tw, "ID\tAPP\tTYPE\tCLOUD\tSTATE\tMANAGER")
+		if len(l) == 0 {
+			fmt.Fprintln(k.out, "No existing services.")
+			return nil
+		}
+		sort.Slice(l, func(i, j int) bool { return l[i].AID < l[j].AID || l[i].AID == l[j].AID && l[i].SID < l[j].SID })
+		var rows []map[string]any
 		for _, s := range l {
-			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.ApplicationID, s.Type, s.Cloud, s.State, s.managerID())
+			rows = append(rows, map[string]any{"aid": s.AID, "sid": s.SID, "type": s.Type, "name": s.Name})
 		}
-	case "service status", "service stop":
-		if err := nargs(1, "SERVICE"); err != nil {
+		fmt.Fprintln(k.out, prettytable([]string{"aid", "sid", "type", "name"}, rows))
+	case "rename", "remove":
+		n := map[string]int{"rename": 3, "remove": 2}[verb]
+		if err := need(pos, n, "service "+verb+" APP SERVICE"+map[string]string{"rename": " NEW_NAME"}[verb]); err != nil {
 			return err
 		}
-		id, err := strconv.ParseInt(vargs[0], 10, 64)
+		a, sid, err := k.checkService(pos[0], pos[1], typ)
 		if err != nil {
-			return cli.Usagef("service id %q is not a number", vargs[0])
+			return err
 		}
-		var s svcJSON
-		if verb == "stop" {
-			err = c.Do(ctx, "POST", fmt.Sprintf("/services/%d/stop", id), nil, &s)
+		form := url.Values{"app_id": {strconv.FormatInt(a.AID, 10)}, "service_id": {strconv.FormatInt(sid, 10)}}
+		if verb == "rename" {
+			form.Set("name", pos[2])
+		}
+		if _, _, err := k.post(verb, form); err != nil {
+			return err
+		}
+		if verb == "rename" {
+			fmt.Fprintf(k.out, "Service %d of application %d has been renamed to '%s'.\n", sid, a.AID, pos[2])
 		} else {
-			err = c.Do(ctx, "GET", fmt.Sprintf("/services/%d", id), nil, &s)
+			fmt.Fprintf(k.out, "Service %d of application %d has been successfully removed.\n", sid, a.AID)
 		}
+	case "start", "stop":
+		if err := need(pos, 2, "service "+verb+" APP SERVICE"); err != nil {
+			return err
+		}
+		a, sid, err := k.checkService(pos[0], pos[1], typ)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "service %d (%s) in application %d on cloud %s: %s", s.ID, s.Type, s.ApplicationID, s.Cloud, s.State)
-		if s.Error != "" {
-			fmt.Fprintf(out, " (%s)", s.Error)
-		}
-		if s.Manager != nil {
-			fmt.Fprintf(out, "; manager %s %s", s.Manager.InstanceID, s.Manager.State)
-		}
-		if s.VMState != "" {
-			fmt.Fprintf(out, "; cloud says %s %s", s.VMState, s.VMAddress)
-		}
-		fmt.Fprintln(out)
-	default:
-		return cli.Usagef("unknown client command %q (see `cpsdirector client -h`)", obj+" "+verb)
-	}
-	return nil
-}
-
-// reorder moves flags before positional arguments so "start APP TYPE
-// --cloud x" works like cps-tools' argparse.
-func reorder(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		if strings.HasPrefix(args[i], "-") {
-			flags = append(flags, args[i])
-			if !strings.Contains(args[i], "=") && i+1 < len(args) {
-				flags = append(flags, args[i+1])
-				i++
+		params := map[string]any{"service_id": sid}
+		want := []string{"STOPPED", "ERROR"}
+		if verb == "start" {
+			cloud := o["cloud"]
+			if cloud == "" {
+				cloud = "default"
 			}
-			continue
-		}
-		pos = append(pos, args[i])
-	}
-	return append(flags, pos...)
-}
-
-type appJSON struct {
-	ID      int64  `json:"id"`
-	Name    string `json:"name"`
-	Created string `json:"created"`
-}
-
-type svcJSON struct {
-	ID            int64  `json:"id"`
-	ApplicationID int64  `json:"application_id"`
-	Type          string `json:"type"`
-	Cloud         string `json:"cloud"`
-	State         string `json:"state"`
-	Error         string `json:"error"`
-	VMState       string `json:"vm_state"`
-	VMAddress     string `json:"vm_address"`
-	Manager       *struct {
-		InstanceID string `json:"instance_id"`
-		ImageID    string `json:"image_id"`
-		State      string `json:"state"`
-	} `json:"manager"`
-}
-
-func (s svcJSON) managerID() string {
-	if s.Manager == nil {
-		return "-"
-	}
-	return s.Manager.InstanceID
-}
-
-func listApps(ctx context.Context, c *client.Client) ([]appJSON, error) {
-	var l []appJSON
-	err := c.Do(ctx, "GET", "/applications", nil, &l)
-	return l, err
-}
-
-// appID accepts an id or a name.
-func appID(ctx context.Context, c *client.Client, ref string) (int64, error) {
-	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
-		return id, nil
-	}
-	l, err := listApps(ctx, c)
-	if err != nil {
-		return 0, err
-	}
-	for _, a := range l {
-		if a.Name == ref {
-			return a.ID, nil
-		}
-	}
-	return 0, cli.WithCode(cli.ExitFailure, fmt.Errorf("you have no application named %q", ref))
-}
-
-func getCertificate(ctx context.Context, conf *client.Conf, args []string) error {
-	fs := flag.NewFlagSet("user get_certificate", flag.ContinueOnError)
-	fromStdin := fs.Bool("password-stdin", false, "read the password from standard input")
-	trust := fs.String("trust-ca", "", "expected SHA-256 `fingerprint` of the director's CA (printed by cpsdirector certs), needed on first contact")
-	if err := cli.Parse(fs, args); err != nil {
-		return err
-	}
-	caPEM, err := os.ReadFile(conf.Dir + "/ca_cert.pem")
-	if errors.Is(err, os.ErrNotExist) {
-		confirm := func(fp string) bool {
-			if !term.IsTerminal(int(os.Stdin.Fd())) || *fromStdin {
-				return false
+			if err := k.checkCloud(cloud); err != nil {
+				return err
 			}
-			fmt.Fprintf(os.Stderr, "Director CA SHA-256 fingerprint: %s\nTrust it? [y/N] ", fp)
-			l, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-			return strings.TrimSpace(strings.ToLower(l)) == "y"
+			params["cloud"] = cloud
+			want = []string{"RUNNING", "ERROR"}
 		}
-		caPEM, err = client.FetchCA(ctx, conf, *trust, confirm)
-	}
-	if err != nil {
-		return err
-	}
-	pw := conf.Password
-	if pw == "" || *fromStdin {
-		if pw, err = readPassword(*fromStdin); err != nil {
+		if _, err := k.c.Manager(k.ctx, a, 0, verb+"_service", true, params); err != nil {
 			return err
 		}
+		fmt.Fprintf(k.out, "Service %d of application %d is %s... ", sid, a.AID, map[string]string{"start": "starting", "stop": "stopping"}[verb])
+		st, err := k.waitService(a, sid, want...)
+		if err != nil {
+			return err
+		}
+		if st == "ERROR" {
+			fmt.Fprintln(k.out, "FAILED!")
+			return cli.WithCode(cli.ExitFailure, errors.New("the service is in state ERROR"))
+		}
+		fmt.Fprintln(k.out, "done.")
+	case "get_state", "get_log":
+		if err := need(pos, 2, "service "+verb+" APP SERVICE"); err != nil {
+			return err
+		}
+		a, sid, err := k.checkService(pos[0], pos[1], typ)
+		if err != nil {
+			return err
+		}
+		method := map[string]string{"get_state": "get_service_info", "get_log": "get_manager_log"}[verb]
+		res, err := k.c.Manager(k.ctx, a, sid, method, false, nil)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		json.Unmarshal(res, &m)
+		if verb == "get_log" {
+			fmt.Fprintln(k.out, pyStr(m["log"]))
+			return nil
+		}
+		for _, key := range sortedKeys(m) {
+			fmt.Fprintf(k.out, "%s: %s\n", key, pyStr(m[key]))
+		}
+	case "list_nodes":
+		if err := need(pos, 2, "service list_nodes APP SERVICE"); err != nil {
+			return err
+		}
+		a, sid, err := k.checkService(pos[0], pos[1], typ)
+		if err != nil {
+			return err
+		}
+		res, err := k.c.Manager(k.ctx, a, sid, "list_nodes", false, nil)
+		if err != nil {
+			return err
+		}
+		var roles map[string][]any
+		json.Unmarshal(res, &roles)
+		var rows []map[string]any
+		for _, role := range sortedKeys(roles) {
+			for _, n := range roles[role] {
+				rows = append(rows, map[string]any{"aid": a.AID, "sid": sid, "role": role, "agent_id": pyStr(n)})
+			}
+		}
+		if len(rows) == 0 {
+			fmt.Fprintln(k.out, "No existing nodes.")
+			return nil
+		}
+		fmt.Fprintln(k.out, prettytable([]string{"aid", "sid", "role", "agent_id"}, rows))
+	case "add_nodes", "remove_nodes":
+		if err := need(pos, 2, "service "+verb+" APP SERVICE [--ROLE COUNT] [-c CLOUD]"); err != nil {
+			return err
+		}
+		a, sid, err := k.checkService(pos[0], pos[1], typ)
+		if err != nil {
+			return err
+		}
+		nodes := map[string]any{}
+		total := int64(0)
+		for key, v := range o {
+			if key == "cloud" {
+				continue
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return fmt.Errorf("Invalid number of nodes %s.", v)
+			}
+			nodes[key] = n
+			total += n
+		}
+		if total == 0 {
+			nodes["count"], total = int64(1), 1
+		}
+		params := map[string]any{"nodes": nodes, "service_id": sid}
+		if verb == "add_nodes" {
+			cloud := o["cloud"]
+			if cloud == "" {
+				cloud = "default"
+			}
+			if err := k.checkCloud(cloud); err != nil {
+				return err
+			}
+			params["cloud"] = cloud
+		}
+		if _, err := k.c.Manager(k.ctx, a, 0, verb, true, params); err != nil {
+			return err
+		}
+		what := map[string]string{"add_nodes": "Starting %d new nodes", "remove_nodes": "Removing %d nodes"}[verb]
+		fmt.Fprintf(k.out, what+" for service %d of application %d... ", total, sid, a.AID)
+		st, err := k.waitService(a, sid, "RUNNING", "ERROR")
+		if err != nil {
+			return err
+		}
+		if st == "ERROR" {
+			fmt.Fprintln(k.out, "FAILED!")
+			return cli.WithCode(cli.ExitFailure, errors.New("the service is in state ERROR"))
+		}
+		fmt.Fprintln(k.out, "done.")
+	default:
+		return cli.Usagef("service verbs: get_types, add, list, rename, remove, start, stop, get_state, get_log, list_nodes, add_nodes, remove_nodes")
 	}
-	if err := client.GetCertificate(ctx, conf, pw, caPEM); err != nil {
-		return err
-	}
-	fmt.Fprintf(cli.Stdout, "certificate for %s stored in %s\n", conf.Username, conf.Dir)
 	return nil
+}
+
+// pyStr prints a JSON value as Python's print would.
+func pyStr(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "None"
+	case bool:
+		if x {
+			return "True"
+		}
+		return "False"
+	case float64:
+		if x == float64(int64(x)) {
+			return strconv.FormatInt(int64(x), 10)
+		}
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case string:
+		return x
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var l []string
+	for k := range m {
+		l = append(l, k)
+	}
+	sort.Strings(l)
+	return l
+}
+
+// prettytable is cps-tools' BaseClient.prettytable: columns as wide as
+// their widest value, a dashed line under the header.
+func prettytable(order []string, rows []map[string]any) string {
+	w := map[string]int{}
+	for _, f := range order {
+		w[f] = len(f)
+		for _, r := range rows {
+			if n := len(pyStr(r[f])); n > w[f] {
+				w[f] = n
+			}
+		}
+	}
+	var b strings.Builder
+	// Python's format pads strings on the right, numbers on the left.
+	line := func(vals []string, num []bool) {
+		for i, f := range order {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			if num != nil && num[i] {
+				fmt.Fprintf(&b, "%*s", w[f], vals[i])
+			} else {
+				fmt.Fprintf(&b, "%-*s", w[f], vals[i])
+			}
+		}
+	}
+	line(order, nil)
+	total := len(order) - 1
+	for _, f := range order {
+		total += w[f]
+	}
+	b.WriteString("\n" + strings.Repeat("-", total))
+	for _, r := range rows {
+		b.WriteByte('\n')
+		vals := make([]string, len(order))
+		num := make([]bool, len(order))
+		for i, f := range order {
+			vals[i] = pyStr(r[f])
+			switch r[f].(type) {
+			case float64, int64, int:
+				num[i] = true
+			}
+		}
+		line(vals, num)
+	}
+	return b.String()
 }

@@ -11,13 +11,17 @@ import (
 	"time"
 
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/api"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/auth"
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/certs"
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/db"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/nodes"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/rpc"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/userdata"
 	"github.com/conpaas/cps/internal/cli"
 )
 
 func init() {
-	commands.Add(&cli.Command{Name: "serve", Summary: "run the director's HTTPS API", Run: runServe})
+	commands.Add(&cli.Command{Name: "serve", Summary: "run the director (the ConPaaS Director protocol over HTTPS)", Run: runServe})
 }
 
 func runServe(ctx context.Context, args []string) error {
@@ -31,10 +35,17 @@ func runServe(ctx context.Context, args []string) error {
 	if fs.NArg() != 0 {
 		return cli.Usagef("serve takes no arguments")
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
+	}
+	level := slog.LevelInfo
+	if cfg.Debug {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration: " + w)
 	}
 	choices, _, err := resolveImages(cfg)
 	if err != nil {
@@ -56,7 +67,7 @@ func runServe(ctx context.Context, args []string) error {
 	if err := certs.ServerMatches(ca.Server.Leaf, cfg.Host); err != nil {
 		return fmt.Errorf("%w: run `cpsdirector certs` to re-issue it", err)
 	}
-	d, err := db.Open(ctx, cfg.DBPath)
+	d, err := db.Open(ctx, cfg.Database)
 	if err != nil {
 		return err
 	}
@@ -64,8 +75,6 @@ func runServe(ctx context.Context, args []string) error {
 	if _, err := os.Stat(cfg.TarballPath); err != nil {
 		log.Warn("ConPaaS.tar.gz is missing: managers will not be able to bootstrap", "path", cfg.TarballPath)
 	}
-
-	srv := &api.Server{Cfg: cfg, DB: d, CA: ca, Clouds: clouds, Choices: choices, Log: log}
 	addr := cfg.Listen
 	if *listen != "" {
 		addr = *listen
@@ -74,19 +83,37 @@ func runServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	host, _ := os.Hostname()
+	images := map[string]string{}
+	for name, ch := range choices {
+		images[name] = ch.ImageID
+	}
+	rc := rpc.New(ca.ClientTLS())
+	ctl := &nodes.Controller{Cfg: cfg, DB: d, CA: ca, Clouds: clouds, Images: images, RPC: rc, Log: log,
+		Templates: &userdata.Sources{ConfDir: cfg.ConfDir, Tarball: cfg.TarballPath},
+		ID:        host + "/" + ln.Addr().String()}
+	ctl.Start(ctx)
+	defer ctl.Stop()
+	if err := ctl.Run(ctx); err != nil {
+		return err
+	}
+	srv := &api.Server{Cfg: cfg, DB: d, CA: ca, Nodes: ctl, Checker: auth.NewChecker(d), RPC: rc, Log: log,
+		Limit: auth.NewRateLimiter(2, 10)}
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		TLSConfig:         ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      10 * time.Minute, // ConPaaS.tar.gz over slow links
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// /create_nodes waits for the agents to come up, as the original did.
+		WriteTimeout:   cfg.NodeTimeout + 5*time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	for _, ch := range choices {
 		log.Info("cloud image", "cloud", ch.Cloud, "image", ch.ImageID, "source", ch.Source, "version", ch.Version)
 	}
+	log.Info("database", "where", d.Where, "dialect", d.Dialect())
 	// Tests and scripts wait for this line.
 	fmt.Fprintf(os.Stderr, "cpsdirector: listening on https://%s for %s\n", ln.Addr(), cfg.DirectorURL)
 	errc := make(chan error, 1)

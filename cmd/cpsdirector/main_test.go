@@ -1,28 +1,30 @@
 package main
 
 import (
+	"archive/tar"
+	"archive/zip"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/conpaas/cps/test/ec2fake"
 	"github.com/conpaas/cps/test/novafake"
 )
 
@@ -73,19 +75,41 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// env is one director under test with its clouds.
+// env is one director under test with its clouds: the Nova fake as the
+// default cloud ([iaas]) and the EC2 fake as OTHER_CLOUDS = aws, both
+// giving their VMs the address 127.0.0.1, where the test serves the
+// managers and agents the director talks to (fakeVMs).
 type env struct {
-	t       *testing.T
-	dir     string
-	cfg     string
-	url     string
-	port    int
-	nova    *novafake.Server
-	ec2     *ec2Env // nil until the EC2 fake is wired in
-	caPool  *x509.CertPool
-	cmd     *exec.Cmd
-	stderr  *bytes.Buffer
-	catalog string
+	t        *testing.T
+	dir, cfg string
+	url      string
+	port     int
+	nova     *novafake.Server
+	ec2      *ec2fake.Fake
+	vms      *fakeVMs
+	tarball  []byte
+	dbURI    string
+	cmd      *exec.Cmd
+	done     chan struct{}
+	stderr   *syncBuffer
+}
+
+// syncBuffer collects the director's stderr.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 const catalogueJSON = `{
@@ -100,56 +124,102 @@ const catalogueJSON = `{
 }
 `
 
-// newEnv writes a config with an OpenStack [iaas] (the Nova fake) plus
-// whatever extra is given, issues certificates and adds users alice and
-// bob. It does not start serve.
-func newEnv(t *testing.T, extraIaas, extraSections string) *env {
+// testTarball is a ConPaaS.tar.gz with the one file a manager VM would
+// start (the director does not look further).
+func testTarball(t *testing.T) []byte {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	body := "#!/bin/sh\necho fake ConPaaS manager\n"
+	tw.WriteHeader(&tar.Header{Name: "ConPaaS/sbin/manager/default-cpsmanager", Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg})
+	tw.Write([]byte(body))
+	tw.Close()
+	gz.Close()
+	return buf.Bytes()
+}
+
+// envOpts tunes newEnv.
+type envOpts struct {
+	dbURI string // DATABASE_URI; default sqlite:////DIR/director.db
+	extra string // appended to [director]
+}
+
+// newEnv writes a director.cfg in the original's layout ([conpaas],
+// [iaas] + OTHER_CLOUDS, [director] with DATABASE_URI and DIRECTOR_URL),
+// issues certificates. It does not start serve.
+func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), nova: novafake.New()}
+	e := &env{t: t, dir: t.TempDir(), nova: novafake.New(), ec2: ec2fake.Start()}
 	t.Cleanup(e.nova.Close)
+	t.Cleanup(e.ec2.Close)
+	e.nova.FloatingIP = "127.0.0.1"
 	e.nova.AddImage("5f1c6d2e-glance-conpaas", "")
 	e.nova.AddKeypair("conpaas-key")
 	e.nova.AddSecGroup("conpaas", 443, 5555)
+	e.ec2.InstanceIP = "127.0.0.1"
+	e.ec2.AddImage("us-east-1", "ami-0c0ffee0c0ffee000", "conpaas-2.1.0")
+	e.ec2.AddSecurityGroup("us-east-1", "conpaas", 443, 5555)
+	e.vms = newFakeVMs(t, e)
 	e.port = freePort(t)
 	e.url = fmt.Sprintf("https://127.0.0.1:%d", e.port)
-	e.catalog = filepath.Join(e.dir, "catalogue.json")
-	os.WriteFile(e.catalog, []byte(catalogueJSON), 0o644)
-	os.WriteFile(filepath.Join(e.dir, "ConPaaS.tar.gz"), []byte("\x1f\x8bfake tarball contents"), 0o644)
+	os.WriteFile(filepath.Join(e.dir, "catalogue.json"), []byte(catalogueJSON), 0o644)
+	e.tarball = testTarball(t)
+	os.WriteFile(filepath.Join(e.dir, "ConPaaS.tar.gz"), e.tarball, 0o644)
+	e.dbURI = o.dbURI
+	if e.dbURI == "" {
+		e.dbURI = "sqlite:///" + filepath.Join(e.dir, "director.db")
+	}
 	cfg := fmt.Sprintf(`[conpaas]
-DIRECTOR_URL = %s
-CONF_DIR = %s
-LISTEN = 127.0.0.1:%d
+CONF_DIR = %[1]s
+CERT_DIR = %[1]s/certs
+DEPLOYMENT_NAME = cps-test
+SUPPORT_EXTERNAL_IDP = false
+MAX_CREDIT = 50
 
 [iaas]
 DRIVER = openstack
-AUTH_URL = %s
 USER = admin
 PASSWORD = secret
+AUTH_URL = %[2]s
 PROJECT = demo
 REGION = RegionOne
 CLOUD_NAME = devstack
 IMAGE = catalogue:conpaas
-FLAVOR = m1.small
+SIZE_ID = m1.small
 SECURITY_GROUP_NAME = conpaas
 KEY_NAME = conpaas-key
-%s
-%s`, e.url, e.dir, e.port, e.nova.AuthURL(), extraIaas, extraSections)
+OTHER_CLOUDS = aws
+
+[aws]
+DRIVER = ec2
+USER = %[3]s
+PASSWORD = %[4]s
+REGION = ec2.us-east-1.amazonaws.com
+ENDPOINT = %[5]s
+IMAGE_ID = ami-0c0ffee0c0ffee000
+SIZE_ID = t3.small
+SECURITY_GROUP_NAME = conpaas
+KEY_NAME = conpaas-key
+
+[director]
+DEBUG = true
+DATABASE_URI = %[6]s
+USERDATA_DIR = %[1]s/data
+DIRECTOR_URL = %[7]s
+LISTEN = 127.0.0.1:%[8]d
+MANAGER_PORT = %[9]d
+AGENT_PORT = %[10]d
+NODE_TIMEOUT = 60s
+%[11]s
+`, e.dir, e.nova.AuthURL(), e.ec2.AccessKey, e.ec2.Secret, e.ec2.URL, e.dbURI, e.url, e.port, e.vms.managerPort, e.vms.agentPort, o.extra)
 	e.cfg = filepath.Join(e.dir, "director.cfg")
 	os.WriteFile(e.cfg, []byte(cfg), 0o600)
 	if o, er, code := run(t, "", "certs", "--config", e.cfg); code != 0 {
 		t.Fatalf("certs: %d %s %s", code, o, er)
 	}
-	for _, u := range []string{"alice", "bob"} {
-		if o, er, code := run(t, u+"-password\n", "adduser", "--config", e.cfg, "--password-stdin", u); code != 0 {
-			t.Fatalf("adduser: %d %s %s", code, o, er)
-		}
-	}
-	ca, err := os.ReadFile(filepath.Join(e.dir, "certs", "ca_cert.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.caPool = x509.NewCertPool()
-	e.caPool.AppendCertsFromPEM(ca)
+	e.ec2.Mu().Lock()
+	e.ec2.Groups["us-east-1/conpaas"].TCPPorts[22] = true
+	e.ec2.Mu().Unlock()
 	return e
 }
 
@@ -159,7 +229,9 @@ func (e *env) start(args ...string) {
 	t.Helper()
 	e.cmd = exec.Command(bin, append([]string{"serve", "--config", e.cfg}, args...)...)
 	pr, pw := io.Pipe()
-	e.stderr = &bytes.Buffer{}
+	if e.stderr == nil {
+		e.stderr = &syncBuffer{}
+	}
 	e.cmd.Stderr = io.MultiWriter(pw, e.stderr)
 	if err := e.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -167,21 +239,27 @@ func (e *env) start(args ...string) {
 	ready := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
+		sent := false
 		for sc.Scan() {
-			if strings.Contains(sc.Text(), "cpsdirector: listening on") {
+			if !sent && strings.Contains(sc.Text(), "cpsdirector: listening on") {
 				ready <- true
+				sent = true
 			}
 		}
-		ready <- false
+		if !sent {
+			ready <- false
+		}
 	}()
 	done := make(chan struct{})
-	go func() { e.cmd.Wait(); pw.Close(); close(done) }()
+	e.done = done
+	cmd := e.cmd
+	go func() { cmd.Wait(); pw.Close(); close(done) }()
 	t.Cleanup(func() {
-		e.cmd.Process.Signal(os.Interrupt)
+		cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-done:
 		case <-time.After(20 * time.Second):
-			e.cmd.Process.Kill()
+			cmd.Process.Kill()
 		}
 	})
 	select {
@@ -194,70 +272,146 @@ func (e *env) start(args ...string) {
 	}
 }
 
-// client returns an HTTP client trusting the director's CA, presenting
-// cert if given.
-func (e *env) client(cert *tls.Certificate) *http.Client {
-	tc := &tls.Config{RootCAs: e.caPool, MinVersion: tls.VersionTLS12}
-	if cert != nil {
-		tc.Certificates = []tls.Certificate{*cert}
-	}
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+// kill stops the director with SIGKILL (no clean-up at all).
+func (e *env) kill() {
+	e.cmd.Process.Signal(syscall.SIGKILL)
+	<-e.done
 }
 
-// certFor logs in with the password and obtains a client certificate
-// through get_certificate with a CSR.
-func (e *env) certFor(user, password string) *tls.Certificate {
-	t := e.t
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: user}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(map[string]string{"username": user, "password": password,
-		"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))})
-	resp, err := e.client(nil).Post(e.url+"/get_certificate", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct{ Cert, CA_Cert, Key string }
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("get_certificate %s: %d %s", user, resp.StatusCode, b)
-	}
-	json.NewDecoder(resp.Body).Decode(&out)
-	if out.Key != "" {
-		t.Fatal("director returned a private key although a CSR was sent")
-	}
-	b, _ := pem.Decode([]byte(out.Cert))
-	c := &tls.Certificate{Certificate: [][]byte{b.Bytes}, PrivateKey: key}
+// client is an original ConPaaS client: form-encoded requests to the
+// director with the user's name and password on every call (conpaas-client
+// cps/base.py __callapi_creds; cps-tools adds the password only where no
+// certificate is used), the client certificate from getcerts' zip when it
+// has one, and the director verified with that zip's ca_cert.pem.
+type pclient struct {
+	e                  *env
+	username, password string
+	hc                 *http.Client
+	certs              map[string][]byte // cert.pem, key.pem, ca_cert.pem
+}
+
+func (e *env) login(user, password string) *pclient {
+	c := &pclient{e: e, username: user, password: password}
+	c.hc = &http.Client{Timeout: 3 * time.Minute, Transport: &http.Transport{TLSClientConfig: e.tlsConfig(nil)}}
 	return c
 }
 
-// call does one JSON request and decodes the answer into out (if non-nil).
-func (e *env) call(c *http.Client, method, path string, in, out any) int {
-	t := e.t
-	t.Helper()
-	var body io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequestWithContext(context.Background(), method, e.url+path, body)
-	resp, err := c.Do(req)
+// tlsConfig trusts the director's CA (read from CERT_DIR) and presents
+// cert if given.
+func (e *env) tlsConfig(cert *tls.Certificate) *tls.Config {
+	ca, err := os.ReadFile(filepath.Join(e.dir, "certs", "ca_cert.pem"))
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		e.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
-		}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
 	}
-	return resp.StatusCode
+	return tc
 }
 
-// ec2Env is filled in by the EC2 fake tests.
-type ec2Env struct{}
+type resp struct {
+	code int
+	ct   string
+	body []byte
+}
+
+// call sends method with form values (username and password added as the
+// original client did) and returns the answer.
+func (c *pclient) call(method, path string, form url.Values) resp {
+	c.e.t.Helper()
+	if form == nil {
+		form = url.Values{}
+	}
+	// cps-tools' call_director: fields the call sets itself win.
+	if _, ok := form["username"]; !ok {
+		form.Set("username", c.username)
+	}
+	if _, ok := form["password"]; !ok {
+		form.Set("password", c.password)
+	}
+	var req *http.Request
+	if method == http.MethodGet {
+		req, _ = http.NewRequest(method, c.e.url+path+"?"+form.Encode(), nil)
+	} else {
+		req, _ = http.NewRequest(method, c.e.url+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	r, err := c.hc.Do(req)
+	if err != nil {
+		c.e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return resp{r.StatusCode, r.Header.Get("Content-Type"), b}
+}
+
+// getcerts fetches the zip and switches to the certificate in it
+// (cps-tools user get_certificate: extract into ~/.conpaas).
+func (c *pclient) getcerts() {
+	t := c.e.t
+	t.Helper()
+	r := c.call("POST", "/getcerts", nil)
+	if r.code != 200 || r.ct != "application/zip" {
+		t.Fatalf("getcerts: %d %s %s", r.code, r.ct, r.body)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(r.body), int64(len(r.body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.certs = map[string][]byte{}
+	for _, f := range zr.File {
+		rc, _ := f.Open()
+		c.certs[f.Name], _ = io.ReadAll(rc)
+		rc.Close()
+	}
+	pair, err := tls.X509KeyPair(c.certs["cert.pem"], c.certs["key.pem"])
+	if err != nil {
+		t.Fatalf("getcerts zip: %v (files %v)", err, keys(c.certs))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(c.certs["ca_cert.pem"]) {
+		t.Fatal("getcerts zip: bad ca_cert.pem")
+	}
+	c.hc = &http.Client{Timeout: 3 * time.Minute, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}}
+}
+
+func keys[V any](m map[string]V) []string {
+	var l []string
+	for k := range m {
+		l = append(l, k)
+	}
+	return l
+}
+
+// leafOf parses the first certificate of a PEM.
+func leafOf(t *testing.T, p []byte) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode(p)
+	if b == nil {
+		t.Fatalf("no PEM in %q", p)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitFor polls cond for up to d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+var _ = context.Background

@@ -54,6 +54,7 @@ func computeConfig(cl config.Cloud) compute.Config {
 		Driver: cl.Driver, Region: cl.Region,
 		AccessKey: cl.User, SecretKey: cl.Password, Endpoint: cl.Endpoint,
 		AuthURL: cl.AuthURL, Username: cl.User, Password: cl.Password, Project: cl.Project, Domain: cl.Domain,
+		Network: cl.Network, FloatingIP: cl.FloatingIP,
 	}
 }
 
@@ -70,7 +71,7 @@ func openClouds(cfg *config.Config) (map[string]compute.Cloud, error) {
 }
 
 // probeClouds authenticates against every cloud so bad credentials stop
-// the director at start-up instead of at the first service start.
+// the director at start-up instead of at the first application start.
 func probeClouds(ctx context.Context, cfg *config.Config, clouds map[string]compute.Cloud) error {
 	for _, cl := range cfg.Clouds {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)

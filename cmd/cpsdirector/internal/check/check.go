@@ -1,6 +1,6 @@
 // Package check diagnoses a director installation the way the seeds'
 // cpscheck.py did, one finding per line with the fix: certificate vs
-// DIRECTOR_URL, clock skew against each cloud, credentials, images in the
+// DIRECTOR_URL, configuration keys it ignores, clock skew against each cloud, credentials, images in the
 // catalogue and in the cloud, security-group ports, the database, and the
 // ConPaaS.tar.gz download managers depend on.
 package check
@@ -76,15 +76,18 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) []Finding {
 		}
 	}
 
-	d, err := db.Open(ctx, cfg.DBPath)
+	d, err := db.Open(ctx, cfg.Database)
 	if err == nil {
 		err = d.Ping(ctx)
 		d.Close()
 	}
 	if err != nil {
-		add(Finding{Check: "database", Msg: fmt.Sprintf("%s is not writable: %v", cfg.DBPath, err), Fix: "check DB in [conpaas], the directory's permissions and free space (run as the director's user)"})
+		add(Finding{Check: "database", Msg: fmt.Sprintf("%s is not writable: %v", cfg.Database.Redacted(), err), Fix: "check DATABASE_URI in [director], the server or the directory's permissions and free space (run as the director's user)"})
 	} else {
-		add(Finding{Check: "database", OK: true, Msg: cfg.DBPath + " is writable"})
+		add(Finding{Check: "database", OK: true, Msg: cfg.Database.Redacted() + " is writable"})
+	}
+	for _, w := range cfg.Warnings {
+		add(Finding{Check: "configuration", Msg: w, Fix: "remove or correct the setting (the director starts anyway)"})
 	}
 
 	var cat *catalogue.Catalogue
@@ -202,7 +205,7 @@ func portList(p []int) string {
 // checkDownload fetches ConPaaS.tar.gz from DIRECTOR_URL verifying the
 // server with the director's CA, exactly as a manager VM does.
 func checkDownload(ctx context.Context, cfg *config.Config, ca *certs.Authority) Finding {
-	u := cfg.DirectorURL.String() + "/ConPaaS.tar.gz"
+	u := cfg.DirectorURL.String() + "/download/ConPaaS.tar.gz"
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	resp, err := hc.Do(req)

@@ -30,6 +30,10 @@ type ini struct {
 	Path     string
 	Sections map[string]*section
 	Order    []string
+	// Warnings are repeated sections and keys, which Python's ConfigParser
+	// (the original director's reader) accepted: sections merge, the last
+	// value of a key wins.
+	Warnings []string
 }
 
 // LineError is an error at a line of the config file.
@@ -47,13 +51,14 @@ func (e *LineError) Error() string {
 }
 
 // parseINI accepts the ConfigParser dialect ConPaaS used: [section],
-// "KEY = value" or "KEY: value", full-line comments with # or ;, blank
-// lines. Inline comments are not stripped because values (passwords) may
-// contain '#'. Duplicate sections or keys are errors rather than silent
-// overrides.
+// "KEY = value" or "KEY: value", full-line comments with # or ;, inline
+// comments starting with " ;" (Python 2's ConfigParser stripped those, and
+// only those: values such as passwords may contain '#'), continuation lines
+// (indented) appended to the previous value, blank lines.
 func parseINI(path string, data []byte) (*ini, error) {
 	f := &ini{Path: path, Sections: map[string]*section{}}
 	var cur *section
+	last := ""
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	n := 0
@@ -65,8 +70,19 @@ func parseINI(path string, data []byte) (*ini, error) {
 		}
 		line := strings.TrimSpace(raw)
 		if line == "" || line[0] == '#' || line[0] == ';' {
+			last = ""
 			continue
 		}
+		if raw[0] == ' ' || raw[0] == '\t' {
+			if cur == nil || last == "" {
+				return nil, &LineError{path, n, "indented line does not continue a value: remove the leading spaces"}
+			}
+			e := cur.Keys[last]
+			e.Value += "\n" + stripInline(line)
+			cur.Keys[last] = e
+			continue
+		}
+		last = ""
 		if line[0] == '[' {
 			if !strings.HasSuffix(line, "]") {
 				return nil, &LineError{path, n, fmt.Sprintf("section header %q has no closing ']'", line)}
@@ -77,38 +93,49 @@ func parseINI(path string, data []byte) (*ini, error) {
 			}
 			key := strings.ToLower(name)
 			if old, dup := f.Sections[key]; dup {
-				return nil, &LineError{path, n, fmt.Sprintf("section [%s] appears twice (first at line %d): merge them", name, old.Line)}
+				f.Warnings = append(f.Warnings, (&LineError{path, n, fmt.Sprintf("section [%s] appears twice (first at line %d): merged", name, old.Line)}).Error())
+				cur = old
+				continue
 			}
 			cur = &section{Name: name, Line: n, Keys: map[string]entry{}}
 			f.Sections[key] = cur
 			f.Order = append(f.Order, key)
 			continue
 		}
-		if raw[0] == ' ' || raw[0] == '\t' {
-			return nil, &LineError{path, n, "indented line: continuation lines are not supported, put the value on one line"}
-		}
 		i := strings.IndexAny(line, "=:")
 		if i <= 0 {
 			return nil, &LineError{path, n, fmt.Sprintf("expected KEY = value, got %q", line)}
 		}
 		if cur == nil {
-			return nil, &LineError{path, n, "key outside of any section: add a [conpaas] or [iaas] header above it"}
+			return nil, &LineError{path, n, "key outside of any section: add a [conpaas], [director] or [iaas] header above it"}
 		}
 		k := strings.ToUpper(strings.TrimSpace(line[:i]))
-		v := strings.TrimSpace(line[i+1:])
+		v := stripInline(strings.TrimSpace(line[i+1:]))
 		if strings.ContainsAny(k, " \t[]") {
 			return nil, &LineError{path, n, fmt.Sprintf("invalid key %q", k)}
 		}
 		if old, dup := cur.Keys[k]; dup {
-			return nil, &LineError{path, n, fmt.Sprintf("%s set twice in [%s] (first at line %d)", k, cur.Name, old.Line)}
+			f.Warnings = append(f.Warnings, (&LineError{path, n, fmt.Sprintf("%s set twice in [%s] (first at line %d): the last value is used", k, cur.Name, old.Line)}).Error())
+		} else {
+			cur.Order = append(cur.Order, k)
 		}
 		cur.Keys[k] = entry{Value: v, Line: n}
-		cur.Order = append(cur.Order, k)
+		last = k
 	}
 	if err := sc.Err(); err != nil {
 		return nil, &LineError{path, n + 1, err.Error()}
 	}
 	return f, nil
+}
+
+// stripInline drops a " ;comment" tail.
+func stripInline(v string) string {
+	for i := 1; i < len(v); i++ {
+		if v[i] == ';' && (v[i-1] == ' ' || v[i-1] == '\t') {
+			return strings.TrimSpace(v[:i])
+		}
+	}
+	return v
 }
 
 func (f *ini) section(name string) *section { return f.Sections[strings.ToLower(name)] }

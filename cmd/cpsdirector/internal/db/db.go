@@ -1,6 +1,10 @@
-// Package db is the director's SQLite database (users, applications,
-// services, instances), created on first use with versioned migrations.
-// Every query is parameterised; no SQL is ever built from user input.
+// Package db is the director's database: the original ConPaaS director's
+// tables (user, application, service, resource, as its SQLAlchemy models
+// made them) plus what cps adds (credit and crash-safety columns, volumes,
+// heartbeats, a schema version), on SQLite, MariaDB/MySQL or PostgreSQL
+// (DATABASE_URI), so several director processes can share one database.
+// An original director.db is migrated in place on first open. Every query
+// is parameterised; no SQL is ever built from user input.
 package db
 
 import (
@@ -11,61 +15,26 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // pure-Go SQLite driver, registered as "sqlite"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/config"
+	_ "github.com/go-sql-driver/mysql" // registered as "mysql"
+	_ "github.com/jackc/pgx/v5/stdlib" // registered as "pgx"
+	_ "modernc.org/sqlite"             // pure-Go SQLite, registered as "sqlite"
 )
 
-// migrations[i] brings the schema from version i to i+1. Append only: a
-// released migration is never edited.
-var migrations = []string{
-	`CREATE TABLE users (
-		id INTEGER PRIMARY KEY,
-		username TEXT NOT NULL UNIQUE,
-		email TEXT NOT NULL DEFAULT '',
-		password_hash TEXT NOT NULL,
-		created TEXT NOT NULL
-	);
-	CREATE TABLE applications (
-		id INTEGER PRIMARY KEY,
-		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-		name TEXT NOT NULL,
-		created TEXT NOT NULL,
-		UNIQUE (user_id, name)
-	);
-	CREATE TABLE services (
-		id INTEGER PRIMARY KEY,
-		application_id INTEGER NOT NULL REFERENCES applications(id) ON DELETE CASCADE,
-		type TEXT NOT NULL,
-		cloud TEXT NOT NULL,
-		state TEXT NOT NULL,
-		error TEXT NOT NULL DEFAULT '',
-		created TEXT NOT NULL,
-		updated TEXT NOT NULL
-	);
-	CREATE INDEX services_application ON services(application_id);
-	CREATE TABLE instances (
-		id INTEGER PRIMARY KEY,
-		service_id INTEGER NOT NULL REFERENCES services(id) ON DELETE CASCADE,
-		role TEXT NOT NULL,
-		cloud TEXT NOT NULL,
-		instance_id TEXT NOT NULL,
-		image_id TEXT NOT NULL,
-		instance_type TEXT NOT NULL,
-		state TEXT NOT NULL,
-		created TEXT NOT NULL,
-		terminated TEXT NOT NULL DEFAULT ''
-	);
-	CREATE INDEX instances_service ON instances(service_id);`,
-}
-
-// SchemaVersion is the version this program writes.
-func SchemaVersion() int { return len(migrations) }
-
-// DB wraps the connection pool.
+// DB wraps the connection pool of one dialect.
 type DB struct {
-	sql  *sql.DB
-	Path string
+	sql     *sql.DB
+	dialect string // sqlite, mysql, postgres
+	// Where is the database for messages (no password).
+	Where string
+
+	qmu sync.Mutex
+	qc  map[string]string // rebound queries
 }
 
 // ErrNotFound is returned when a row does not exist (or belongs to someone
@@ -75,17 +44,73 @@ var ErrNotFound = errors.New("not found")
 // ErrExists is returned on a uniqueness conflict.
 var ErrExists = errors.New("already exists")
 
-// Open opens (creating if needed) the database at path and migrates it.
-func Open(ctx context.Context, path string) (*DB, error) {
+// Open connects to the database (creating an SQLite file if needed) and
+// migrates it to the current schema.
+func Open(ctx context.Context, d config.Database) (*DB, error) {
+	db := &DB{dialect: d.Driver, qc: map[string]string{}, Where: d.Redacted()}
+	var err error
+	switch d.Driver {
+	case "sqlite":
+		db.sql, err = openSQLite(d.Path)
+	case "mysql":
+		db.sql, err = sql.Open("mysql", d.DSN)
+	case "postgres":
+		db.sql, err = sql.Open("pgx", d.DSN)
+	default:
+		return nil, fmt.Errorf("unknown database driver %q", d.Driver)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", db.Where, err)
+	}
+	if d.Driver != "sqlite" {
+		db.sql.SetMaxOpenConns(32)
+		db.sql.SetMaxIdleConns(32)
+		db.sql.SetConnMaxLifetime(time.Hour)
+		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := db.sql.PingContext(pctx)
+		cancel()
+		if err != nil {
+			db.sql.Close()
+			return nil, fmt.Errorf("connect to database %s: %w (is the server running and DATABASE_URI right?)", db.Where, err)
+		}
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.sql.Close()
+		return nil, fmt.Errorf("database %s: %w", db.Where, err)
+	}
+	if d.Driver == "sqlite" {
+		// WAL and SHM exist now; they hold the same data as the
+		// database (password hashes): owner only, like it.
+		for _, sfx := range []string{"", "-wal", "-shm"} {
+			if err := os.Chmod(d.Path+sfx, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+				db.sql.Close()
+				return nil, fmt.Errorf("chmod %s: %w", d.Path+sfx, err)
+			}
+		}
+	}
+	return db, nil
+}
+
+func openSQLite(path string) (*sql.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create database directory: %w", err)
 	}
+	// SQLite creates the -wal and -shm files with the database file's
+	// permissions: make sure it is 0600 before the first connection.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, err
+	}
 	// WAL lets readers run while a writer commits; busy_timeout makes
-	// concurrent writers wait instead of failing; _txlock=immediate takes
-	// the write lock at BEGIN so two read-then-write transactions cannot
-	// deadlock.
+	// concurrent writers (and other processes) wait instead of failing;
+	// _txlock=immediate takes the write lock at BEGIN so two
+	// read-then-write transactions cannot deadlock.
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "busy_timeout(20000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
@@ -93,64 +118,111 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	s, err := sql.Open("sqlite", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", path, err)
+		return nil, err
 	}
 	s.SetMaxOpenConns(8)
 	s.SetMaxIdleConns(8)
 	s.SetConnMaxIdleTime(0)
-	d := &DB{sql: s, Path: path}
-	if err := d.migrate(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("database %s: %w", path, err)
-	}
-	// The database holds password hashes: owner only.
-	if err := os.Chmod(path, 0o600); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("chmod %s: %w", path, err)
-	}
-	return d, nil
+	return s, nil
 }
 
 // Close closes the pool.
 func (d *DB) Close() error { return d.sql.Close() }
 
-func (d *DB) migrate(ctx context.Context) error {
-	tx, err := d.sql.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin migration: %w", err)
+// Dialect is sqlite, mysql or postgres.
+func (d *DB) Dialect() string { return d.dialect }
+
+// q adapts a query written for SQLite to the dialect: $n placeholders for
+// PostgreSQL, backquoted identifiers for MySQL ("user" is a reserved word
+// in PostgreSQL and needs quoting everywhere).
+func (d *DB) q(query string) string {
+	if d.dialect == "sqlite" {
+		return query
 	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_version: %w", err)
+	d.qmu.Lock()
+	defer d.qmu.Unlock()
+	if r, ok := d.qc[query]; ok {
+		return r
 	}
-	var v int
-	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
-			return err
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		switch {
+		case c == '?' && d.dialect == "postgres":
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+		case c == '"' && d.dialect == "mysql":
+			b.WriteByte('`')
+		default:
+			b.WriteRune(c)
 		}
-	} else if err != nil {
-		return fmt.Errorf("read schema_version: %w", err)
 	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this cpsdirector understands (%d): upgrade cpsdirector", v, len(migrations))
-	}
-	for ; v < len(migrations); v++ {
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("migration %d: %w", v+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, v+1); err != nil {
-			return err
-		}
-	}
-	return tx.Commit()
+	d.qc[query] = b.String()
+	return d.qc[query]
 }
 
-// Version returns the stored schema version.
-func (d *DB) Version(ctx context.Context) (int, error) {
-	var v int
-	err := d.sql.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
-	return v, err
+func (d *DB) exec(ctx context.Context, x execer, query string, args ...any) (sql.Result, error) {
+	return x.ExecContext(ctx, d.q(query), args...)
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// insert runs an INSERT and returns the new row's id (column idCol).
+func (d *DB) insert(ctx context.Context, x execer, idCol, query string, args ...any) (int64, error) {
+	if d.dialect == "postgres" {
+		var id int64
+		err := x.QueryRowContext(ctx, d.q(query+" RETURNING "+idCol), args...).Scan(&id)
+		return id, err
+	}
+	res, err := x.ExecContext(ctx, d.q(query), args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+// tx runs fn in a transaction, retrying a few times when the database
+// reports a deadlock or a serialization failure (MySQL under concurrent
+// credit updates; SQLite's busy_timeout already waits).
+func (d *DB) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var tx *sql.Tx
+		tx, err = d.sql.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		err = fn(tx)
+		if err == nil {
+			err = tx.Commit()
+		} else {
+			tx.Rollback()
+		}
+		if err == nil || !retryable(err) {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+	}
+	return err
+}
+
+func retryable(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "Error 1213") || strings.Contains(s, "Error 1205") || // MySQL deadlock, lock wait
+		strings.Contains(s, "SQLSTATE 40001") || strings.Contains(s, "SQLSTATE 40P01") || // PostgreSQL
+		strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
+}
+
+func isUnique(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "Error 1062") || strings.Contains(s, "SQLSTATE 23505")
 }
 
 // Ping checks the database is readable and writable (a write transaction
@@ -161,8 +233,63 @@ func (d *DB) Ping(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback()
-	_, err = tx.ExecContext(ctx, `UPDATE schema_version SET version = version`)
+	_, err = d.exec(ctx, tx, `UPDATE schema_version SET version = version`)
 	return err
 }
 
-func now() string { return time.Now().UTC().Format(time.RFC3339) }
+// Time is a DATETIME column: SQLite keeps SQLAlchemy's text form, MySQL
+// gives bytes, PostgreSQL a time.Time. Times are UTC.
+type Time struct{ time.Time }
+
+// timeLayout is how SQLAlchemy stored DateTime in SQLite, and what every
+// dialect accepts as input.
+const timeLayout = "2006-01-02 15:04:05.000000"
+
+// Scan implements sql.Scanner.
+func (t *Time) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		t.Time = time.Time{}
+		return nil
+	case time.Time:
+		t.Time = x.UTC()
+		return nil
+	case []byte:
+		return t.parse(string(x))
+	case string:
+		return t.parse(x)
+	}
+	return fmt.Errorf("cannot read %T as a time", v)
+}
+
+func (t *Time) parse(s string) error {
+	for _, l := range []string{timeLayout, "2006-01-02 15:04:05.999999999", "2006-01-02 15:04:05", time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999-07:00"} {
+		if tm, err := time.Parse(l, s); err == nil {
+			t.Time = tm.UTC()
+			return nil
+		}
+	}
+	return fmt.Errorf("cannot parse time %q", s)
+}
+
+// ISO is Python's datetime.isoformat() of the naive UTC time (what the
+// original's to_dict sent).
+func (t Time) ISO() string {
+	if t.Nanosecond()/1000 == 0 {
+		return t.UTC().Format("2006-01-02T15:04:05")
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000000")
+}
+
+// Str is Python's str(datetime) (the original's Resource.to_dict).
+func (t Time) Str() string {
+	if t.Nanosecond()/1000 == 0 {
+		return t.UTC().Format("2006-01-02 15:04:05")
+	}
+	return t.UTC().Format(timeLayout)
+}
+
+func dbTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+// Now is the current time as stored.
+func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

@@ -5,84 +5,208 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
+	"time"
 )
 
-// User is a director account.
+// User is a row of the original's user table.
 type User struct {
-	ID           int64  `json:"id"`
-	Username     string `json:"username"`
-	Email        string `json:"email,omitempty"`
-	PasswordHash string `json:"-"`
-	Created      string `json:"created"`
+	UID         int64
+	Username    string
+	Fname       sql.NullString
+	Lname       sql.NullString
+	Email       sql.NullString
+	Affiliation sql.NullString
+	// Password is the hash: bcrypt, or the original's unsalted MD5 hex
+	// (upgraded at the next login).
+	Password sql.NullString
+	Created  Time
+	Credit   int64
+	UUID     sql.NullString
+	OpenID   sql.NullString
+	// CertGen is the generation of the user's certificates: resetting the
+	// password or deleting the user revokes every certificate of an older
+	// generation (it is in their serial number).
+	CertGen int64
 }
 
-// Application groups services of one user.
+// Application is a row of application, with its manager VM if any.
 type Application struct {
-	ID      int64  `json:"id"`
-	UserID  int64  `json:"-"`
-	Name    string `json:"name"`
-	Created string `json:"created"`
+	AID     int64
+	Name    sql.NullString
+	Status  string
+	UserID  int64
+	Manager *Resource
 }
 
-// Service is one ConPaaS service (its manager VM) in an application.
-type Service struct {
-	ID            int64  `json:"id"`
-	ApplicationID int64  `json:"application_id"`
-	Type          string `json:"type"`
-	Cloud         string `json:"cloud"`
-	State         string `json:"state"`
-	Error         string `json:"error,omitempty"`
-	Created       string `json:"created"`
-	Updated       string `json:"updated"`
-	// Manager is the manager VM, when one was started.
-	Manager *Instance `json:"manager,omitempty"`
-}
-
-// Instance is a VM started by the director.
-type Instance struct {
-	ID           int64  `json:"-"`
-	ServiceID    int64  `json:"-"`
-	Role         string `json:"role"`
-	Cloud        string `json:"cloud"`
-	InstanceID   string `json:"instance_id"`
-	ImageID      string `json:"image_id"`
-	InstanceType string `json:"instance_type"`
-	State        string `json:"state"`
-	Created      string `json:"created"`
-	Terminated   string `json:"terminated,omitempty"`
-}
-
-// Service states.
+// Application states, as the original's.
 const (
-	StateStarting = "starting"
-	StateRunning  = "running"
-	StateStopped  = "stopped"
-	StateError    = "error"
+	AppInit     = "INIT"
+	AppPrologue = "PROLOGUE"
+	AppRunning  = "RUNNING"
+	AppAdapting = "ADAPTING"
+	AppEpilogue = "EPILOGUE"
+	AppStopped  = "STOPPED"
+	AppError    = "ERROR"
 )
 
-func isUnique(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+// Service is a row of service.
+type Service struct {
+	RecID         int64
+	SID           int64
+	Name          sql.NullString
+	Type          sql.NullString
+	State         sql.NullString
+	Created       Time
+	Cloud         sql.NullString
+	Subnet        sql.NullString
+	ApplicationID int64
 }
 
-// AddUser creates a user; ErrExists if the name is taken.
-func (d *DB) AddUser(ctx context.Context, username, email, hash string) (*User, error) {
-	u := &User{Username: username, Email: email, PasswordHash: hash, Created: now()}
-	res, err := d.sql.ExecContext(ctx, `INSERT INTO users (username, email, password_hash, created) VALUES (?, ?, ?, ?)`,
-		u.Username, u.Email, u.PasswordHash, u.Created)
-	if isUnique(err) {
-		return nil, fmt.Errorf("user %q: %w", username, ErrExists)
+// Resource is a VM the director started (a row of resource).
+type Resource struct {
+	RID       int64
+	VMID      string
+	AppID     int64
+	ServiceID int64
+	Charged   int64
+	IP        string
+	Role      string // manager or agent
+	Cloud     string // "iaas" is the default cloud
+	Created   Time
+	PrivateIP string
+	// State: starting (the intent, recorded before the cloud call; VMID is
+	// "pending:" + Token), booting (the VM exists, its manager or agent has
+	// not answered yet), running.
+	State   string
+	Token   string
+	Starter string // the director that started it
+	UserID  int64
+	AppName string // joined, for /list_resources
+}
+
+// Resource states.
+const (
+	ResStarting = "starting"
+	ResBooting  = "booting"
+	ResRunning  = "running"
+	// ResDeleting: being terminated; the row goes once the cloud confirms.
+	ResDeleting = "deleting"
+)
+
+const userCols = `uid, username, fname, lname, email, affiliation, password, created, credit, uuid, openid, cert_gen`
+
+func scanUser(sc interface{ Scan(...any) error }) (*User, error) {
+	var u User
+	var credit sql.NullInt64
+	err := sc.Scan(&u.UID, &u.Username, &u.Fname, &u.Lname, &u.Email, &u.Affiliation, &u.Password, &u.Created, &credit, &u.UUID, &u.OpenID, &u.CertGen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
 	}
+	u.Credit = credit.Int64
+	return &u, err
+}
+
+func (d *DB) userBy(ctx context.Context, col string, v any) (*User, error) {
+	return scanUser(d.sql.QueryRowContext(ctx, d.q(`SELECT `+userCols+` FROM "user" WHERE `+col+` = ?`), v))
+}
+
+// UserByName looks a user up by name.
+func (d *DB) UserByName(ctx context.Context, name string) (*User, error) {
+	return d.userBy(ctx, "username", name)
+}
+
+// UserByID looks a user up by id.
+func (d *DB) UserByID(ctx context.Context, id int64) (*User, error) { return d.userBy(ctx, "uid", id) }
+
+// UserByUUID looks a user up by the uuid an identity provider assigned.
+func (d *DB) UserByUUID(ctx context.Context, uuid string) (*User, error) {
+	return d.userBy(ctx, "uuid", uuid)
+}
+
+// UserByOpenID looks a user up by OpenID.
+func (d *DB) UserByOpenID(ctx context.Context, openid string) (*User, error) {
+	return d.userBy(ctx, "openid", openid)
+}
+
+// Users lists every user by name.
+func (d *DB) Users(ctx context.Context) ([]User, error) {
+	rows, err := d.sql.QueryContext(ctx, d.q(`SELECT `+userCols+` FROM "user" ORDER BY username`))
 	if err != nil {
-		return nil, fmt.Errorf("add user: %w", err)
+		return nil, err
 	}
-	u.ID, _ = res.LastInsertId()
-	return u, nil
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *u)
+	}
+	return out, rows.Err()
 }
 
-// SetPassword replaces a user's password hash.
-func (d *DB) SetPassword(ctx context.Context, username, hash string) error {
-	res, err := d.sql.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE username = ?`, hash, username)
+// NewUser is what CreateUser stores.
+type NewUser struct {
+	Username, Key                    string
+	Fname, Lname, Email, Affiliation sql.NullString
+	PasswordHash                     string
+	Credit                           int64
+	UUID, OpenID                     sql.NullString
+}
+
+// Conflict says which unique field a new user collides on.
+type Conflict struct{ Field, Value string }
+
+func (c *Conflict) Error() string { return fmt.Sprintf("%s %q is taken", c.Field, c.Value) }
+
+// CreateUser adds a user and, as the original's create_user did, an
+// application "New Application" for them. It returns a *Conflict when the
+// name (or a look-alike of it) or the e-mail address is taken.
+func (d *DB) CreateUser(ctx context.Context, n NewUser) (*User, error) {
+	var id int64
+	err := d.tx(ctx, func(tx *sql.Tx) error {
+		var c int
+		if err := tx.QueryRowContext(ctx, d.q(`SELECT COUNT(*) FROM "user" WHERE username = ? OR username_key = ?`), n.Username, n.Key).Scan(&c); err != nil {
+			return err
+		}
+		if c > 0 {
+			return &Conflict{"username", n.Username}
+		}
+		if n.Email.Valid && n.Email.String != "" {
+			if err := tx.QueryRowContext(ctx, d.q(`SELECT COUNT(*) FROM "user" WHERE email = ?`), n.Email.String).Scan(&c); err != nil {
+				return err
+			}
+			if c > 0 {
+				return &Conflict{"email", n.Email.String}
+			}
+		}
+		var err error
+		id, err = d.insert(ctx, tx, "uid", `INSERT INTO "user" (username, fname, lname, email, affiliation, password, created, credit, uuid, openid, username_key, cert_gen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+			n.Username, n.Fname, n.Lname, n.Email, n.Affiliation, n.PasswordHash, dbTime(Now()), n.Credit, n.UUID, n.OpenID, n.Key)
+		if isUnique(err) {
+			return &Conflict{"username", n.Username}
+		}
+		if err != nil {
+			return err
+		}
+		_, err = d.insert(ctx, tx, "aid", `INSERT INTO application (name, status, user_id) VALUES (?, ?, ?)`, "New Application", AppInit, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d.UserByID(ctx, id)
+}
+
+// SetPassword stores a new hash. With revoke, the user's certificate
+// generation moves on, so every certificate issued before stops working.
+func (d *DB) SetPassword(ctx context.Context, uid int64, hash string, revoke bool) error {
+	q := `UPDATE "user" SET password = ? WHERE uid = ?`
+	if revoke {
+		q = `UPDATE "user" SET password = ?, cert_gen = cert_gen + 1 WHERE uid = ?`
+	}
+	res, err := d.exec(ctx, d.sql, q, hash, uid)
 	if err != nil {
 		return fmt.Errorf("set password: %w", err)
 	}
@@ -92,157 +216,268 @@ func (d *DB) SetPassword(ctx context.Context, username, hash string) error {
 	return nil
 }
 
-const userCols = `id, username, email, password_hash, created`
+// UpgradePassword replaces the MD5 hash old with a bcrypt one, unless
+// another login upgraded it first.
+func (d *DB) UpgradePassword(ctx context.Context, uid int64, old, hash string) error {
+	_, err := d.exec(ctx, d.sql, `UPDATE "user" SET password = ? WHERE uid = ? AND password = ?`, hash, uid, old)
+	return err
+}
 
-func scanUser(row *sql.Row) (*User, error) {
-	var u User
-	err := row.Scan(&u.ID, &u.Username, &u.Email, &u.PasswordHash, &u.Created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
+// DeleteUser removes a user with their (stopped) applications. It fails
+// while any of their VMs exists.
+func (d *DB) DeleteUser(ctx context.Context, uid int64) error {
+	return d.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, d.q(`SELECT COUNT(*) FROM resource r JOIN application a ON a.aid = r.app_id WHERE a.user_id = ?`), uid).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("the user has %d VMs: stop their applications first", n)
+		}
+		for _, q := range []string{
+			`DELETE FROM service WHERE application_id IN (SELECT aid FROM application WHERE user_id = ?)`,
+			`DELETE FROM volume WHERE app_id IN (SELECT aid FROM application WHERE user_id = ?)`,
+			`DELETE FROM application WHERE user_id = ?`,
+		} {
+			if _, err := d.exec(ctx, tx, q, uid); err != nil {
+				return err
+			}
+		}
+		res, err := d.exec(ctx, tx, `DELETE FROM "user" WHERE uid = ?`, uid)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// Debit takes n credits from the user if they have at least n, atomically
+// (one conditional UPDATE: concurrent starts cannot overdraw).
+func (d *DB) Debit(ctx context.Context, uid, n int64) (bool, error) {
+	res, err := d.exec(ctx, d.sql, `UPDATE "user" SET credit = credit - ? WHERE uid = ? AND credit >= ?`, n, uid, n)
 	if err != nil {
+		return false, fmt.Errorf("debit credit: %w", err)
+	}
+	got, err := res.RowsAffected()
+	return got == 1, err
+}
+
+// AddCredit adds n (which may be negative) and returns the new credit; as
+// the original's add_credit, credit does not go below zero.
+func (d *DB) AddCredit(ctx context.Context, uid, n int64) (int64, error) {
+	var c int64
+	err := d.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := d.exec(ctx, tx, `UPDATE "user" SET credit = CASE WHEN credit + ? < 0 THEN 0 ELSE credit + ? END WHERE uid = ?`, n, n, uid); err != nil {
+			return err
+		}
+		err := tx.QueryRowContext(ctx, d.q(`SELECT credit FROM "user" WHERE uid = ?`), uid).Scan(&c)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	})
+	return c, err
+}
+
+// Refund gives back n credits taken by Debit for a VM that was not made.
+func (d *DB) Refund(ctx context.Context, uid, n int64) error {
+	_, err := d.exec(ctx, d.sql, `UPDATE "user" SET credit = credit + ? WHERE uid = ?`, n, uid)
+	return err
+}
+
+// Charge moves a resource's charged hours from old to hours and takes the
+// difference from its user's credit, in one transaction that does nothing
+// if another director charged it meanwhile. It returns the user's credit.
+func (d *DB) Charge(ctx context.Context, r *Resource, old, hours int64) (charged bool, credit int64, err error) {
+	err = d.tx(ctx, func(tx *sql.Tx) error {
+		res, err := d.exec(ctx, tx, `UPDATE resource SET charged = ? WHERE rid = ? AND charged = ?`, hours, r.RID, old)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil
+		}
+		charged = true
+		if _, err := d.exec(ctx, tx, `UPDATE "user" SET credit = credit - ? WHERE uid = ?`, hours-old, r.UserID); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, d.q(`SELECT credit FROM "user" WHERE uid = ?`), r.UserID).Scan(&credit)
+	})
+	return charged, credit, err
+}
+
+const appCols = `a.aid, a.name, a.status, a.user_id, r.rid, r.vmid, r.ip, r.cloud, r.state`
+
+// The manager VM joins in once it exists (the original's to_dict showed
+// the manager of the Resource table, which only held ready VMs).
+const appFrom = ` FROM application a LEFT JOIN resource r ON r.app_id = a.aid AND r.role = 'manager' AND r.state = 'running'`
+
+func scanApp(sc interface{ Scan(...any) error }) (*Application, error) {
+	var a Application
+	var status sql.NullString
+	var uid sql.NullInt64
+	var rid sql.NullInt64
+	var vmid, ip, cloud, state sql.NullString
+	if err := sc.Scan(&a.AID, &a.Name, &status, &uid, &rid, &vmid, &ip, &cloud, &state); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
 		return nil, err
 	}
-	return &u, nil
-}
-
-// UserByName looks a user up by name.
-func (d *DB) UserByName(ctx context.Context, name string) (*User, error) {
-	return scanUser(d.sql.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE username = ?`, name))
-}
-
-// UserByID looks a user up by id.
-func (d *DB) UserByID(ctx context.Context, id int64) (*User, error) {
-	return scanUser(d.sql.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
-}
-
-// CreateApplication adds an application for user.
-func (d *DB) CreateApplication(ctx context.Context, userID int64, name string) (*Application, error) {
-	a := &Application{UserID: userID, Name: name, Created: now()}
-	res, err := d.sql.ExecContext(ctx, `INSERT INTO applications (user_id, name, created) VALUES (?, ?, ?)`, userID, name, a.Created)
-	if isUnique(err) {
-		return nil, fmt.Errorf("application %q: %w", name, ErrExists)
+	a.Status, a.UserID = status.String, uid.Int64
+	if rid.Valid {
+		a.Manager = &Resource{RID: rid.Int64, VMID: vmid.String, IP: ip.String, Cloud: cloud.String, State: state.String, Role: "manager", AppID: a.AID}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("create application: %w", err)
-	}
-	a.ID, _ = res.LastInsertId()
-	return a, nil
+	return &a, nil
 }
 
-// Applications lists user's applications.
-func (d *DB) Applications(ctx context.Context, userID int64) ([]Application, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT id, user_id, name, created FROM applications WHERE user_id = ? ORDER BY id`, userID)
+// Applications lists user's applications in creation order.
+func (d *DB) Applications(ctx context.Context, uid int64) ([]Application, error) {
+	rows, err := d.sql.QueryContext(ctx, d.q(`SELECT `+appCols+appFrom+` WHERE a.user_id = ? ORDER BY a.aid`), uid)
 	if err != nil {
 		return nil, fmt.Errorf("list applications: %w", err)
 	}
 	defer rows.Close()
 	out := []Application{}
 	for rows.Next() {
-		var a Application
-		if err := rows.Scan(&a.ID, &a.UserID, &a.Name, &a.Created); err != nil {
+		a, err := scanApp(rows)
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, a)
+		out = append(out, *a)
 	}
 	return out, rows.Err()
 }
 
-// Application returns user's application id; ErrNotFound if it does not
+// Application returns user's application aid; ErrNotFound if it does not
 // exist or belongs to another user.
-func (d *DB) Application(ctx context.Context, userID, id int64) (*Application, error) {
-	var a Application
-	err := d.sql.QueryRowContext(ctx, `SELECT id, user_id, name, created FROM applications WHERE id = ? AND user_id = ?`, id, userID).
-		Scan(&a.ID, &a.UserID, &a.Name, &a.Created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	return &a, err
+func (d *DB) Application(ctx context.Context, uid, aid int64) (*Application, error) {
+	return scanApp(d.sql.QueryRowContext(ctx, d.q(`SELECT `+appCols+appFrom+` WHERE a.aid = ? AND a.user_id = ?`), aid, uid))
 }
 
-// DeleteApplication removes an application of user (services and instances
-// cascade); callers stop running services first.
-func (d *DB) DeleteApplication(ctx context.Context, userID, id int64) error {
-	res, err := d.sql.ExecContext(ctx, `DELETE FROM applications WHERE id = ? AND user_id = ?`, id, userID)
+// DefaultApplication is the user's first application (the original's
+// get_default_app).
+func (d *DB) DefaultApplication(ctx context.Context, uid int64) (*Application, error) {
+	return scanApp(d.sql.QueryRowContext(ctx, d.q(`SELECT `+appCols+appFrom+` WHERE a.user_id = ? ORDER BY a.aid LIMIT 1`), uid))
+}
+
+// CreateApplication adds an application unless user already has one of
+// that name (ErrExists).
+func (d *DB) CreateApplication(ctx context.Context, uid int64, name string) (*Application, error) {
+	var id int64
+	err := d.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, d.q(`SELECT COUNT(*) FROM application WHERE user_id = ? AND name = ?`), uid, name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrExists
+		}
+		var err error
+		id, err = d.insert(ctx, tx, "aid", `INSERT INTO application (name, status, user_id) VALUES (?, ?, ?)`, name, AppInit, uid)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("delete application: %w", err)
+		return nil, err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return d.Application(ctx, uid, id)
 }
 
-// CreateService records a service being started.
-func (d *DB) CreateService(ctx context.Context, appID int64, typ, cloud string) (*Service, error) {
-	t := now()
-	s := &Service{ApplicationID: appID, Type: typ, Cloud: cloud, State: StateStarting, Created: t, Updated: t}
-	res, err := d.sql.ExecContext(ctx, `INSERT INTO services (application_id, type, cloud, state, created, updated) VALUES (?, ?, ?, ?, ?, ?)`,
-		appID, typ, cloud, s.State, t, t)
+// RenameApplication renames; ErrExists if user has another one so named.
+func (d *DB) RenameApplication(ctx context.Context, uid, aid int64, name string) error {
+	return d.tx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, d.q(`SELECT COUNT(*) FROM application WHERE user_id = ? AND name = ?`), uid, name).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrExists
+		}
+		res, err := d.exec(ctx, tx, `UPDATE application SET name = ? WHERE aid = ? AND user_id = ?`, name, aid, uid)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// SetAppStatus moves an application to status if it is in one of from
+// (any state when from is empty); it reports whether it did.
+func (d *DB) SetAppStatus(ctx context.Context, aid int64, status string, from ...string) (bool, error) {
+	q := `UPDATE application SET status = ? WHERE aid = ?`
+	args := []any{status, aid}
+	if len(from) > 0 {
+		q += ` AND status IN (?` + repeat(", ?", len(from)-1) + `)`
+		for _, f := range from {
+			args = append(args, f)
+		}
+	}
+	res, err := d.exec(ctx, d.sql, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("create service: %w", err)
+		return false, err
 	}
-	s.ID, _ = res.LastInsertId()
-	return s, nil
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
-// SetServiceState updates a service's state and error message.
-func (d *DB) SetServiceState(ctx context.Context, id int64, state, msg string) error {
-	_, err := d.sql.ExecContext(ctx, `UPDATE services SET state = ?, error = ?, updated = ? WHERE id = ?`, state, msg, now(), id)
-	if err != nil {
-		return fmt.Errorf("update service: %w", err)
+func repeat(s string, n int) string {
+	out := ""
+	for i := 0; i < n; i++ {
+		out += s
 	}
-	return nil
+	return out
 }
 
-// AddInstance records a started VM.
-func (d *DB) AddInstance(ctx context.Context, in *Instance) error {
-	in.Created = now()
-	res, err := d.sql.ExecContext(ctx, `INSERT INTO instances (service_id, role, cloud, instance_id, image_id, instance_type, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		in.ServiceID, in.Role, in.Cloud, in.InstanceID, in.ImageID, in.InstanceType, in.State, in.Created)
-	if err != nil {
-		return fmt.Errorf("record instance: %w", err)
-	}
-	in.ID, _ = res.LastInsertId()
-	return nil
+// DeleteApplication removes an application and its services and volume
+// records (its VMs are gone: callers remove resources first).
+func (d *DB) DeleteApplication(ctx context.Context, aid int64) error {
+	return d.tx(ctx, func(tx *sql.Tx) error {
+		for _, q := range []string{`DELETE FROM service WHERE application_id = ?`, `DELETE FROM volume WHERE app_id = ?`, `DELETE FROM application WHERE aid = ?`} {
+			if _, err := d.exec(ctx, tx, q, aid); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-// SetInstanceState updates a VM's state (terminated also stamps the time).
-func (d *DB) SetInstanceState(ctx context.Context, id int64, state string) error {
-	term := ""
-	if state == "terminated" {
-		term = now()
-	}
-	_, err := d.sql.ExecContext(ctx, `UPDATE instances SET state = ?, terminated = ? WHERE id = ?`, state, term, id)
+// DeleteServices removes the service rows of an application (stopapp).
+func (d *DB) DeleteServices(ctx context.Context, aid int64) error {
+	_, err := d.exec(ctx, d.sql, `DELETE FROM service WHERE application_id = ?`, aid)
 	return err
 }
 
-const serviceCols = `s.id, s.application_id, s.type, s.cloud, s.state, s.error, s.created, s.updated,
-	i.id, i.role, i.cloud, i.instance_id, i.image_id, i.instance_type, i.state, i.created, i.terminated`
-
-// The join keeps ownership checks in SQL: a service is only visible
-// through an application of the requesting user.
-const serviceFrom = ` FROM services s JOIN applications a ON a.id = s.application_id
-	LEFT JOIN instances i ON i.service_id = s.id AND i.role = 'manager'`
+const serviceCols = `s.rec_id, s.sid, s.name, s.type, s.state, s.created, s.cloud, s.subnet, s.application_id`
 
 func scanService(sc interface{ Scan(...any) error }) (*Service, error) {
 	var s Service
-	var iid sql.NullInt64
-	var role, cloud, instID, img, typ, st, created, term sql.NullString
-	if err := sc.Scan(&s.ID, &s.ApplicationID, &s.Type, &s.Cloud, &s.State, &s.Error, &s.Created, &s.Updated,
-		&iid, &role, &cloud, &instID, &img, &typ, &st, &created, &term); err != nil {
-		return nil, err
+	var sid, appID sql.NullInt64
+	err := sc.Scan(&s.RecID, &sid, &s.Name, &s.Type, &s.State, &s.Created, &s.Cloud, &s.Subnet, &appID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
 	}
-	if iid.Valid {
-		s.Manager = &Instance{ID: iid.Int64, ServiceID: s.ID, Role: role.String, Cloud: cloud.String, InstanceID: instID.String,
-			ImageID: img.String, InstanceType: typ.String, State: st.String, Created: created.String, Terminated: term.String}
-	}
-	return &s, nil
+	s.SID, s.ApplicationID = sid.Int64, appID.Int64
+	return &s, err
 }
 
-// Services lists user's services, of one application if appID > 0.
-func (d *DB) Services(ctx context.Context, userID, appID int64) ([]Service, error) {
-	rows, err := d.sql.QueryContext(ctx, `SELECT `+serviceCols+serviceFrom+` WHERE a.user_id = ? AND (? = 0 OR a.id = ?) ORDER BY s.id`, userID, appID, appID)
+// AddService records a service the application manager created.
+func (d *DB) AddService(ctx context.Context, s *Service) error {
+	s.Created = Time{Now()}
+	id, err := d.insert(ctx, d.sql, "rec_id", `INSERT INTO service (sid, name, type, state, created, application_id) VALUES (?, ?, ?, ?, ?, ?)`,
+		s.SID, s.Name, s.Type, s.State, dbTime(s.Created.Time), s.ApplicationID)
+	s.RecID = id
+	return err
+}
+
+// Services lists the services of user's applications (of one if aid > 0).
+func (d *DB) Services(ctx context.Context, uid, aid int64) ([]Service, error) {
+	rows, err := d.sql.QueryContext(ctx, d.q(`SELECT `+serviceCols+` FROM service s JOIN application a ON a.aid = s.application_id WHERE a.user_id = ? AND (? = 0 OR a.aid = ?) ORDER BY s.rec_id`), uid, aid, aid)
 	if err != nil {
 		return nil, fmt.Errorf("list services: %w", err)
 	}
@@ -258,11 +493,210 @@ func (d *DB) Services(ctx context.Context, userID, appID int64) ([]Service, erro
 	return out, rows.Err()
 }
 
-// Service returns user's service id.
-func (d *DB) Service(ctx context.Context, userID, id int64) (*Service, error) {
-	s, err := scanService(d.sql.QueryRowContext(ctx, `SELECT `+serviceCols+serviceFrom+` WHERE a.user_id = ? AND s.id = ?`, userID, id))
+// Service returns service sid of user's application aid.
+func (d *DB) Service(ctx context.Context, uid, aid, sid int64) (*Service, error) {
+	return scanService(d.sql.QueryRowContext(ctx, d.q(`SELECT `+serviceCols+` FROM service s JOIN application a ON a.aid = s.application_id WHERE a.user_id = ? AND a.aid = ? AND s.sid = ?`), uid, aid, sid))
+}
+
+// RenameService renames service rec.
+func (d *DB) RenameService(ctx context.Context, recID int64, name string) error {
+	_, err := d.exec(ctx, d.sql, `UPDATE service SET name = ? WHERE rec_id = ?`, name, recID)
+	return err
+}
+
+// DeleteService removes service rec.
+func (d *DB) DeleteService(ctx context.Context, recID int64) error {
+	_, err := d.exec(ctx, d.sql, `DELETE FROM service WHERE rec_id = ?`, recID)
+	return err
+}
+
+const resCols = `r.rid, r.vmid, r.app_id, r.service_id, r.charged, r.ip, r.role, r.cloud, r.created, r.private_ip, r.state, r.token, r.starter, r.user_id, a.name`
+
+func scanResource(sc interface{ Scan(...any) error }) (*Resource, error) {
+	var r Resource
+	var app, svc, charged, uid sql.NullInt64
+	var ip, role, cloud, pip, token, starter, name sql.NullString
+	err := sc.Scan(&r.RID, &r.VMID, &app, &svc, &charged, &ip, &role, &cloud, &r.Created, &pip, &r.State, &token, &starter, &uid, &name)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
-	return s, err
+	r.AppID, r.ServiceID, r.Charged, r.UserID = app.Int64, svc.Int64, charged.Int64, uid.Int64
+	r.IP, r.Role, r.Cloud, r.PrivateIP, r.Token, r.Starter, r.AppName = ip.String, role.String, cloud.String, pip.String, token.String, starter.String, name.String
+	return &r, err
+}
+
+func (d *DB) resources(ctx context.Context, where string, args ...any) ([]Resource, error) {
+	rows, err := d.sql.QueryContext(ctx, d.q(`SELECT `+resCols+` FROM resource r LEFT JOIN application a ON a.aid = r.app_id WHERE `+where+` ORDER BY r.rid`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list resources: %w", err)
+	}
+	defer rows.Close()
+	var out []Resource
+	for rows.Next() {
+		r, err := scanResource(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *r)
+	}
+	return out, rows.Err()
+}
+
+// UserResources lists the VMs of user's applications.
+func (d *DB) UserResources(ctx context.Context, uid int64) ([]Resource, error) {
+	return d.resources(ctx, `a.user_id = ? AND r.state IN ('booting', 'running')`, uid)
+}
+
+// AppResources lists the VMs of an application, intents included.
+func (d *DB) AppResources(ctx context.Context, aid int64) ([]Resource, error) {
+	return d.resources(ctx, `r.app_id = ?`, aid)
+}
+
+// ResourcesInState lists resources in one of states (every director's).
+func (d *DB) ResourcesInState(ctx context.Context, states ...string) ([]Resource, error) {
+	args := []any{}
+	for _, s := range states {
+		args = append(args, s)
+	}
+	return d.resources(ctx, `r.state IN (?`+repeat(", ?", len(states)-1)+`)`, args...)
+}
+
+// ResourceByVMID returns the VM vmid.
+func (d *DB) ResourceByVMID(ctx context.Context, vmid string) (*Resource, error) {
+	l, err := d.resources(ctx, `r.vmid = ?`, vmid)
+	if err != nil {
+		return nil, err
+	}
+	if len(l) == 0 {
+		return nil, ErrNotFound
+	}
+	return &l[0], nil
+}
+
+// ResourceByToken returns the resource whose intent carries token.
+func (d *DB) ResourceByToken(ctx context.Context, token string) (*Resource, error) {
+	l, err := d.resources(ctx, `r.token = ?`, token)
+	if err != nil {
+		return nil, err
+	}
+	if len(l) == 0 {
+		return nil, ErrNotFound
+	}
+	return &l[0], nil
+}
+
+// AddIntent records a VM about to be created (state starting), before the
+// cloud is asked: a crash after the cloud call leaves a row to reconcile.
+func (d *DB) AddIntent(ctx context.Context, r *Resource) error {
+	r.Created = Time{Now()}
+	r.State = ResStarting
+	r.VMID = "pending:" + r.Token
+	id, err := d.insert(ctx, d.sql, "rid", `INSERT INTO resource (vmid, app_id, service_id, charged, ip, role, cloud, created, private_ip, state, token, starter, user_id) VALUES (?, ?, ?, ?, '', ?, ?, ?, '', ?, ?, ?, ?)`,
+		r.VMID, r.AppID, r.ServiceID, r.Charged, r.Role, r.Cloud, dbTime(r.Created.Time), r.State, r.Token, r.Starter, r.UserID)
+	r.RID = id
+	return err
+}
+
+// SetVM records the VM the cloud created for an intent (state booting).
+func (d *DB) SetVM(ctx context.Context, rid int64, vmid, ip, privateIP string) error {
+	_, err := d.exec(ctx, d.sql, `UPDATE resource SET vmid = ?, ip = ?, private_ip = ?, state = ? WHERE rid = ?`, vmid, ip, privateIP, ResBooting, rid)
+	return err
+}
+
+// SetAddresses records a VM's addresses once the cloud assigned them.
+func (d *DB) SetAddresses(ctx context.Context, rid int64, ip, privateIP string) error {
+	_, err := d.exec(ctx, d.sql, `UPDATE resource SET ip = ?, private_ip = ? WHERE rid = ?`, ip, privateIP, rid)
+	return err
+}
+
+// SetResourceState moves a resource to state; Starter becomes who (the
+// director now looking after it).
+func (d *DB) SetResourceState(ctx context.Context, rid int64, state, who string) error {
+	_, err := d.exec(ctx, d.sql, `UPDATE resource SET state = ?, starter = ? WHERE rid = ?`, state, who, rid)
+	return err
+}
+
+// ClaimResource makes director who responsible for a resource left by
+// director from, unless someone else claimed it first.
+func (d *DB) ClaimResource(ctx context.Context, rid int64, from, who string) (bool, error) {
+	res, err := d.exec(ctx, d.sql, `UPDATE resource SET starter = ? WHERE rid = ? AND starter = ?`, who, rid, from)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// DeleteResource removes a resource row.
+func (d *DB) DeleteResource(ctx context.Context, rid int64) error {
+	_, err := d.exec(ctx, d.sql, `DELETE FROM resource WHERE rid = ?`, rid)
+	return err
+}
+
+// Volume is a volume a manager asked for.
+type Volume struct {
+	ID       int64
+	VolumeID string
+	AppID    int64
+	Cloud    string
+	VMID     string
+}
+
+// AddVolume records a volume of application aid.
+func (d *DB) AddVolume(ctx context.Context, v *Volume) error {
+	id, err := d.insert(ctx, d.sql, "id", `INSERT INTO volume (volume_id, app_id, cloud, vm_id, created) VALUES (?, ?, ?, ?, ?)`, v.VolumeID, v.AppID, v.Cloud, v.VMID, dbTime(Now()))
+	v.ID = id
+	return err
+}
+
+// AppVolume returns volume volumeID if application aid made it.
+func (d *DB) AppVolume(ctx context.Context, aid int64, volumeID string) (*Volume, error) {
+	var v Volume
+	var cloud, vm sql.NullString
+	err := d.sql.QueryRowContext(ctx, d.q(`SELECT id, volume_id, app_id, cloud, vm_id FROM volume WHERE app_id = ? AND volume_id = ?`), aid, volumeID).Scan(&v.ID, &v.VolumeID, &v.AppID, &cloud, &vm)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	v.Cloud, v.VMID = cloud.String, vm.String
+	return &v, err
+}
+
+// DeleteVolume forgets a volume.
+func (d *DB) DeleteVolume(ctx context.Context, id int64) error {
+	_, err := d.exec(ctx, d.sql, `DELETE FROM volume WHERE id = ?`, id)
+	return err
+}
+
+// Heartbeat records that director who is alive.
+func (d *DB) Heartbeat(ctx context.Context, who string) error {
+	now := dbTime(Now())
+	res, err := d.exec(ctx, d.sql, `UPDATE director_heartbeat SET seen = ? WHERE id = ?`, now, who)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		_, err = d.exec(ctx, d.sql, `INSERT INTO director_heartbeat (id, seen) VALUES (?, ?)`, who, now)
+		if isUnique(err) {
+			return nil
+		}
+	}
+	return err
+}
+
+// Alive lists the directors seen within maxAge.
+func (d *DB) Alive(ctx context.Context, maxAge time.Duration) (map[string]bool, error) {
+	rows, err := d.sql.QueryContext(ctx, d.q(`SELECT id FROM director_heartbeat WHERE seen >= ?`), dbTime(Now().Add(-maxAge)))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
 }
