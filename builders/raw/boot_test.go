@@ -125,25 +125,29 @@ func TestBuildAndBoot(t *testing.T) {
 		t.Errorf("fsck.vfat -n: %v\n%s", err, out)
 	}
 
-	// Two boots at once (one vCPU each): SeaBIOS with a config drive whose
-	// user data points at a director serving ConPaaS.tar.gz over HTTPS with
-	// its own CA, and OVMF with no context at all.
+	// Two boots at once (one vCPU each), each on a restricted user network:
+	// SeaBIOS with a config drive whose user data points at a director
+	// serving ConPaaS.tar.gz over HTTPS with its own CA (the VM's only
+	// forward), and OVMF with no context at all. The user data first
+	// tries to leave the VM's network: nothing but the director may answer.
 	dir2 := t.TempDir()
 	director := newFakeDirector(t)
-	drive := configDrive(t, ctx, dir2, director.userData())
+	canary := qemu.NewCanary(t)
+	drive := configDrive(t, ctx, dir2, director.userData(canary.Probe(directorGuestAddr)))
 	marker := regexp.MustCompile(`CONPAAS-READY`)
 	for _, tc := range []struct {
 		name   string
 		uefi   bool
 		drives []string
+		nics   []qemu.NIC
 		want   string
 	}{
-		{"bios+config-drive", false, []string{drive}, "CONPAAS-READY role=agent type=php"},
-		{"uefi+no-context", true, nil, "CONPAAS-READY no-context"},
+		{"bios+config-drive", false, []string{drive}, []qemu.NIC{{Forwards: []qemu.Forward{director.forward()}}}, "CONPAAS-READY role=agent type=php"},
+		{"uefi+no-context", true, nil, nil, "CONPAAS-READY no-context"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r, err := qemu.Boot(ctx, qemu.Options{Image: res.Path, UEFI: tc.uefi, Drives: tc.drives, Marker: marker, Timeout: 9 * time.Minute})
+			r, err := qemu.Boot(ctx, qemu.Options{Image: res.Path, UEFI: tc.uefi, Drives: tc.drives, NICs: tc.nics, Marker: marker, Timeout: 9 * time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,6 +164,10 @@ func TestBuildAndBoot(t *testing.T) {
 				}
 				if !strings.Contains(r.Console, "context from config drive") {
 					t.Errorf("console does not say where the context came from")
+				}
+				// The guest tried to leave its network: only the director answered.
+				for _, p := range canary.Check(r.Console, directorGuestAddr) {
+					t.Errorf("isolation: %s", p)
 				}
 			} else if !strings.Contains(r.Console, "no context: no /root/config.cfg") {
 				t.Errorf("console does not explain the missing context")

@@ -26,12 +26,17 @@ import (
 
 	"github.com/conpaas/cps/builders/disk"
 	cfs "github.com/conpaas/cps/builders/fs"
+	"github.com/conpaas/cps/test/qemu"
 )
 
 // fakeDirector serves ConPaaS.tar.gz over HTTPS on 127.0.0.1 with a
-// certificate from its own CA, as the ConPaaS director does. A guest under
-// QEMU's user network reaches it as 10.0.2.2, which is in the certificate,
-// so the download succeeds only if the guest verifies with that CA.
+// certificate from its own CA, as the ConPaaS director does. A guest on
+// QEMU's restricted user network reaches it only as directorGuestAddr,
+// the one forward the boot test opens; that address is in the
+// certificate, so the download succeeds only if the guest verifies with
+// that CA.
+const directorGuestAddr = "10.0.2.100:443"
+
 type fakeDirector struct {
 	srv       *httptest.Server
 	caPEM     []byte
@@ -53,9 +58,9 @@ func newFakeDirector(t *testing.T) *fakeDirector {
 	ca, _ := x509.ParseCertificate(caDER)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "10.0.2.2"},
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "10.0.2.100"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("10.0.2.2"), net.ParseIP("127.0.0.1")},
+		IPAddresses: []net.IP{net.ParseIP("10.0.2.100"), net.ParseIP("127.0.0.1")},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
@@ -77,21 +82,26 @@ func newFakeDirector(t *testing.T) *fakeDirector {
 	return d
 }
 
+// forward is the VM's way to the director.
+func (d *fakeDirector) forward() qemu.Forward {
+	return qemu.Forward{Guest: directorGuestAddr, Host: d.srv.Listener.Addr().String()}
+}
+
 // userData is what the director would hand the VM: a script writing the CA
-// and config.cfg of a php agent.
-func (d *fakeDirector) userData() string {
-	port := d.srv.Listener.Addr().(*net.TCPAddr).Port
-	return fmt.Sprintf(`#!/bin/sh
+// and config.cfg of a php agent, after the test's extra commands (extra).
+func (d *fakeDirector) userData(extra string) string {
+	return fmt.Sprintf(`#!/bin/bash
+%s
 set -e
 mkdir -p /etc/cpsagent/certs
 cat > /etc/cpsagent/certs/ca_cert.pem <<'EOF'
 %sEOF
 cat > /root/config.cfg <<'EOF'
 [agent]
-DIRECTOR_URL = https://10.0.2.2:%d
+DIRECTOR_URL = https://%s
 TYPE = php
 EOF
-`, d.caPEM, port)
+`, extra, d.caPEM, directorGuestAddr)
 }
 
 // conpaasTarball is a ConPaaS.tar.gz whose php agent announces itself on

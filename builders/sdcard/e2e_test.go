@@ -129,7 +129,8 @@ ln -sf /etc/systemd/system/cps-ready.service /etc/systemd/system/multi-user.targ
 	cmd := exec.CommandContext(ctx, "qemu-system-aarch64", "-M", "raspi3b", "-m", "1G", "-nographic", "-no-reboot",
 		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.img"),
 		"-dtb", filepath.Join(dir, "bcm2837-rpi-3-b.dtb"), "-append", appendArgs,
-		"-drive", "file="+out+",if=sd,format=raw", "-serial", "mon:stdio")
+		"-drive", "file="+out+",if=sd,format=raw", "-serial", "mon:stdio",
+		"-nic", "none") // the boot needs no network: the guest gets none
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {

@@ -20,7 +20,8 @@ import (
 // TestNutshell builds ConPaaS in a Nutshell from its example template (an
 // all-in-one OpenStack on LXC plus the director on a raw disk, packed as an
 // OVA) and boots the disk with VirtualBox's two NICs stood in for by QEMU:
-// NIC1 NAT, NIC2 a user network on 192.168.56.0/24. First boot must finish
+// NIC1 NAT, NIC2 a user network on 192.168.56.0/24, both restricted (the
+// first boot needs nothing from outside). First boot must finish
 // conpaas-nutshell-setup (Keystone, Glance, Placement, Nova, Neutron, the
 // hostonly network, the director) and print its readiness line.
 func TestNutshell(t *testing.T) {
@@ -71,7 +72,7 @@ func TestNutshell(t *testing.T) {
 	}
 	opts := qemu.Options{Image: filepath.Join(dir, "nutshell-disk.img"), MemoryMiB: 4096, CPUs: 2,
 		Accel: accel, Timeout: timeout, Marker: regexp.MustCompile(`conpaas-nutshell: (ready|setup FAILED)`),
-		Args: []string{"-nic", "user,model=virtio-net-pci,net=192.168.56.0/24,host=192.168.56.1"}}
+		NICs: []qemu.NIC{{}, {Net: "192.168.56.0/24", Host: "192.168.56.1"}}}
 	if console != nil {
 		opts.Console = console
 	}

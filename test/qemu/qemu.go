@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -37,9 +38,37 @@ type Options struct {
 	Drives []string
 	// CPUs is -smp (default 1).
 	CPUs int
-	// Args are appended to QEMU's command line (e.g. a second NIC).
+	// NICs are the VM's network cards, each on its own restricted user
+	// network; none given means one card with no forwards. QEMU network
+	// options in Args are refused: every card goes through NIC.
+	NICs []NIC
+	// Args are appended to QEMU's command line.
 	Args []string
 }
+
+// NIC is one virtio network card on QEMU's user network with restrict=on
+// and IPv6 off: the guest gets an address, a route and (without a DNS
+// server) nothing else by DHCP, and reaches nothing outside QEMU, neither
+// the host, nor its resolver, nor its network, nor a cloud metadata
+// address, except the Forwards, each relayed to a server the test runs.
+type NIC struct {
+	// Net is the guest network in CIDR notation (QEMU's default
+	// 10.0.2.0/24 when empty). A test serving its own metadata service
+	// uses 169.254.0.0/16 and forwards 169.254.169.254:80.
+	Net string
+	// Host is the gateway's address in Net (QEMU's default: .2).
+	Host string
+	// Forwards are the only addresses the guest reaches.
+	Forwards []Forward
+}
+
+// Forward relays each TCP connection the guest opens to Guest (an
+// "address:port" inside the NIC's network, not its gateway .2 nor its DNS
+// .3) to Host, a server the test started on the loopback
+// ("127.0.0.1:port"). QEMU runs one `nc -N` (netcat-openbsd) per
+// connection: a guestfwd to a socket chardev would carry one connection
+// only.
+type Forward struct{ Guest, Host string }
 
 // OVMF firmware from Debian's ovmf package.
 const ovmfCode = "/usr/share/OVMF/OVMF_CODE.fd"
@@ -83,8 +112,12 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		"-machine", "q35,accel=" + o.Accel, "-m", fmt.Sprint(o.MemoryMiB), "-smp", fmt.Sprint(o.CPUs),
 		"-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none",
 		"-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", o.Image, o.Format),
-		"-nic", "user,model=virtio-net-pci",
 	}
+	nics, err := nicArgs(o.NICs, o.Args)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, nics...)
 	for _, d := range o.Drives {
 		if _, err := os.Stat(d); err != nil {
 			return nil, fmt.Errorf("qemu: %w", err)
@@ -167,6 +200,61 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		<-exited
 		return nil, fmt.Errorf("no %q on the serial console within %s: the image did not boot\nconsole:\n%s", o.Marker, o.Timeout, tailOf())
 	}
+}
+
+// nicArgs are the -nic options of the VM's cards. Args may add no network
+// of their own: a card outside NIC would not be restricted.
+func nicArgs(nics []NIC, extra []string) ([]string, error) {
+	for _, a := range extra {
+		switch strings.TrimLeft(a, "-") {
+		case "nic", "netdev", "net":
+			return nil, fmt.Errorf("qemu: %s in Args would bypass the restricted network; use Options.NICs", a)
+		}
+	}
+	if len(nics) == 0 {
+		nics = []NIC{{}}
+	}
+	var args []string
+	for _, n := range nics {
+		opt := "user,model=virtio-net-pci,restrict=on,ipv6=off"
+		var network *net.IPNet
+		if n.Net != "" {
+			var err error
+			if _, network, err = net.ParseCIDR(n.Net); err != nil {
+				return nil, fmt.Errorf("qemu: NIC network %q: %w", n.Net, err)
+			}
+			opt += ",net=" + n.Net
+		}
+		if n.Host != "" {
+			opt += ",host=" + n.Host
+		}
+		for _, f := range n.Forwards {
+			gh, gp, err := net.SplitHostPort(f.Guest)
+			if err != nil {
+				return nil, fmt.Errorf("qemu: forward guest address %q: %w", f.Guest, err)
+			}
+			g := net.ParseIP(gh)
+			if g == nil || g.To4() == nil {
+				return nil, fmt.Errorf("qemu: forward guest address %q is not an IPv4 address", f.Guest)
+			}
+			if network != nil && !network.Contains(g) {
+				return nil, fmt.Errorf("qemu: forward guest address %s is outside the NIC's network %s", gh, n.Net)
+			}
+			hh, hp, err := net.SplitHostPort(f.Host)
+			if err != nil {
+				return nil, fmt.Errorf("qemu: forward host address %q: %w", f.Host, err)
+			}
+			if ip := net.ParseIP(hh); ip == nil || !ip.IsLoopback() {
+				return nil, fmt.Errorf("qemu: forward to %s: tests serve on the loopback only", f.Host)
+			}
+			if _, err := exec.LookPath("nc"); err != nil {
+				return nil, errors.New("qemu: forwards need nc (apt-get install netcat-openbsd)")
+			}
+			opt += fmt.Sprintf(",guestfwd=tcp:%s:%s-cmd:nc -N %s %s", gh, gp, hh, hp)
+		}
+		args = append(args, "-nic", opt)
+	}
+	return args, nil
 }
 
 func tail(s string, n int) string {
