@@ -19,7 +19,17 @@ func init() {
 	commands.Add(&cli.Command{
 		Name:    "catalogue",
 		Summary: "list, show, add artifacts and record registrations in the image catalogue",
-		Run:     runCatalogue,
+		Help: `usage: cpsimage catalogue SUBCOMMAND [-f FILE] [flags]
+
+  list                    the artifacts: name, version, kind, arch, size, MD5, registrations
+  show NAME               one artifact as JSON
+  add FILE                add or update the artifact of an image file (checksums computed)
+  set-registration NAME   record where an artifact is registered (AMI, Glance image)
+
+-f FILE is the catalogue (default ` + catalogue.DefaultPath + `).
+Run 'cpsimage catalogue SUBCOMMAND -h' for a subcommand's flags.
+`,
+		Run: runCatalogue,
 	})
 }
 

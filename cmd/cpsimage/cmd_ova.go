@@ -20,7 +20,12 @@ func init() {
 	commands.Add(&cli.Command{
 		Name:    "ova",
 		Summary: "ova inspect FILE.ova: the appliance's hardware, members and manifest check",
-		Run:     runOVA,
+		Help: `usage: cpsimage ova inspect [-json] FILE.ova
+
+Prints the appliance's virtual hardware, its members and whether the
+manifest's digests match them; -json for JSON.
+`,
+		Run: runOVA,
 	})
 	commands.Add(&cli.Command{
 		Name:    "convert",

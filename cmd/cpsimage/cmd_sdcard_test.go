@@ -56,26 +56,3 @@ func TestFlashAndResizeCLI(t *testing.T) {
 		t.Fatal("a refused card changed size")
 	}
 }
-
-func TestParseSize(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64
-		bad  bool
-	}{
-		{"31998345216", 31998345216, false},
-		{"64GB", 64_000_000_000, false},
-		{"4MiB", 4 << 20, false},
-		{"4M", 4 << 20, false},
-		{"1.5GiB", 3 << 29, false},
-		{"-1", 0, true},
-		{"GB", 0, true},
-		{"12 parsecs", 0, true},
-	}
-	for _, tc := range tests {
-		got, err := parseSize(tc.in)
-		if (err != nil) != tc.bad || (!tc.bad && got != tc.want) {
-			t.Errorf("parseSize(%q) = %d, %v; want %d (error %v)", tc.in, got, err, tc.want, tc.bad)
-		}
-	}
-}

@@ -11,9 +11,23 @@ import (
 	"syscall"
 
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/size"
 )
 
 var commands = &cli.Registry{Prog: "cpsimage"}
+
+func init() {
+	commands.AddTopic(&cli.Topic{Name: "sizes", Summary: "how sizes are written in templates and flags (GB vs GiB)", Text: size.Help})
+	commands.AddTopic(&cli.Topic{Name: "environment", Summary: "environment variables cpsimage reads", Text: `Environment variables:
+
+  CPS_CACHE          cache directory (default /var/cache/cps): downloaded Debian
+                     packages (apt/ARCH) and bootstrapped root trees (apt/trees),
+                     reused by later builds
+  CPS_NO_TREE_CACHE  set to bootstrap every tree afresh (packages are still cached)
+  SOURCE_DATE_EPOCH  every timestamp in a built image (make image sets it to the
+                     last commit's time): two builds give the same bytes
+`})
+}
 
 func main() {
 	// Ctrl-C cancels the context: builders remove temp files, registrars

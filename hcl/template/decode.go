@@ -3,9 +3,10 @@ package template
 import (
 	"fmt"
 	"math/big"
-	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/conpaas/cps/internal/size"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -100,10 +101,9 @@ func (a *attrs) integer(name string, def int) int {
 	return int(i)
 }
 
-var sizeRE = regexp.MustCompile(`^\s*([0-9]+)\s*([KMGT]i?B?|B)?\s*$`)
-
 // size reads a byte size: a number, or a string like "2GiB", "512MiB",
-// "31998345216" (binary units; "*" means "fill the rest" where allowed).
+// "32GB", "31998345216" (internal/size's rule, the same as the command
+// line's; "*" means "fill the rest" where allowed).
 func (a *attrs) size(name string, def int64, allowFill bool) (int64, bool) {
 	at, ok := a.m[name]
 	if !ok {
@@ -131,7 +131,7 @@ func (a *attrs) size(name string, def int64, allowFill bool) (int64, bool) {
 			a.errorAt(at, "Invalid size", fmt.Sprintf("%q cannot be \"*\" here; give a size such as \"2GiB\".", name))
 			return def, false
 		}
-		n, err := ParseSize(s)
+		n, err := size.Parse(s)
 		if err != nil {
 			a.errorAt(at, "Invalid size", fmt.Sprintf("%q: %s.", name, err))
 			return def, false
@@ -140,30 +140,6 @@ func (a *attrs) size(name string, def int64, allowFill bool) (int64, bool) {
 	}
 	a.errorAt(at, "Invalid size", fmt.Sprintf("%q must be a number of bytes or a string such as \"2GiB\".", name))
 	return def, false
-}
-
-// ParseSize reads "2GiB", "512M", "4MiB", "31998345216" (K, M, G, T are
-// binary multiples, as in every disk tool).
-func ParseSize(s string) (int64, error) {
-	m := sizeRE.FindStringSubmatch(s)
-	if m == nil {
-		return 0, fmt.Errorf("%q is not a size; write bytes or a number with KiB, MiB, GiB or TiB", s)
-	}
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%q: %w", s, err)
-	}
-	if m[2] != "" && m[2] != "B" {
-		shift := map[byte]uint{'K': 10, 'M': 20, 'G': 30, 'T': 40}[m[2][0]]
-		if n > (1<<62)>>shift {
-			return 0, fmt.Errorf("%q is too big", s)
-		}
-		n <<= shift
-	}
-	if n <= 0 {
-		return 0, fmt.Errorf("%q must be positive", s)
-	}
-	return n, nil
 }
 
 func (a *attrs) errorAt(at *hcl.Attribute, summary, detail string) {

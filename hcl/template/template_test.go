@@ -166,7 +166,7 @@ func TestBadInput(t *testing.T) {
 		{"wrong type", "image \"a\" {\n  kind = \"raw\"\n  checksums = 5\n}\n", Options{}, []string{"t.pkr.hcl:3:15:", "list of string required"}},
 		{"undefined variable", "image \"a\" {\n  kind = \"raw\"\n  version = var.nope\n}\n", Options{}, []string{"t.pkr.hcl:3:16:", "Unsupported attribute"}},
 		{"bad kind", "image \"a\" {\n  kind = \"iso\"\n}\n", Options{}, []string{"t.pkr.hcl:2:10:", `"kind" is "iso"`}},
-		{"bad size", "image \"a\" {\n  kind = \"raw\"\n  size = \"2 parsecs\"\n}\n", Options{}, []string{"t.pkr.hcl:3:10:", "not a size"}},
+		{"bad size", "image \"a\" {\n  kind = \"raw\"\n  size = \"2 parsecs\"\n}\n", Options{}, []string{"t.pkr.hcl:3:10:", "unknown unit"}},
 		{"missing kind", "image \"a\" {\n}\n", Options{}, []string{"t.pkr.hcl:1:11:", "Missing required argument"}},
 		{"unknown fs", "image \"a\" {\n  kind = \"raw\"\n  partition \"r\" {\n    fs = \"zfs\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:4:10:", "ext4"}},
 		{"two fills", "image \"a\" {\n  kind = \"raw\"\n  partition \"r\" {\n    fs = \"ext4\"\n  }\n  partition \"s\" {\n    fs = \"ext4\"\n  }\n}\n", Options{}, []string{"t.pkr.hcl:6:3:", "fills the rest"}},
@@ -263,16 +263,20 @@ func TestDefaultTemplate(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"512": 512, "1MiB": 1 << 20, "4M": 4 << 20, "2GiB": 2 << 30, "31998345216": 31998345216, " 3 GiB ": 3 << 30} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+// Template sizes follow internal/size's rule, as the command line does:
+// GB is decimal, G and GiB binary.
+func TestSizeUnits(t *testing.T) {
+	for in, want := range map[string]int64{`"3GB"`: 3_000_000_000, `"3G"`: 3 << 30, `"3GiB"`: 3 << 30, `1610612736`: 1610612736} {
+		p, err := load(t, "image \"a\" {\n  kind = \"raw\"\n  size = "+in+"\n}\n", Options{})
+		if err != nil {
+			t.Fatalf("size = %s: %v", in, err)
+		}
+		if got := p.Images[0].Size; got != want {
+			t.Errorf("size = %s gives %d bytes, want %d", in, got, want)
 		}
 	}
-	for _, bad := range []string{"", "-1", "1.5GiB", "2 parsecs", "0", "99999999999TiB"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) accepted", bad)
-		}
+	if _, err := load(t, "image \"a\" {\n  kind = \"raw\"\n  size = \"3 parsecs\"\n}\n", Options{}); err == nil || !strings.Contains(err.Error(), "unknown unit") {
+		t.Errorf("a bad unit: %v", err)
 	}
 }
 

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -65,14 +66,32 @@ func Code(err error) int {
 type Command struct {
 	Name    string
 	Summary string
+	// Help is the page `PROG help NAME` and `PROG NAME -h` print, for a
+	// command with subcommands; without it, the command's own flag usage
+	// (Run with "-h") is its help.
+	Help string
 	// Run gets the arguments after the subcommand name.
 	Run func(ctx context.Context, args []string) error
 }
 
-// Registry maps names to commands.
+// Topic is a help page that is not a command (e.g. size units).
+type Topic struct {
+	Name, Summary, Text string
+}
+
+// Registry maps names to commands and help topics.
 type Registry struct {
 	Prog     string
 	commands map[string]*Command
+	topics   map[string]*Topic
+}
+
+// AddTopic registers a help topic.
+func (r *Registry) AddTopic(t *Topic) {
+	if r.topics == nil {
+		r.topics = map[string]*Topic{}
+	}
+	r.topics[t.Name] = t
 }
 
 // Add registers c; called from init() in each subcommand's file.
@@ -86,35 +105,66 @@ func (r *Registry) Add(c *Command) {
 	r.commands[c.Name] = c
 }
 
-// Usage prints the command list.
+// Usage prints the command and topic lists.
 func (r *Registry) Usage(w io.Writer) {
 	fmt.Fprintf(w, "usage: %s COMMAND [flags] [args]\n\ncommands:\n", r.Prog)
-	names := make([]string, 0, len(r.commands))
-	for n := range r.commands {
+	for _, n := range sortedKeys(r.commands) {
+		fmt.Fprintf(w, "  %-12s %s\n", n, r.commands[n].Summary)
+	}
+	if len(r.topics) > 0 {
+		fmt.Fprintf(w, "\nhelp topics:\n")
+		for _, n := range sortedKeys(r.topics) {
+			fmt.Fprintf(w, "  %-12s %s\n", n, r.topics[n].Summary)
+		}
+	}
+	fmt.Fprintf(w, "\nRun '%s help COMMAND' (or '%s COMMAND -h') for the flags of a command, '%s help TOPIC' for a topic.\n", r.Prog, r.Prog, r.Prog)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, r.commands[n].Summary)
-	}
-	fmt.Fprintf(w, "\nRun '%s COMMAND -h' for the flags of a command.\n", r.Prog)
+	return names
 }
 
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
+
 // Main runs the subcommand named by args[0] and returns the exit code,
-// printing the error as one line prefixed by the program name.
+// printing the error as one line prefixed by the program name. Help asked
+// for (help, -h, --help, help TOPIC, COMMAND -h) goes to Stdout with exit
+// code 0, like git's and the AWS CLI's; usage errors go to stderr.
 func (r *Registry) Main(ctx context.Context, args []string, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		r.Usage(stderr)
-		if len(args) == 0 {
+		return ExitUsage
+	}
+	if isHelp(args[0]) || args[0] == "help" && len(args) == 1 {
+		r.Usage(Stdout)
+		return ExitOK
+	}
+	if args[0] == "help" {
+		if t, ok := r.topics[args[1]]; ok && len(args) == 2 {
+			fmt.Fprint(Stdout, strings.TrimLeft(t.Text, "\n"))
+			return ExitOK
+		}
+		if _, ok := r.commands[args[1]]; !ok || len(args) != 2 {
+			fmt.Fprintf(stderr, "%s help: no command or topic %q\n", r.Prog, strings.Join(args[1:], " "))
+			r.Usage(stderr)
 			return ExitUsage
 		}
-		return ExitOK
+		args = []string{args[1], "-h"}
 	}
 	c, ok := r.commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "%s: unknown command %q\n", r.Prog, args[0])
 		r.Usage(stderr)
 		return ExitUsage
+	}
+	if c.Help != "" && len(args) == 2 && isHelp(args[1]) {
+		fmt.Fprint(Stdout, strings.TrimLeft(c.Help, "\n"))
+		return ExitOK
 	}
 	err := c.Run(ctx, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
@@ -146,12 +196,19 @@ func NewFlagSet(prog, name, usage string) *flag.FlagSet {
 	return fs
 }
 
-// Parse parses args, turning flag errors into usage errors.
+// Parse parses args, turning flag errors into usage errors. The usage
+// that -h asks for goes to Stdout; after a bad flag, to Stderr.
 func Parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	err := fs.Parse(args)
+	fs.SetOutput(Stderr) // a command's own later fs.Usage() is an error's
+	if errors.Is(err, flag.ErrHelp) {
+		io.Copy(Stdout, &buf)
+		return err
+	}
+	io.Copy(Stderr, &buf)
+	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
 	return nil

@@ -13,9 +13,9 @@ func TestMainExitCodes(t *testing.T) {
 	r := &Registry{Prog: "cpsimage"}
 	r.Add(&Command{Name: "ok", Run: func(context.Context, []string) error { return nil }})
 	r.Add(&Command{Name: "fail", Run: func(context.Context, []string) error { return errors.New("md5 mismatch") }})
-	r.Add(&Command{Name: "usage", Run: func(_ context.Context, args []string) error {
-		fs := NewFlagSet("cpsimage", "usage", "")
-		fs.SetOutput(&bytes.Buffer{})
+	r.Add(&Command{Name: "usage", Summary: "parses flags", Run: func(_ context.Context, args []string) error {
+		fs := NewFlagSet("cpsimage", "usage", "[-n N]")
+		fs.Int("n", 1, "how many")
 		return Parse(fs, args)
 	}})
 	r.Add(&Command{Name: "canceled", Run: func(context.Context, []string) error {
@@ -24,29 +24,46 @@ func TestMainExitCodes(t *testing.T) {
 	r.Add(&Command{Name: "diag", Run: func(context.Context, []string) error {
 		return WithCode(ExitUsage, errors.New("Error: Unsupported argument\n\n  on t.hcl line 3"))
 	}})
+	r.Add(&Command{Name: "catalogue", Summary: "has subcommands", Help: "usage: cpsimage catalogue list|show NAME\n",
+		Run: func(context.Context, []string) error { return Usagef("unknown subcommand") }})
+	r.AddTopic(&Topic{Name: "sizes", Summary: "size units", Text: "\nSizes: GB is 10^9 bytes.\n"})
 	tests := []struct {
-		args     []string
-		code     int
-		contains string
+		args           []string
+		code           int
+		stdout, stderr string // what each must contain ("" = must be empty)
 	}{
-		{nil, ExitUsage, "usage: cpsimage"},
-		{[]string{"--help"}, ExitOK, "commands:"},
-		{[]string{"nope"}, ExitUsage, `unknown command "nope"`},
-		{[]string{"ok"}, ExitOK, ""},
-		{[]string{"fail"}, ExitFailure, "cpsimage fail: md5 mismatch"},
-		{[]string{"usage", "--bogus"}, ExitUsage, "flag provided but not defined"},
-		{[]string{"usage", "-h"}, ExitOK, ""},
-		{[]string{"canceled"}, ExitCanceled, "canceled"},
-		{[]string{"diag"}, ExitUsage, "Error: Unsupported argument"},
+		{nil, ExitUsage, "", "usage: cpsimage"},
+		{[]string{"--help"}, ExitOK, "commands:", ""},
+		{[]string{"-h"}, ExitOK, "help topics:\n  sizes", ""},
+		{[]string{"help"}, ExitOK, "  usage        parses flags", ""},
+		{[]string{"help", "sizes"}, ExitOK, "Sizes: GB is 10^9 bytes.", ""},
+		{[]string{"help", "usage"}, ExitOK, "usage: cpsimage usage [-n N]\n  -n int", ""},
+		{[]string{"usage", "--help"}, ExitOK, "usage: cpsimage usage [-n N]", ""},
+		{[]string{"help", "catalogue"}, ExitOK, "usage: cpsimage catalogue list|show NAME", ""},
+		{[]string{"catalogue", "-h"}, ExitOK, "usage: cpsimage catalogue list|show NAME", ""},
+		{[]string{"help", "nope"}, ExitUsage, "", `no command or topic "nope"`},
+		{[]string{"nope"}, ExitUsage, "", `unknown command "nope"`},
+		{[]string{"ok"}, ExitOK, "", ""},
+		{[]string{"fail"}, ExitFailure, "", "cpsimage fail: md5 mismatch"},
+		{[]string{"usage", "--bogus"}, ExitUsage, "", "flag provided but not defined: -bogus\nusage: cpsimage usage [-n N]"},
+		{[]string{"canceled"}, ExitCanceled, "", "canceled"},
+		{[]string{"diag"}, ExitUsage, "", "Error: Unsupported argument"},
 	}
+	oldOut, oldErr := Stdout, Stderr
+	defer func() { Stdout, Stderr = oldOut, oldErr }()
 	for _, tc := range tests {
-		var buf bytes.Buffer
-		code := r.Main(context.Background(), tc.args, &buf)
+		var out, errb bytes.Buffer
+		Stdout, Stderr = &out, &errb
+		code := r.Main(context.Background(), tc.args, &errb)
 		if code != tc.code {
-			t.Errorf("%v: code %d, want %d (%s)", tc.args, code, tc.code, buf.String())
+			t.Errorf("%v: code %d, want %d (%s%s)", tc.args, code, tc.code, out.String(), errb.String())
 		}
-		if !strings.Contains(buf.String(), tc.contains) {
-			t.Errorf("%v: output %q lacks %q", tc.args, buf.String(), tc.contains)
+		for _, c := range []struct {
+			name, got, want string
+		}{{"stdout", out.String(), tc.stdout}, {"stderr", errb.String(), tc.stderr}} {
+			if c.want == "" && c.got != "" || !strings.Contains(c.got, c.want) {
+				t.Errorf("%v: %s %q, want %q", tc.args, c.name, c.got, c.want)
+			}
 		}
 	}
 }
