@@ -147,7 +147,7 @@ func checkImage(t *testing.T, ctx context.Context, res *builders.Result, size in
 	if err != nil || sums.Get(checksum.MD5) != res.Sums.Get(checksum.MD5) {
 		t.Errorf("md5 of the file %s, builder said %s (%v)", sums.Get(checksum.MD5), res.Sums.Get(checksum.MD5), err)
 	}
-	if ps, err := verify.Structure(res.Path, plan.KindLXC); err != nil || len(ps) != 0 {
+	if _, ps, err := verify.Structure(res.Path, plan.KindLXC); err != nil || len(ps) != 0 {
 		t.Errorf("verify --structure: %v %v", ps, err)
 	}
 	if out, err := exec.Command("e2fsck", "-fn", res.Path).CombinedOutput(); err != nil {

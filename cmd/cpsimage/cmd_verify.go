@@ -105,6 +105,9 @@ func runVerify(ctx context.Context, args []string) error {
 				fmt.Fprintf(cli.Stdout, "  %s\n", rep.Mismatch)
 			}
 		}
+		for _, c := range rep.Checked {
+			fmt.Fprintf(cli.Stdout, "  checked: %s\n", c)
+		}
 		for _, p := range rep.Problems {
 			fmt.Fprintf(cli.Stdout, "  %s\n", p)
 		}

@@ -10,8 +10,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/conpaas/cps/builders/disk"
+	cfs "github.com/conpaas/cps/builders/fs"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/internal/cli"
 	"github.com/conpaas/cps/internal/testutil"
+	"github.com/conpaas/cps/plan"
 )
 
 // run runs a cpsimage command in-process and returns its exit code, stdout
@@ -199,5 +203,98 @@ func TestConvertAndOVAInspect(t *testing.T) {
 	code, out, errOut := run(t, "ova", "inspect", filepath.Join(dir, "n.ova"))
 	if code != 0 || !strings.Contains(out, "4 CPUs, 4096 MiB") || !strings.Contains(out, "NAT, HostOnly") || !strings.Contains(out, "manifest: OK") {
 		t.Errorf("inspect: %d\n%s%s", code, out, errOut)
+	}
+}
+
+// verify run from another directory finds what `cpsimage build` wrote
+// beside the image: FILE.sha256, FILE.md5, catalogue.json.
+func TestVerifyFindsSideFiles(t *testing.T) {
+	hello := "b1946ac92492d2347c6235b4d2611184" // md5 of "hello\n" (md5sum)
+	helloSHA := "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+	for _, tc := range []struct {
+		name  string
+		files map[string]string // beside conpaas.img
+		code  int
+		want  string
+	}{
+		{"md5", map[string]string{"conpaas.img.md5": hello + "  conpaas.img\n"}, 0, "OK (md5 " + hello + ", from DIR/conpaas.img.md5 line 1)"},
+		{"sha256", map[string]string{"conpaas.img.sha256": helloSHA + "  conpaas.img\n"}, 0, "OK (sha256 " + helloSHA + ", from DIR/conpaas.img.sha256 line 1)"},
+		{"sha256 first", map[string]string{"conpaas.img.sha256": helloSHA + "  conpaas.img\n", "conpaas.img.md5": "00000000000000000000000000000000  conpaas.img\n"}, 0, "from DIR/conpaas.img.sha256"},
+		{"catalogue", map[string]string{"catalogue.json": `{"schema_version":1,"artifacts":[{"name":"conpaas","version":"2.1.0","kind":"raw","file":"conpaas.img","md5":"` + hello + `"}]}`}, 0, "from catalogue DIR/catalogue.json (conpaas 2.1.0)"},
+		{"wrong md5", map[string]string{"conpaas.img.md5": "00000000000000000000000000000000  conpaas.img\n"}, 1, "but DIR/conpaas.img.md5 line 1 says 00000000000000000000000000000000"},
+		{"md5 of another file", map[string]string{"conpaas.img.md5": hello + "  other.img\n"}, 2, "DIR/conpaas.img.md5 does not list conpaas.img"},
+		{"nothing", nil, 2, "no expected checksum for DIR/conpaas.img: no conpaas.img.md5 or conpaas.img.sha256 beside it, it is not in catalogue.json or DIR/catalogue.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			img := filepath.Join(dir, "conpaas.img")
+			os.WriteFile(img, []byte("hello\n"), 0o644)
+			for n, c := range tc.files {
+				os.WriteFile(filepath.Join(dir, n), []byte(c), 0o644)
+			}
+			code, out, errOut := run(t, "verify", img)
+			want := strings.ReplaceAll(tc.want, "DIR", dir)
+			if code != tc.code || !strings.Contains(out+errOut, want) {
+				t.Errorf("exit %d (want %d), output lacks %q:\n%s%s", code, tc.code, want, out, errOut)
+			}
+		})
+	}
+}
+
+// verify --structure says what it checked, and finds a zeroed MBR boot
+// code on an image that boots under BIOS.
+func TestVerifyStructureReport(t *testing.T) {
+	testutil.RequireTool(t, "mkfs.ext4")
+	testutil.RequireTool(t, "mkfs.fat")
+	img := filepath.Join(t.TempDir(), "conpaas.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 96 << 20
+	f.Truncate(size)
+	parts := []plan.Partition{{Name: "bios", FS: "bios_grub", Size: 1 << 20}, {Name: "esp", FS: "esp", Size: 40 << 20}, {Name: "root", FS: "ext4"}}
+	if err := disk.Layout(size, 1<<20, ptable.GPT, parts); err != nil {
+		t.Fatal(err)
+	}
+	if err := disk.WriteTable(f, size, ptable.GPT, parts, "s"); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("GRUB core image"), parts[0].Start)
+	if err := cfs.MakeFAT32(t.Context(), f, parts[1].Start, parts[1].End-parts[1].Start, "", "ESP", 1, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfs.MakeExt4(t.Context(), f, parts[2].Start, parts[2].End-parts[2].Start, "", "root", disk.GUID("s", "r"), 1); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(append([]byte{0xeb, 0x63, 0x90}, []byte("GRUB Geom Hard Disk Read Error")...), 0)
+	f.Close()
+	md5file := func() {
+		out, err := exec.Command("md5sum", img).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(img+".md5", out, 0o644)
+	}
+	md5file()
+	code, out, errOut := run(t, "verify", "--structure", img)
+	for _, want := range []string{": OK (md5 ", "  checked: partition table: gpt, 3 partitions\n", "  checked: partition 1 (bios_grub, bytes 1048576-2097152): GRUB core image present\n",
+		"  checked: partition 2 (esp, ", "): FAT boot sector\n", "): ext2/3/4 superblock\n", "  checked: MBR boot code: present (GRUB boot.img)\n"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("exit %d, output lacks %q:\n%s%s", code, want, out, errOut)
+		}
+	}
+	// Without --structure: the checksum only.
+	if _, out, _ := run(t, "verify", img); strings.Contains(out, "checked:") {
+		t.Errorf("plain verify printed structure checks:\n%s", out)
+	}
+	// The boot code zeroed (and the checksum file made for those bytes).
+	f, _ = os.OpenFile(img, os.O_RDWR, 0)
+	f.WriteAt(make([]byte, 440), 0)
+	f.Close()
+	md5file()
+	code, out, errOut = run(t, "verify", "--structure", img)
+	if code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "the MBR has no boot code") {
+		t.Errorf("zeroed boot code: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -20,6 +20,7 @@ type Member struct {
 	Name     string
 	Size     int64
 	Sums     checksum.Sums
+	Checked  []string
 	Problems []string
 }
 
@@ -134,5 +135,6 @@ func streamImage(ctx context.Context, r io.Reader, name string, size int64, kind
 		}
 		pos += n
 	}
-	return &Member{Name: name, Size: size, Sums: m.Sum(), Problems: checkDisk(reg, size, kind)}, nil
+	checked, problems := checkDisk(reg, size, kind)
+	return &Member{Name: name, Size: size, Sums: m.Sum(), Checked: checked, Problems: problems}, nil
 }

@@ -20,36 +20,43 @@ const sdAlign = 4 << 20
 // Structure checks a disk image file: a readable partition table whose
 // partitions lie inside the file without overlapping, the filesystem each
 // partition's type promises (ext4 superblock, FAT boot sector, swap
-// signature), boot code for a bootable x86 image, and for kind "sdcard"
+// signature), boot code in the MBR for an image with a BIOS boot
+// partition (and some way to boot for kind "raw"), and for kind "sdcard"
 // the exact card size and 4 MiB alignment. An image of kind "lxc" is one
 // ext2/3/4 filesystem with no partition table (what Nova's LXC driver
 // mounts); with kind "" a file that has no partition table but a
 // filesystem at its start is checked as one. It returns one line per
-// problem; nil means sound.
-func Structure(path, kind string) ([]string, error) {
+// check that passed (checked) and one per problem; no problems means
+// sound.
+func Structure(path, kind string) (checked, problems []string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if st.IsDir() {
-		return nil, fmt.Errorf("%s is a directory, not an image", path)
+		return nil, nil, fmt.Errorf("%s is a directory, not an image", path)
 	}
-	return checkDisk(f, st.Size(), kind), nil
+	checked, problems = checkDisk(f, st.Size(), kind)
+	return checked, problems, nil
 }
 
-func checkDisk(r io.ReaderAt, size int64, kind string) []string {
-	var problems []string
+func checkDisk(r io.ReaderAt, size int64, kind string) (checked, problems []string) {
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	ok := func(format string, args ...any) { checked = append(checked, fmt.Sprintf(format, args...)) }
 	if kind == plan.KindLXC {
 		return checkFilesystem(r, size)
 	}
-	if kind == plan.KindSDCard && size != SDCardSize {
-		add("size is %d bytes, an SD card image must be exactly %d", size, SDCardSize)
+	if kind == plan.KindSDCard {
+		if size != SDCardSize {
+			add("size is %d bytes, an SD card image must be exactly %d", size, SDCardSize)
+		} else {
+			ok("size: %d bytes, the SD card size", size)
+		}
 	}
 	table, parts, err := readTable(r, size)
 	if err != nil && kind == "" && isExt(r, 0) {
@@ -57,12 +64,15 @@ func checkDisk(r io.ReaderAt, size int64, kind string) []string {
 	}
 	if err != nil {
 		add("partition table: %v", err)
-		return problems
+		return checked, problems
 	}
 	if len(parts) == 0 {
 		add("partition table (%s) has no partitions", table)
+	} else {
+		ok("partition table: %s, %d partitions", table, len(parts))
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].Start < parts[j].Start })
+	aligned := true
 	for i, p := range parts {
 		n := i + 1
 		if p.End > size {
@@ -74,50 +84,78 @@ func checkDisk(r io.ReaderAt, size int64, kind string) []string {
 		}
 		if kind == plan.KindSDCard && p.Start%sdAlign != 0 {
 			add("partition %d starts at byte %d, not on a 4 MiB boundary", n, p.Start)
+			aligned = false
 		}
-		if msg := signature(r, p); msg != "" {
+		if msg, what := signature(r, p); msg != "" {
 			add("partition %d (%s at byte %d): %s", n, p.FS, p.Start, msg)
+		} else {
+			ok("partition %d (%s, bytes %d-%d): %s", n, p.FS, p.Start, p.End, what)
 		}
 	}
-	if kind == plan.KindRaw {
-		code := make([]byte, 440)
-		r.ReadAt(code, 0)
-		hasESP := false
-		for _, p := range parts {
-			hasESP = hasESP || p.FS == "esp"
-		}
-		if bytes.Equal(code, make([]byte, 440)) && !hasESP {
-			add("no boot code in the MBR and no EFI system partition: the image cannot boot")
-		}
+	if kind == plan.KindSDCard && aligned && len(parts) > 0 {
+		ok("alignment: every partition starts on a 4 MiB boundary")
 	}
-	return problems
+	code := make([]byte, 440)
+	r.ReadAt(code, 0)
+	noCode := bytes.Equal(code, make([]byte, 440))
+	hasESP, hasBIOS := false, false
+	for _, p := range parts {
+		hasESP = hasESP || p.FS == "esp"
+		hasBIOS = hasBIOS || p.FS == "bios_grub"
+	}
+	switch {
+	case hasBIOS && noCode:
+		add("the MBR has no boot code (its first 440 bytes are zero) but the image has a BIOS boot partition: it cannot boot under BIOS (SeaBIOS, most clouds)")
+	case kind == plan.KindRaw && noCode && !hasESP:
+		add("no boot code in the MBR and no EFI system partition: the image cannot boot")
+	case !noCode:
+		ok("MBR boot code: present (%s)", bootCodeName(code))
+	}
+	return checked, problems
 }
 
-// signature checks the magic of the filesystem p's type promises.
-func signature(r io.ReaderAt, p plan.Partition) string {
+// bootCodeName says whose boot code the MBR holds, by the strings GRUB's
+// boot.img and SYSLINUX's mbr.bin carry.
+func bootCodeName(code []byte) string {
+	switch {
+	case bytes.Contains(code, []byte("GRUB")):
+		return "GRUB boot.img"
+	case bytes.Contains(code, []byte("Missing operating system")):
+		return "SYSLINUX or MS-DOS style"
+	}
+	return "not recognised"
+}
+
+// signature checks the magic of the filesystem p's type promises: a
+// problem, or what was found.
+func signature(r io.ReaderAt, p plan.Partition) (problem, found string) {
 	buf := make([]byte, 4096)
 	if _, err := r.ReadAt(buf, p.Start); err != nil && err != io.EOF {
-		return fmt.Sprintf("cannot read: %v", err)
+		return fmt.Sprintf("cannot read: %v", err), ""
 	}
 	switch p.FS {
 	case "ext4":
 		if binary.LittleEndian.Uint16(buf[1080:]) != 0xEF53 {
-			return "no ext2/3/4 superblock (magic 0xEF53 at offset 1080)"
+			return "no ext2/3/4 superblock (magic 0xEF53 at offset 1080)", ""
 		}
+		return "", "ext2/3/4 superblock"
 	case "vfat", "esp":
 		if buf[510] != 0x55 || buf[511] != 0xAA || (!bytes.HasPrefix(buf[82:], []byte("FAT32")) && !bytes.HasPrefix(buf[54:], []byte("FAT1"))) {
-			return "no FAT boot sector"
+			return "no FAT boot sector", ""
 		}
+		return "", "FAT boot sector"
 	case "swap":
 		if !bytes.Equal(buf[4086:4096], []byte("SWAPSPACE2")) {
-			return "no swap signature (SWAPSPACE2)"
+			return "no swap signature (SWAPSPACE2)", ""
 		}
+		return "", "swap signature"
 	case "bios_grub":
 		if bytes.Equal(buf[:512], make([]byte, 512)) {
-			return "empty: no GRUB core image"
+			return "empty: no GRUB core image", ""
 		}
+		return "", "GRUB core image present"
 	}
-	return ""
+	return "", "not checked (no known signature)"
 }
 
 // readTable reads the partition table through a temporary sparse file of
@@ -162,16 +200,16 @@ func isExt(r io.ReaderAt, off int64) bool {
 // checkFilesystem checks a filesystem image (kind lxc): an ext2/3/4
 // superblock at 1024 whose block count fits the file, and no partition
 // table (a whole disk would not mount as a container's root).
-func checkFilesystem(r io.ReaderAt, size int64) []string {
+func checkFilesystem(r io.ReaderAt, size int64) (checked, problems []string) {
 	sb := make([]byte, 1024)
 	if _, err := r.ReadAt(sb, 1024); err != nil {
-		return []string{fmt.Sprintf("cannot read the superblock: %v (a filesystem image is at least 2 KiB)", err)}
+		return nil, []string{fmt.Sprintf("cannot read the superblock: %v (a filesystem image is at least 2 KiB)", err)}
 	}
 	if binary.LittleEndian.Uint16(sb[56:]) != 0xEF53 {
 		if _, _, err := readTable(r, size); err == nil {
-			return []string{"this is a partitioned disk, not a filesystem image: Nova's LXC driver mounts the whole image as the container's root, so an LXC image must be one ext4 filesystem (build it with kind = \"lxc\")"}
+			return nil, []string{"this is a partitioned disk, not a filesystem image: Nova's LXC driver mounts the whole image as the container's root, so an LXC image must be one ext4 filesystem (build it with kind = \"lxc\")"}
 		}
-		return []string{"no ext2/3/4 superblock (magic 0xEF53 at offset 1080): not a filesystem image"}
+		return nil, []string{"no ext2/3/4 superblock (magic 0xEF53 at offset 1080): not a filesystem image"}
 	}
 	// s_blocks_count_lo, s_log_block_size, and s_blocks_count_hi when the
 	// 64bit feature (INCOMPAT 0x80) is on.
@@ -181,10 +219,10 @@ func checkFilesystem(r io.ReaderAt, size int64) []string {
 	}
 	logBS := binary.LittleEndian.Uint32(sb[24:])
 	if logBS > 6 {
-		return []string{fmt.Sprintf("superblock: block size 2^%d KiB is not a valid ext block size (corrupt superblock)", logBS)}
+		return nil, []string{fmt.Sprintf("superblock: block size 2^%d KiB is not a valid ext block size (corrupt superblock)", logBS)}
 	}
 	if fsSize := blocks * (1024 << logBS); fsSize > uint64(size) {
-		return []string{fmt.Sprintf("the filesystem is %d bytes but the file only %d (truncated download?)", fsSize, size)}
+		return nil, []string{fmt.Sprintf("the filesystem is %d bytes but the file only %d (truncated download?)", fsSize, size)}
 	}
-	return nil
+	return []string{fmt.Sprintf("filesystem image: ext2/3/4 superblock, %d blocks of %d bytes, within the file", blocks, 1024<<logBS)}, nil
 }

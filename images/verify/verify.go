@@ -42,13 +42,17 @@ type Report struct {
 	Mismatch string            `json:"mismatch,omitempty"`
 	Kind     string            `json:"kind,omitempty"`
 	Release  string            `json:"release,omitempty"`
+	Checked  []string          `json:"checked,omitempty"` // what --structure or --deep checked and found sound
 	Problems []string          `json:"problems,omitempty"`
 	Members  []Member          `json:"members,omitempty"`
 }
 
-// Lookup finds the expected value for path: --md5, then the catalogue (by
-// file name), then the published releases (by file name). It also returns
-// the kind of image the source says the file is ("" if unknown).
+// Lookup finds the expected value for path: --md5; then the catalogue
+// named by opt.Catalogue; then what `cpsimage build` writes beside an
+// image: FILE.sha256 or FILE.md5 (md5sum format), then catalogue.json in
+// the file's directory; then the published releases (by file name). It
+// also returns the kind of image the source says the file is ("" if
+// unknown).
 func Lookup(path string, opt Options) (*Expected, string, string, error) {
 	if opt.MD5 != "" {
 		h := strings.ToLower(strings.TrimSpace(opt.MD5))
@@ -58,22 +62,78 @@ func Lookup(path string, opt Options) (*Expected, string, string, error) {
 		return &Expected{checksum.MD5, h, "--md5"}, "", "", nil
 	}
 	if opt.Catalogue != "" {
-		c, err := catalogue.Load(opt.Catalogue)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, "", "", err
+		exp, kind, err := inCatalogue(opt.Catalogue, path)
+		if err != nil || exp != nil {
+			return exp, kind, "", err
 		}
-		if c != nil {
-			for _, a := range c.Artifacts {
-				if filepath.Base(a.File) == filepath.Base(path) && a.MD5 != "" {
-					return &Expected{checksum.MD5, a.MD5, "catalogue " + opt.Catalogue + " (" + a.Name + " " + a.Version + ")"}, a.Kind, "", nil
-				}
-			}
-		}
+	}
+	besideCat := filepath.Join(filepath.Dir(path), "catalogue.json")
+	catExp, kind, err := inCatalogue(besideCat, path)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if exp, err := inSideFile(path); err != nil || exp != nil {
+		return exp, kind, "", err
+	}
+	if catExp != nil {
+		return catExp, kind, "", nil
 	}
 	if r := releases.ByFile(path); r != nil {
 		return &Expected{checksum.MD5, r.MD5, "published ConPaaS " + r.Release + ": " + r.What}, r.Kind, r.Release, nil
 	}
-	return nil, "", "", fmt.Errorf("%w for %s: it is not in the catalogue nor a published ConPaaS file name; pass --md5 HEX or -c FILE.md5", ErrNoExpected, filepath.Base(path))
+	return nil, "", "", fmt.Errorf("%w for %s: no %s.md5 or %s.sha256 beside it, it is not in %s nor a published ConPaaS file name; pass --md5 HEX or -c FILE.md5",
+		ErrNoExpected, path, filepath.Base(path), filepath.Base(path), catalogues(opt.Catalogue, besideCat))
+}
+
+// catalogues names the catalogues Lookup read, for its error.
+func catalogues(a, b string) string {
+	if a == "" || filepath.Clean(a) == filepath.Clean(b) {
+		return b
+	}
+	return a + " or " + b
+}
+
+// inCatalogue looks path up by file name in the catalogue at catPath (nil
+// when there is no such catalogue or entry).
+func inCatalogue(catPath, path string) (*Expected, string, error) {
+	c, err := catalogue.Load(catPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	for _, a := range c.Artifacts {
+		if filepath.Base(a.File) == filepath.Base(path) && a.MD5 != "" {
+			return &Expected{checksum.MD5, a.MD5, "catalogue " + catPath + " (" + a.Name + " " + a.Version + ")"}, a.Kind, nil
+		}
+	}
+	return nil, "", nil
+}
+
+// inSideFile reads PATH.sha256, else PATH.md5 (nil when neither exists).
+func inSideFile(path string) (*Expected, error) {
+	for _, ext := range []string{".sha256", ".md5"} {
+		f, err := os.Open(path + ext)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		entries, _, err := ParseSumFile(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path+ext, err)
+		}
+		for _, e := range entries {
+			if filepath.Base(e.File) == filepath.Base(path) {
+				return &Expected{e.Algo, e.Hex, fmt.Sprintf("%s line %d", path+ext, e.Line)}, nil
+			}
+		}
+		return nil, fmt.Errorf("%s does not list %s; pass --md5 HEX or -c SUMFILE", path+ext, filepath.Base(path))
+	}
+	return nil, nil
 }
 
 // File verifies path against exp (from Lookup, or a checksum file entry).
@@ -111,6 +171,9 @@ func File(ctx context.Context, path string, exp *Expected, kind string, opt Opti
 		}
 		rep.Members = ms
 		for _, m := range ms {
+			for _, c := range m.Checked {
+				rep.Checked = append(rep.Checked, m.Name+": "+c)
+			}
 			for _, p := range m.Problems {
 				rep.Problems = append(rep.Problems, m.Name+": "+p)
 			}
@@ -121,12 +184,15 @@ func File(ctx context.Context, path string, exp *Expected, kind string, opt Opti
 			return nil, err
 		}
 		rep.Problems = ps
+		if len(ps) == 0 {
+			rep.Checked = []string{"OVA: the descriptor (OVF) and the manifest's digest of every member"}
+		}
 	case (opt.Structure || opt.Deep) && !isArchive:
-		ps, err := Structure(path, kind)
+		checked, ps, err := Structure(path, kind)
 		if err != nil {
 			return nil, err
 		}
-		rep.Problems = ps
+		rep.Checked, rep.Problems = checked, ps
 	}
 	if len(rep.Problems) > 0 {
 		rep.OK = false

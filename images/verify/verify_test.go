@@ -117,8 +117,16 @@ func makeImage(t *testing.T, table string, align int64, size int64) (string, []p
 
 func TestStructure(t *testing.T) {
 	img, parts := makeImage(t, ptable.GPT, 1<<20, 128<<20)
-	if ps, err := Structure(img, plan.KindRaw); err != nil || len(ps) != 0 {
+	checked, ps, err := Structure(img, plan.KindRaw)
+	if err != nil || len(ps) != 0 {
 		t.Fatalf("sound image: %v %v", ps, err)
+	}
+	// What was checked, one line each.
+	for _, want := range []string{"partition table: gpt, 4 partitions", "partition 1 (bios_grub, bytes 1048576-", "GRUB core image present",
+		"FAT boot sector", "ext2/3/4 superblock", "swap signature", "MBR boot code: present"} {
+		if !strings.Contains(strings.Join(checked, "\n"), want) {
+			t.Errorf("checked lines lack %q:\n%s", want, strings.Join(checked, "\n"))
+		}
 	}
 	// Each corruption is one line naming what and where.
 	cases := []struct {
@@ -131,6 +139,7 @@ func TestStructure(t *testing.T) {
 		{"swap signature wiped", func(f *os.File) { f.WriteAt(make([]byte, 10), parts[3].Start+4086) }, "no swap signature"},
 		{"truncated download", func(f *os.File) { f.Truncate(100 << 20) }, "past the end"},
 		{"table wiped", func(f *os.File) { f.WriteAt(make([]byte, 32<<10), 0); f.WriteAt(make([]byte, 32<<10), 128<<20-32<<10) }, "partition table"},
+		{"MBR boot code zeroed", func(f *os.File) { f.WriteAt(make([]byte, 440), 0) }, "the MBR has no boot code"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,7 +148,7 @@ func TestStructure(t *testing.T) {
 			f, _ := os.OpenFile(cp, os.O_RDWR, 0)
 			tc.damage(f)
 			f.Close()
-			ps, err := Structure(cp, plan.KindRaw)
+			_, ps, err := Structure(cp, plan.KindRaw)
 			if err != nil || !strings.Contains(strings.Join(ps, "\n"), tc.want) {
 				t.Errorf("problems %q (%v), want one containing %q", ps, err, tc.want)
 			}
@@ -178,12 +187,15 @@ func TestStructureLXC(t *testing.T) {
 		{"garbage, kind unknown", garbage, "", "partition table"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ps, err := Structure(tc.path, tc.kind)
+			checked, ps, err := Structure(tc.path, tc.kind)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got := strings.Join(ps, "\n"); (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
 				t.Errorf("problems %q, want %q", got, tc.want)
+			}
+			if tc.want == "" && (len(checked) != 1 || !strings.Contains(checked[0], "filesystem image: ext2/3/4 superblock, 16384 blocks of 4096 bytes")) {
+				t.Errorf("checked %q", checked)
 			}
 		})
 	}
@@ -191,12 +203,16 @@ func TestStructureLXC(t *testing.T) {
 
 func TestStructureSDCard(t *testing.T) {
 	img, _ := makeImage(t, ptable.MBR, 4<<20, SDCardSize)
-	if ps, err := Structure(img, plan.KindSDCard); err != nil || len(ps) != 0 {
+	checked, ps, err := Structure(img, plan.KindSDCard)
+	if err != nil || len(ps) != 0 {
 		t.Fatalf("sound card image: %v %v", ps, err)
+	}
+	if c := strings.Join(checked, "\n"); !strings.Contains(c, "size: 31998345216 bytes") || !strings.Contains(c, "4 MiB boundary") {
+		t.Errorf("checked lines:\n%s", c)
 	}
 	// Misaligned: the same layout at 1 MiB alignment, and a wrong size.
 	bad, _ := makeImage(t, ptable.MBR, 1<<20, 64<<20+SDCardSize%(1<<20))
-	ps, _ := Structure(bad, plan.KindSDCard)
+	_, ps, _ = Structure(bad, plan.KindSDCard)
 	joined := strings.Join(ps, "\n")
 	if !strings.Contains(joined, "exactly 31998345216") || !strings.Contains(joined, "not on a 4 MiB boundary") {
 		t.Errorf("problems = %q", ps)
