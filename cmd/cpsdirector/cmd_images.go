@@ -30,6 +30,9 @@ func runImages(ctx context.Context, args []string) error {
 		fmt.Fprintln(cli.Stdout, string(b))
 		return rerr
 	}
+	if len(list) == 0 {
+		return rerr
+	}
 	tw := tabwriter.NewWriter(cli.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLOUD\tDRIVER\tREGION\tARCH\tIMAGE\tSOURCE\tVERSION")
 	for _, c := range list {

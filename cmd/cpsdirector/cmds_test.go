@@ -69,7 +69,7 @@ func TestStartupErrors(t *testing.T) {
 		}
 	}
 	_, stderr, code := run(t, "", "serve", "--config", filepath.Join(dir, "missing.cfg"))
-	if code != 2 || !strings.Contains(stderr, "does not exist") {
+	if code != 2 || !strings.Contains(stderr, filepath.Join(dir, "missing.cfg")+" does not exist: copy the example cmd/cpsdirector/director.cfg.example of the cps source tree there") {
 		t.Errorf("missing config: %d %s", code, stderr)
 	}
 }
@@ -118,6 +118,14 @@ func TestCertsReissueAndImages(t *testing.T) {
 	out, stderr, code := run(t, "", "images", "--config", e.cfg)
 	if code != 0 || !regexp.MustCompile(`iaas\s+openstack\s+RegionOne\s+amd64\s+5f1c6d2e-glance-conpaas\s+catalogue:conpaas\s+2.1.0`).MatchString(out) {
 		t.Fatalf("images: %d %s %s", code, out, stderr)
+	}
+	// An empty catalogue: the error names it; the table lists only the
+	// clouds that resolved.
+	cat := filepath.Join(e.dir, "catalogue.json")
+	os.WriteFile(cat, []byte(`{"schema_version":1,"artifacts":[]}`), 0o644)
+	out, stderr, code = run(t, "", "images", "--config", e.cfg)
+	if code != 2 || strings.Contains(out, "iaas") || !strings.Contains(stderr, "catalogue "+cat+": cloud iaas: IMAGE = catalogue:conpaas but the catalogue is empty") {
+		t.Errorf("images with an empty catalogue: exit %d, stdout %q, stderr %s", code, out, stderr)
 	}
 }
 

@@ -40,6 +40,9 @@ func resolveImages(cfg *config.Config) (map[string]imagesel.Choice, []imagesel.C
 	}
 	list, err := imagesel.ResolveAll(cat, cfg)
 	if err != nil {
+		if cat != nil {
+			err = fmt.Errorf("catalogue %s: %w", cfg.CataloguePath, err)
+		}
 		return nil, list, cli.WithCode(cli.ExitUsage, err)
 	}
 	m := map[string]imagesel.Choice{}

@@ -191,7 +191,7 @@ func keyset(ks ...string) map[string]bool {
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s does not exist: copy director.cfg.example there and edit it, or pass --config", path)
+		return nil, fmt.Errorf("%s does not exist: copy the example cmd/cpsdirector/director.cfg.example of the cps source tree there and edit it, or pass --config FILE", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
