@@ -33,6 +33,14 @@ type fakeVMs struct {
 	mu       sync.Mutex
 	calls    []string // "manager METHOD" / "agent METHOD"
 	services int
+	down     bool // the managers and agents do not answer yet
+}
+
+// setDown makes the managers and agents unavailable (still booting).
+func (f *fakeVMs) setDown(d bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = d
 }
 
 func newFakeVMs(t *testing.T, e *env) *fakeVMs {
@@ -115,6 +123,13 @@ func (f *fakeVMs) cert(role string) (*tls.Certificate, []byte, bool) {
 }
 
 func (f *fakeVMs) serve(role string, w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	down := f.down
+	f.mu.Unlock()
+	if down {
+		http.Error(w, "booting", http.StatusServiceUnavailable)
+		return
+	}
 	// The director presents its own certificate, role frontend; a
 	// manager also takes its user's (server.py _conpaas_callback_manager).
 	if len(r.TLS.PeerCertificates) == 0 {

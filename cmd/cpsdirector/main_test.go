@@ -130,7 +130,8 @@ func testTarball(t *testing.T) []byte {
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
-	body := "#!/bin/sh\necho fake ConPaaS manager\n"
+	// It records how it was started, next to sbin/ (TestManagerContextRuns).
+	body := "#!/bin/sh\necho \"$*\" > \"$(dirname \"$0\")/../../started\"\n"
 	tw.WriteHeader(&tar.Header{Name: "ConPaaS/sbin/manager/default-cpsmanager", Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg})
 	tw.Write([]byte(body))
 	tw.Close()

@@ -23,6 +23,7 @@ import (
 
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/certs"
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/db"
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/names"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -158,7 +159,7 @@ func (c *Checker) Hash(ctx context.Context, pw string) (string, error) {
 // bcrypt work as a known one, so timing does not reveal which names exist.
 // An original MD5 hash that matches is replaced by a bcrypt one.
 func (c *Checker) Login(ctx context.Context, username, password string) (*db.User, error) {
-	u, err := c.DB.UserByName(ctx, username)
+	u, err := c.DB.UserByName(ctx, names.Normalize(username))
 	if errors.Is(err, db.ErrNotFound) {
 		c.dummyOnce.Do(func() { c.dummy, _ = bcrypt.GenerateFromPassword([]byte("not a password at all"), Cost) })
 		if err := c.bcrypt(ctx, c.dummy, []byte(password)); errors.Is(err, ErrBusy) {

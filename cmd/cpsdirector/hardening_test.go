@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The password routes are rate-limited per address: a burst of wrong
+// passwords from one address is cut off (429) instead of each costing a
+// bcrypt check.
+func TestLoginRateLimit(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.start()
+	newUserWithCerts(t, e, "alice", 1)
+	var mu sync.Mutex
+	codes := map[string]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		route := []string{"/login", "/getcerts"}[i%2]
+		go func() {
+			defer wg.Done()
+			r := e.login("alice", "wrong").call("POST", route, nil)
+			mu.Lock()
+			codes[fmt.Sprint(route, " ", r.code)]++
+			if r.code == 429 && (r.ct != ctJSON || !strings.Contains(string(r.body), "Too many requests")) {
+				t.Errorf("429 answer: %q %s", r.ct, r.body)
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	// Burst 10, then 2 per second: most of the 40 are cut off.
+	if codes["/login 429"]+codes["/getcerts 429"] < 20 || codes["/login 429"] == 0 || codes["/getcerts 429"] == 0 {
+		t.Fatalf("answers by route and status: %v", codes)
+	}
+}
+
+// A cloud's error text goes to the log, not to the user.
+func TestCloudErrorsStayInTheLog(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.start()
+	alice := newUserWithCerts(t, e, "alice", 5)
+	ids := createApps(t, alice, 1)
+	// The image disappears from Glance: Nova refuses the server.
+	e.nova.DeleteImage("5f1c6d2e-glance-conpaas")
+	exact(t, "startapp", alice.call("POST", "/startapp/"+ids[0], nil), 200, ctJSON, "{}")
+	waitFor(t, 30*time.Second, "the application to fail", func() bool { return apps(t, alice)[ids[0]] == "ERROR" })
+	if !strings.Contains(e.stderr.String(), "Image 5f1c6d2e-glance-conpaas could not be found") {
+		t.Fatalf("the cloud's error is not in the log:\n%s", e.stderr)
+	}
+	for _, p := range []string{"/listapp", "/list_resources", "/user_config"} {
+		if b := alice.call("GET", p, nil).body; strings.Contains(string(b), "could not be found") {
+			t.Fatalf("%s shows the cloud's error: %s", p, b)
+		}
+	}
+	// The credit of the failed start came back.
+	exact(t, "credit", alice.call("GET", "/user_credit", nil), 200, ctText, "5")
+	// A manager's volume on a cloud without Cinder: the answer says see the log.
+	e.nova.AddImage("5f1c6d2e-glance-conpaas", "")
+	ids = createApps(t, alice, 1)
+	alice.call("POST", "/startapp/"+ids[0], nil)
+	waitFor(t, 90*time.Second, "the manager", func() bool { return apps(t, alice)[ids[0]] == "RUNNING" })
+	var vm string
+	for _, v := range e.nova.Servers() {
+		if !v.Deleted {
+			vm = v.ID
+		}
+	}
+	r := httpsPost(t, e.vms.managerClient(), e.url+"/create_volume", [][2]string{{"size", "1024"}, {"name", "v"}, {"vm_id", vm}, {"cloud", "default"}}, nil)
+	exact(t, "create_volume", r, 200, ctJSON, jsonifyErr("creating the volume failed (see the director's log)"))
+	if !strings.Contains(e.stderr.String(), "Cinder") {
+		t.Fatalf("the cloud's error is not in the log")
+	}
+}
+
+// User names are stored NFC: a name typed decomposed logs in as the
+// precomposed one, and the two are one account.
+func TestUsernamesNFC(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.start()
+	anon := e.login("", "")
+	r := anon.call("POST", "/new_user", url.Values{"username": {"cafe\u0301"}, "email": {"c@x"}, "password": {"cafe-password"}, "credit": {"1"}})
+	if !strings.Contains(string(r.body), `"username": "caf\u00e9"`) {
+		t.Fatalf("new_user: %s", r.body)
+	}
+	if r := e.login("café", "cafe-password").call("POST", "/login", nil); !strings.Contains(string(r.body), `"uid"`) {
+		t.Fatalf("precomposed login: %s", r.body)
+	}
+	if r := e.login("cafe\u0301", "cafe-password").call("POST", "/login", nil); !strings.Contains(string(r.body), `"uid"`) {
+		t.Fatalf("decomposed login: %s", r.body)
+	}
+	exact(t, "same name again", anon.call("POST", "/new_user", url.Values{"username": {"café"}, "email": {"d@x"}, "password": {"cafe-password"}, "credit": {"1"}}),
+		200, ctJSON, jsonifyErr(`Username 'caf\u00e9' is already taken`))
+}
