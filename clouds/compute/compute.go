@@ -72,6 +72,12 @@ type Instance struct {
 	Tags                map[string]string
 }
 
+// Running reports a VM the cloud says is up (EC2 running, Nova ACTIVE).
+func (i Instance) Running() bool {
+	s := strings.ToLower(i.State)
+	return s == "running" || s == "active"
+}
+
 // Failed reports a VM that will never run.
 func (i Instance) Failed() bool {
 	switch strings.ToLower(i.State) {

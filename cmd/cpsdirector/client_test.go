@@ -16,6 +16,7 @@ import (
 // real director: a script written for cps-tools works with
 // `cpsdirector client` in its place.
 func TestClient(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	e.start()
 	home := t.TempDir()

@@ -14,6 +14,7 @@ import (
 )
 
 func TestStartupErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	cfg, _ := os.ReadFile(e.cfg)
 	for _, tc := range []struct {
@@ -75,6 +76,7 @@ func TestStartupErrors(t *testing.T) {
 }
 
 func TestCertsReissueAndImages(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	caBefore, _ := os.ReadFile(filepath.Join(e.dir, "certs", "ca_cert.pem"))
 	// The CA and director certificate have the original's subjects: CN=CA
@@ -130,6 +132,7 @@ func TestCertsReissueAndImages(t *testing.T) {
 }
 
 func TestAddUser(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	for _, c := range []struct {
 		stdin, user string

@@ -56,6 +56,7 @@ func originalCerts(t *testing.T, certDir, host string) (userCert, userKey string
 // lets old users log in with their passwords (upgrading the MD5 hashes)
 // and their certificates, until a reset or deletion revokes them.
 func TestOriginalInstallation(t *testing.T) {
+	t.Parallel()
 	e := newEnvNoCerts(t)
 	userCert, userKey := originalCerts(t, filepath.Join(e.dir, "certs"), "127.0.0.1")
 	caBefore, _ := os.ReadFile(filepath.Join(e.dir, "certs", "ca_cert.pem"))
@@ -158,6 +159,7 @@ func newEnvNoCerts(t *testing.T) *env {
 // cpsconf.py appended it), start the director. The only additions are
 // ENDPOINT and AUTH_URL, which point the clouds at the test's fakes.
 func TestOriginalConfigs(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	port := e.port
 	example := fmt.Sprintf(`[conpaas]

@@ -138,6 +138,7 @@ const (
 func jsonifyErr(msg string) string { return "{\n  \"error\": \"" + msg + "\"\n}" }
 
 func TestProtocolSQLite(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	e.start()
 	lifecycle(t, e)
@@ -505,12 +506,14 @@ func makeCSR(t *testing.T, uid, aid, role string) string {
 // The same life cycle with DATABASE_URI naming a real MariaDB server, and
 // a real PostgreSQL server, each started by the test on 127.0.0.1.
 func TestProtocolMariaDB(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{dbURI: dbtest.MariaDB(t)})
 	e.start()
 	lifecycle(t, e)
 }
 
 func TestProtocolPostgreSQL(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{dbURI: dbtest.PostgreSQL(t)})
 	e.start()
 	lifecycle(t, e)

@@ -21,6 +21,7 @@ import (
 // moved into a directory of the test, and the metadata service is one
 // the test serves.
 func TestManagerContextRuns(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	e.start()
 	alice := newUserWithCerts(t, e, "alice", 5)

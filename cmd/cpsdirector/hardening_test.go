@@ -13,6 +13,7 @@ import (
 // passwords from one address is cut off (429) instead of each costing a
 // bcrypt check.
 func TestLoginRateLimit(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	e.start()
 	newUserWithCerts(t, e, "alice", 1)
@@ -42,6 +43,7 @@ func TestLoginRateLimit(t *testing.T) {
 
 // A cloud's error text goes to the log, not to the user.
 func TestCloudErrorsStayInTheLog(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	e.start()
 	alice := newUserWithCerts(t, e, "alice", 5)
@@ -81,6 +83,7 @@ func TestCloudErrorsStayInTheLog(t *testing.T) {
 // User names are stored NFC: a name typed decomposed logs in as the
 // precomposed one, and the two are one account.
 func TestUsernamesNFC(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	e.start()
 	anon := e.login("", "")

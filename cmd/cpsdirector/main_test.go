@@ -142,6 +142,7 @@ func testTarball(t *testing.T) []byte {
 // envOpts tunes newEnv.
 type envOpts struct {
 	dbURI string // DATABASE_URI; default sqlite:////DIR/director.db
+	iaas  string // appended to [iaas]
 	extra string // appended to [director]
 }
 
@@ -190,6 +191,7 @@ SIZE_ID = m1.small
 SECURITY_GROUP_NAME = conpaas
 KEY_NAME = conpaas-key
 OTHER_CLOUDS = aws
+%[12]s
 
 [aws]
 DRIVER = ec2
@@ -212,7 +214,7 @@ MANAGER_PORT = %[9]d
 AGENT_PORT = %[10]d
 NODE_TIMEOUT = 60s
 %[11]s
-`, e.dir, e.nova.AuthURL(), e.ec2.AccessKey, e.ec2.Secret, e.ec2.URL, e.dbURI, e.url, e.port, e.vms.managerPort, e.vms.agentPort, o.extra)
+`, e.dir, e.nova.AuthURL(), e.ec2.AccessKey, e.ec2.Secret, e.ec2.URL, e.dbURI, e.url, e.port, e.vms.managerPort, e.vms.agentPort, o.extra, o.iaas)
 	e.cfg = filepath.Join(e.dir, "director.cfg")
 	os.WriteFile(e.cfg, []byte(cfg), 0o600)
 	if o, er, code := run(t, "", "certs", "--config", e.cfg); code != 0 {
@@ -256,6 +258,9 @@ func (e *env) start(args ...string) {
 	cmd := e.cmd
 	go func() { cmd.Wait(); pw.Close(); close(done) }()
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("director's log:\n%s", e.stderr)
+		}
 		cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-done:

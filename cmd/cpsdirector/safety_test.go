@@ -59,6 +59,7 @@ func apps(t *testing.T, c *pclient) map[string]string {
 // user without credit. (The original checked credit > 0 and charged after
 // the VM existed: all 20 would start.)
 func TestCreditConcurrentStarts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	e.start()
 	alice := newUserWithCerts(t, e, "alice", 5)
@@ -105,6 +106,7 @@ func TestCreditConcurrentStarts(t *testing.T) {
 // it did not see finish (found by their tag) and adopts the managers that
 // were booting.
 func TestCrashDuringStarts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	e.start()
 	alice := newUserWithCerts(t, e, "alice", 20)

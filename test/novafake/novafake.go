@@ -30,6 +30,10 @@ type Server struct {
 	// create answer back after the server exists, as a slow API would.
 	FloatingIP  string
 	CreateDelay time.Duration
+	// NoAutoFloatingIP makes servers get a floating address only when one
+	// is associated through Neutron (neutron.go), as Neutron behaves.
+	NoAutoFloatingIP bool
+	neutron          neutron
 
 	ts *httptest.Server
 
@@ -67,6 +71,7 @@ type VM struct {
 	SecurityGroups []string
 	UserData       []byte // decoded
 	Metadata       map[string]string
+	Networks       []string // the networks' UUIDs it was created on
 	Deleted        bool
 	gets           int
 }
@@ -181,6 +186,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}})
 		return
 	}
+	if r.Method == http.MethodGet && (p == "/network/" || p == "/network") {
+		reply(w, 200, map[string]any{"versions": []map[string]any{
+			{"id": "v2.0", "status": "CURRENT", "links": []map[string]any{{"rel": "self", "href": s.URL + "/network/v2.0/"}}},
+		}})
+		return
+	}
 	if r.Method == http.MethodPost && p == "/v3/auth/tokens" {
 		s.token(w, r)
 		return
@@ -195,6 +206,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(p, "/compute/v2.1/"):
 		s.nova(w, r, strings.TrimPrefix(p, "/compute/v2.1"))
+	case strings.HasPrefix(p, "/network/v2.0/"):
+		s.serveNeutron(w, r, strings.TrimPrefix(p, "/network/v2.0"))
 	case strings.HasPrefix(p, "/image/v2/images/") && r.Method == http.MethodGet:
 		id := strings.TrimPrefix(p, "/image/v2/images/")
 		s.mu.Lock()
@@ -274,6 +287,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			ep("identity", "keystone", s.URL+"/v3"),
 			ep("compute", "nova", s.URL+"/compute/v2.1"),
 			ep("image", "glance", s.URL+"/image"),
+			ep("network", "neutron", s.URL+"/network"),
 		},
 	}})
 }
@@ -316,6 +330,12 @@ func (s *Server) nova(w http.ResponseWriter, r *http.Request, p string) {
 			reply(w, 200, map[string]any{"server": s.serverJSON(v, status)})
 		case http.MethodDelete:
 			v.Deleted = true
+			// Neutron disassociates the floating IPs of a deleted port.
+			for _, f := range s.neutron.fips {
+				if f.PortID == "port-"+v.ID {
+					f.PortID = ""
+				}
+			}
 			w.WriteHeader(204)
 		default:
 			fault(w, 405, "method not allowed")
@@ -375,14 +395,18 @@ func (s *Server) serverJSON(v *VM, status string) map[string]any {
 	if s.FloatingIP != "" {
 		fip = s.FloatingIP
 	}
+	addrs := []map[string]any{{"addr": s.fixedIP(v.ID), "version": 4, "OS-EXT-IPS:type": "fixed"}}
+	if s.NoAutoFloatingIP {
+		fip = s.neutron.floatingOf(v.ID)
+	}
+	if fip != "" {
+		addrs = append(addrs, map[string]any{"addr": fip, "version": 4, "OS-EXT-IPS:type": "floating"})
+	}
 	return map[string]any{
 		"id": v.ID, "name": v.Name, "status": status, "key_name": v.KeyName, "metadata": v.Metadata,
 		"image": map[string]any{"id": v.ImageRef}, "flavor": map[string]any{"id": v.FlavorRef},
-		"addresses": map[string]any{"public": []map[string]any{
-			{"addr": "10.0.0." + strings.TrimPrefix(v.ID, "srv-"), "version": 4, "OS-EXT-IPS:type": "fixed"},
-			{"addr": fip, "version": 4, "OS-EXT-IPS:type": "floating"},
-		}},
-		"created": "2024-01-01T00:00:00Z", "updated": "2024-01-01T00:00:00Z", "tenant_id": "p1", "user_id": "u1",
+		"addresses": map[string]any{"public": addrs},
+		"created":   "2024-01-01T00:00:00Z", "updated": "2024-01-01T00:00:00Z", "tenant_id": "p1", "user_id": "u1",
 	}
 }
 
@@ -398,6 +422,7 @@ func (s *Server) createServer(w http.ResponseWriter, r *http.Request) {
 			UserData       *string             `json:"user_data"`
 			SecurityGroups []map[string]string `json:"security_groups"`
 			Metadata       map[string]string   `json:"metadata"`
+			Networks       []map[string]string `json:"networks"`
 		} `json:"server"`
 	}
 	dec := json.NewDecoder(r.Body)
@@ -453,9 +478,17 @@ func (s *Server) createServer(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var nets []string
+	for _, n := range sv.Networks {
+		if !s.neutron.hasNetwork(n["uuid"]) {
+			fault(w, 400, "Network "+n["uuid"]+" could not be found.")
+			return
+		}
+		nets = append(nets, n["uuid"])
+	}
 	s.seq++
 	v := &VM{ID: fmt.Sprintf("srv-%d", s.seq), Name: sv.Name, ImageRef: sv.ImageRef, FlavorRef: sv.FlavorRef, KeyName: sv.KeyName,
-		SecurityGroups: groups, UserData: ud, Metadata: sv.Metadata}
+		SecurityGroups: groups, UserData: ud, Metadata: sv.Metadata, Networks: nets}
 	s.servers[v.ID] = v
 	if s.CreateDelay > 0 {
 		s.mu.Unlock()

@@ -70,7 +70,7 @@ func store(t *testing.T, d *DB, name string) {
 		t.Fatalf("uid %d reused after deleting %d", c.UID, b.UID)
 	}
 	a1, _ := d.CreateApplication(ctx, u.UID, "x")
-	d.DeleteApplication(ctx, a1.AID)
+	d.DeleteApplication(ctx, a1.AID, false)
 	a2, _ := d.CreateApplication(ctx, u.UID, "x")
 	if a2.AID <= a1.AID {
 		t.Fatalf("aid %d reused after deleting %d", a2.AID, a1.AID)

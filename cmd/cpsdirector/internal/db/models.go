@@ -434,11 +434,16 @@ func repeat(s string, n int) string {
 	return out
 }
 
-// DeleteApplication removes an application and its services and volume
-// records (its VMs are gone: callers remove resources first).
-func (d *DB) DeleteApplication(ctx context.Context, aid int64) error {
+// DeleteApplication removes an application and its services, and its
+// volume records unless keepVolumes (volumes being deleted forget
+// themselves). Its VMs are gone: callers remove resources first.
+func (d *DB) DeleteApplication(ctx context.Context, aid int64, keepVolumes bool) error {
+	qs := []string{`DELETE FROM service WHERE application_id = ?`, `DELETE FROM volume WHERE app_id = ?`, `DELETE FROM application WHERE aid = ?`}
+	if keepVolumes {
+		qs = append(qs[:1], qs[2])
+	}
 	return d.tx(ctx, func(tx *sql.Tx) error {
-		for _, q := range []string{`DELETE FROM service WHERE application_id = ?`, `DELETE FROM volume WHERE app_id = ?`, `DELETE FROM application WHERE aid = ?`} {
+		for _, q := range qs {
 			if _, err := d.exec(ctx, tx, q, aid); err != nil {
 				return err
 			}
@@ -659,6 +664,27 @@ func (d *DB) AppVolume(ctx context.Context, aid int64, volumeID string) (*Volume
 	}
 	v.Cloud, v.VMID = cloud.String, vm.String
 	return &v, err
+}
+
+// Volumes lists the volumes of application aid (made for VM vmid when
+// vmid is not "").
+func (d *DB) Volumes(ctx context.Context, aid int64, vmid string) ([]Volume, error) {
+	rows, err := d.sql.QueryContext(ctx, d.q(`SELECT id, volume_id, app_id, cloud, vm_id FROM volume WHERE app_id = ? AND (? = '' OR vm_id = ?) ORDER BY id`), aid, vmid, vmid)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Volume
+	for rows.Next() {
+		var v Volume
+		var cloud, vm sql.NullString
+		if err := rows.Scan(&v.ID, &v.VolumeID, &v.AppID, &cloud, &vm); err != nil {
+			return nil, err
+		}
+		v.Cloud, v.VMID = cloud.String, vm.String
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // DeleteVolume forgets a volume.

@@ -91,8 +91,21 @@ func (c *Controller) StopApp(ctx context.Context, aid int64, del bool) error {
 	if err := c.DB.DeleteServices(ctx, aid); err != nil {
 		return err
 	}
+	// Volumes no VM took with it (detached ones).
+	vs, err := c.DB.Volumes(ctx, aid, "")
+	if err != nil {
+		return err
+	}
+	var loose []db.Volume
+	for _, v := range vs {
+		if _, err := c.DB.ResourceByVMID(ctx, v.VMID); errors.Is(err, db.ErrNotFound) {
+			loose = append(loose, v)
+		}
+	}
+	c.DeleteVolumes(loose)
 	if del {
-		if err := c.DB.DeleteApplication(ctx, aid); err != nil {
+		// The volume rows go when the volumes are deleted.
+		if err := c.DB.DeleteApplication(ctx, aid, len(vs) > 0); err != nil {
 			return err
 		}
 	} else if _, err := c.DB.SetAppStatus(ctx, aid, db.AppStopped); err != nil {

@@ -223,7 +223,9 @@ func (c *Controller) WaitReady(ctx context.Context, r *db.Resource) error {
 				return err
 			}
 		}
-		if r.IP != "" {
+		// Only a VM the cloud calls running can answer (and on OpenStack
+		// without automatic floating IPs, only then gets its address).
+		if r.IP != "" && err == nil && vm.Running() {
 			rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 			last = c.RPC.Ready(rctx, r.IP, port)
 			cancel()
@@ -286,8 +288,49 @@ func (c *Controller) terminate(ctx context.Context, r *db.Resource) error {
 			return err
 		}
 		c.Log.Info("VM terminated", "cloud", r.Cloud, "vm", r.VMID)
+		// Its volumes go too, as the original's kill_instance deleted them.
+		vs, err := c.DB.Volumes(ctx, r.AppID, r.VMID)
+		if err != nil {
+			return err
+		}
+		c.DeleteVolumes(vs)
 	} else if r.Token != "" {
 		c.sweepToken(ctx, r.Cloud, r.Token)
 	}
 	return c.DB.DeleteResource(ctx, r.RID)
+}
+
+// DeleteVolumes detaches and deletes volumes in the background, retrying
+// while the cloud still reports them in use (an EBS volume detaches some
+// time after its instance is gone), and forgets them.
+func (c *Controller) DeleteVolumes(vs []db.Volume) {
+	for _, v := range vs {
+		c.Go(func(ctx context.Context) {
+			cloud := c.Clouds[v.Cloud]
+			if cloud == nil {
+				c.Log.Error("volume on a cloud that is no longer configured: delete it by hand", "cloud", v.Cloud, "volume", v.VolumeID)
+				return
+			}
+			var err error
+			for try := 0; try < 30; try++ {
+				dctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+				cloud.DetachVolume(dctx, v.VolumeID) // fails when already detached
+				err = cloud.DeleteVolume(dctx, v.VolumeID)
+				cancel()
+				if err == nil || errors.Is(err, compute.ErrNotFound) {
+					c.Log.Info("volume deleted", "cloud", v.Cloud, "volume", v.VolumeID)
+					if err := c.DB.DeleteVolume(context.WithoutCancel(ctx), v.ID); err != nil {
+						c.Log.Error("forgetting a volume", "volume", v.VolumeID, "err", err)
+					}
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(10 * time.Second):
+				}
+			}
+			c.Log.Error("deleting a volume failed: delete it by hand", "cloud", v.Cloud, "volume", v.VolumeID, "err", err)
+		})
+	}
 }
