@@ -112,7 +112,7 @@ func streamImage(ctx context.Context, r io.Reader, name string, size int64, kind
 	}
 	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
 	pos := int64(len(head))
-	buf := make([]byte, 4<<20)
+	buf := make([]byte, min(4<<20, size-pos))
 	tailFrom := max(size-64<<10, 0)
 	for pos < size {
 		if err := ctx.Err(); err != nil {

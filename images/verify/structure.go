@@ -158,36 +158,14 @@ func signature(r io.ReaderAt, p plan.Partition) (problem, found string) {
 	return "", "not checked (no known signature)"
 }
 
-// readTable reads the partition table through a temporary sparse file of
-// the image's size holding only its first MiB and last 64 KiB (the primary
-// and backup GPT), so it works for streams as well as files.
+// readTable reads the partition table of the size-byte disk r (a file, or
+// the parts of a stream kept in memory).
 func readTable(r io.ReaderAt, size int64) (string, []plan.Partition, error) {
+	name := "the image"
 	if f, ok := r.(*os.File); ok {
-		return ptable.Read(f)
+		name = f.Name()
 	}
-	tmp, err := os.CreateTemp("", "cps-verify-table-*")
-	if err != nil {
-		return "", nil, err
-	}
-	defer func() { tmp.Close(); os.Remove(tmp.Name()) }()
-	if err := tmp.Truncate(size); err != nil {
-		return "", nil, err
-	}
-	for _, rg := range [][2]int64{{0, 1 << 20}, {size - 64<<10, 64 << 10}} {
-		off, n := rg[0], rg[1]
-		if off < 0 {
-			off = 0
-		}
-		if off+n > size {
-			n = size - off
-		}
-		b := make([]byte, n)
-		m, _ := r.ReadAt(b, off)
-		if _, err := tmp.WriteAt(b[:m], off); err != nil {
-			return "", nil, err
-		}
-	}
-	return ptable.Read(tmp)
+	return ptable.ReadAt(r, size, name)
 }
 
 // isExt reports whether an ext2/3/4 superblock starts at off+1024.
