@@ -6,10 +6,12 @@ import (
 	"compress/gzip"
 	"crypto/md5"
 	"encoding/hex"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/conpaas/cps/internal/testutil"
 )
@@ -63,5 +65,69 @@ func TestCraftedGPTCommands(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(tmp); len(left) != 0 {
 		t.Errorf("left in TMPDIR: %v", left)
+	}
+}
+
+// Issue 15, data loss: `convert -o a.img a.img`, and `convert raw.vmdk`
+// (whose default output is its own name), replaced the source with the
+// VMDK and exited 0. Writing onto the input, by name or through a link,
+// is refused and the source stays as it was.
+func TestConvertRefusesItsInput(t *testing.T) {
+	dir := t.TempDir()
+	data := bytes.Repeat([]byte("raw disk"), 8192) // 64 KiB
+	for _, name := range []string{"a.img", "raw.vmdk"} {
+		os.WriteFile(filepath.Join(dir, name), data, 0o644)
+	}
+	os.Symlink("a.img", filepath.Join(dir, "link.vmdk"))
+	os.Link(filepath.Join(dir, "a.img"), filepath.Join(dir, "hard.vmdk"))
+	for _, args := range [][]string{
+		{"convert", "-o", filepath.Join(dir, "a.img"), filepath.Join(dir, "a.img")},
+		{"convert", filepath.Join(dir, "raw.vmdk")},
+		{"convert", "-o", filepath.Join(dir, "link.vmdk"), filepath.Join(dir, "a.img")},
+		{"convert", "-o", filepath.Join(dir, "hard.vmdk"), filepath.Join(dir, "a.img")},
+	} {
+		code, _, errs := run(t, args...)
+		if code != 2 || !strings.Contains(errs, "onto the input") {
+			t.Errorf("%v: exit %d, %q; want a refusal (exit 2)", args, code, errs)
+		}
+	}
+	for _, name := range []string{"a.img", "raw.vmdk"} {
+		if b, _ := os.ReadFile(filepath.Join(dir, name)); !bytes.Equal(b, data) {
+			t.Errorf("%s was changed", name)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(dir, "link.vmdk")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the symlink was replaced")
+	}
+}
+
+// Issue 15, crashes: `validate /dev/zero` grew without bound (4 GB RSS)
+// and ignored SIGTERM; 1 MB of random bytes took 21 s and printed 14,045
+// error lines. Both now stop at once with a short report (exit 2).
+func TestValidateNonTemplates(t *testing.T) {
+	random := make([]byte, 1<<20)
+	rand.New(rand.NewSource(15)).Read(random)
+	p := filepath.Join(t.TempDir(), "random.hcl")
+	os.WriteFile(p, random, 0o644)
+	for _, tc := range []struct{ path, want string }{
+		{"/dev/zero", "limit"},
+		{p, "Not a text file"},
+	} {
+		cmd := cpsimage(t, "validate", tc.path)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		cmd.Start()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Fatalf("validate %s still running after 30 s", tc.path)
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(errb.String(), tc.want) || strings.Count(errb.String(), "\n") > 5 {
+			t.Errorf("validate %s: exit %d, stderr %.500q", tc.path, code, errb.String())
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/input"
 )
 
 func init() {
@@ -93,9 +94,16 @@ func runCatalogue(ctx context.Context, args []string) error {
 		default:
 			return cli.Usagef("--kind %q: use raw, sdcard, ova or lxc", *kind)
 		}
+		// The catalogue names the file for later verification and
+		// registration: a stream cannot be found again.
+		if k, _, err := input.Stat(file); err != nil {
+			return cli.WithCode(cli.ExitFailure, err)
+		} else if k == input.Stream {
+			return cli.Usagef("catalogue add: %s is a pipe or character device; the catalogue records files (or block devices) that can be read again: save it to a file first", file)
+		}
 		sums, err := hashFile(ctx, file, []checksum.Algo{checksum.MD5, checksum.SHA256})
 		if err != nil {
-			return cli.WithCode(cli.ExitUsage, err)
+			return cli.WithCode(cli.ExitFailure, err)
 		}
 		rel := file
 		if abs, err := filepath.Abs(file); err == nil {
@@ -107,7 +115,7 @@ func runCatalogue(ctx context.Context, args []string) error {
 			}
 		}
 		a := catalogue.Artifact{Name: *name, Version: *version, Kind: *kind, Arch: *arch, File: rel,
-			Size: sizeOf(file), MD5: sums.Get(checksum.MD5), SHA256: sums.Get(checksum.SHA256), Built: time.Now().UTC().Truncate(time.Second)}
+			Size: sums.Size, MD5: sums.Get(checksum.MD5), SHA256: sums.Get(checksum.SHA256), Built: time.Now().UTC().Truncate(time.Second)}
 		if err := catalogue.Update(*path, func(c *catalogue.Catalogue) error { c.Put(a); return nil }); err != nil {
 			return err
 		}

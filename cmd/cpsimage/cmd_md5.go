@@ -10,6 +10,7 @@ import (
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/images/verify"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/input"
 	"github.com/conpaas/cps/internal/progress"
 )
 
@@ -43,6 +44,9 @@ func runMD5(ctx context.Context, args []string) error {
 	for _, path := range fs.Args() {
 		sums, err := hashFile(ctx, path, algos)
 		if err != nil {
+			if ctx.Err() != nil {
+				return err // interrupted: stop, exit 130
+			}
 			fmt.Fprintf(cli.Stderr, "cpsimage md5: %v\n", err)
 			failed = true
 			continue
@@ -56,7 +60,7 @@ func runMD5(ctx context.Context, args []string) error {
 		}
 	}
 	if failed {
-		return cli.WithCode(cli.ExitUsage, errors.New("some files could not be read"))
+		return cli.WithCode(cli.ExitFailure, errors.New("some files could not be read"))
 	}
 	return nil
 }
@@ -71,18 +75,17 @@ func upper(s string) string {
 	return string(b)
 }
 
-// hashFile hashes path with a progress bar (log lines off a terminal).
+// hashFile hashes path (a file, a block device, or a stream read to EOF;
+// "-" is standard input) with a progress bar (log lines off a terminal).
 func hashFile(ctx context.Context, path string, algos []checksum.Algo) (checksum.Sums, error) {
-	st, err := os.Stat(path)
+	in, err := input.Open(ctx, path)
 	if err != nil {
 		return checksum.Sums{}, err
 	}
-	if st.IsDir() {
-		return checksum.Sums{}, fmt.Errorf("%s: is a directory", path)
-	}
-	bar := progress.New(filepath.Base(path), st.Size())
+	defer in.Close()
+	bar := progress.New(filepath.Base(path), max(in.Size, 0))
 	defer bar.Finish()
-	return checksum.File(ctx, path, checksum.Options{Algos: algos, Progress: bar})
+	return checksum.Input(ctx, in, checksum.Options{Algos: algos, Progress: bar})
 }
 
 // checkSumFile is md5sum -c: "FILE: OK" / "FILE: FAILED" per line, the

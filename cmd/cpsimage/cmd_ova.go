@@ -13,6 +13,7 @@ import (
 	"github.com/conpaas/cps/images/vmdk"
 	"github.com/conpaas/cps/internal/atomicfile"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/input"
 	"github.com/conpaas/cps/internal/progress"
 )
 
@@ -94,13 +95,18 @@ func runConvert(ctx context.Context, args []string) error {
 	if *out == "" {
 		*out = strings.TrimSuffix(src, filepath.Ext(src)) + ".vmdk"
 	}
-	in, err := os.Open(src)
+	in, err := input.Open(ctx, src)
 	if err != nil {
-		return cli.WithCode(cli.ExitUsage, err)
+		return err
 	}
 	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
+	if err := in.RequireSeekable("convert"); err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	// The output is renamed over its path at the end: when that path is
+	// the input (the same name, a link to it, or the default name of an
+	// input that already ends in .vmdk) the source would be replaced.
+	if err := notOnto(*out, in.File); err != nil {
 		return err
 	}
 	f, err := atomicfile.Create(*out, 0o644)
@@ -108,15 +114,34 @@ func runConvert(ctx context.Context, args []string) error {
 		return err
 	}
 	defer f.Abort()
-	bar := progress.New(filepath.Base(src), st.Size())
-	stats, err := vmdk.Write(ctx, f, in, vmdk.Options{Progress: bar})
+	bar := progress.New(filepath.Base(src), in.Size)
+	stats, err := vmdk.Write(ctx, f, in.File, vmdk.Options{Progress: bar})
 	bar.Finish()
-	if err != nil {
+	if errors.Is(err, vmdk.ErrNotDisk) || errors.Is(err, input.ErrNotSeekable) {
 		return cli.WithCode(cli.ExitUsage, err)
+	}
+	if err != nil {
+		return err // I/O: exit 1
 	}
 	if err := f.Commit(); err != nil {
 		return err
 	}
 	fmt.Fprintf(cli.Stdout, "%s: streamOptimized VMDK, %d bytes (%d data grains of a %d-byte disk)\n", *out, stats.Written, stats.DataGrains, stats.Capacity)
+	return nil
+}
+
+// notOnto refuses an output path that names the input file.
+func notOnto(out string, in *os.File) error {
+	ost, err := os.Stat(out)
+	if err != nil {
+		return nil // nothing there yet (or nothing we can see): no clash
+	}
+	ist, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	if os.SameFile(ost, ist) {
+		return cli.Usagef("refusing to write the output %s onto the input %s (the same file); name another output with -o", out, in.Name())
+	}
 	return nil
 }

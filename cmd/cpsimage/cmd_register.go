@@ -93,7 +93,7 @@ func runRegister(ctx context.Context, args []string) error {
 		return doRegister(ctx, reg, art, opt, *cat)
 	}
 
-	p, err := tf.load(fs.Args())
+	p, err := tf.load(ctx, fs.Args())
 	if err != nil {
 		return err
 	}

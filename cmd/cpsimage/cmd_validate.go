@@ -21,7 +21,7 @@ func runValidate(ctx context.Context, args []string) error {
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	p, err := tf.load(fs.Args())
+	p, err := tf.load(ctx, fs.Args())
 	if err != nil {
 		return err
 	}

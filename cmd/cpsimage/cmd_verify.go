@@ -10,6 +10,7 @@ import (
 
 	"github.com/conpaas/cps/images/verify"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/input"
 	"github.com/conpaas/cps/internal/progress"
 )
 
@@ -75,16 +76,19 @@ func runVerify(ctx context.Context, args []string) error {
 			worst = max(worst, cli.ExitUsage)
 			continue
 		}
-		st, err := os.Stat(path)
+		_, size, err := input.Stat(path)
 		if err != nil {
 			fmt.Fprintf(cli.Stderr, "cpsimage verify: %v\n", err)
 			worst = max(worst, cli.ExitUsage)
 			continue
 		}
-		bar := progress.New(filepath.Base(path), st.Size())
+		bar := progress.New(filepath.Base(path), max(size, 0))
 		opt.Progress = bar
 		rep, err := verify.File(ctx, path, exp, kind, opt)
 		bar.Finish()
+		if err != nil && ctx.Err() != nil {
+			return err // interrupted: stop, exit 130
+		}
 		if err != nil {
 			fmt.Fprintf(cli.Stderr, "cpsimage verify: %v\n", err)
 			worst = max(worst, cli.ExitUsage)

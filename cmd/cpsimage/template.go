@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/conpaas/cps/hcl/template"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/input"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -37,8 +39,8 @@ func addTemplateFlags(fs *flag.FlagSet) *templateFlags {
 
 // load reads the template named by args (at most one), or the embedded
 // default. Template errors exit with code 2, like usage errors.
-func (tf *templateFlags) load(args []string) (*plan.Plan, error) {
-	opt := template.Options{Vars: tf.vars, VarFiles: tf.varFiles, Environ: os.Environ()}
+func (tf *templateFlags) load(ctx context.Context, args []string) (*plan.Plan, error) {
+	opt := template.Options{Context: ctx, Vars: tf.vars, VarFiles: tf.varFiles, Environ: os.Environ()}
 	var (
 		p   *plan.Plan
 		err error
@@ -55,7 +57,7 @@ func (tf *templateFlags) load(args []string) (*plan.Plan, error) {
 	}
 	if err != nil {
 		var herr *template.Error
-		if errors.As(err, &herr) || errors.Is(err, os.ErrNotExist) {
+		if errors.As(err, &herr) || errors.Is(err, os.ErrNotExist) || errors.Is(err, input.ErrTooLarge) {
 			return nil, cli.WithCode(cli.ExitUsage, err)
 		}
 		return nil, err

@@ -2,12 +2,13 @@ package template
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/hashicorp/hcl/v2/ext/tryfunc"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
+
+	"github.com/conpaas/cps/internal/input"
 )
 
 // functions are the HCL standard library plus file access relative to the
@@ -42,7 +43,7 @@ func (l *loader) functions() map[string]function.Function {
 		Type:   function.StaticReturnType(cty.String),
 		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
 			p := l.resolve(args[0].AsString())
-			b, err := os.ReadFile(p)
+			b, err := input.ReadFile(l.opt.ctx(), p, MaxFileSize)
 			if err != nil {
 				return cty.NilVal, fmt.Errorf("cannot read %s: %w", p, err)
 			}

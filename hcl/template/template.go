@@ -8,6 +8,8 @@
 package template
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -15,12 +17,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/conpaas/cps/hcl/templates"
+	"github.com/conpaas/cps/internal/input"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -30,8 +34,24 @@ const DefaultName = "<embedded>/conpaas.pkr.hcl"
 // Default returns the embedded default template: conpaas.img for x86_64.
 func Default() (name string, src []byte) { return DefaultName, templates.Default }
 
+// Bounds on what a template may make the loader do: a template is a few
+// KiB of text, and a file given by mistake (a disk image, /dev/zero, random
+// bytes) must fail fast with a few lines, not after minutes and
+// thousands of them.
+const (
+	// MaxSourceSize is the largest template or variable file read.
+	MaxSourceSize = 1 << 20
+	// MaxFileSize is the largest file the file() function reads.
+	MaxFileSize = 16 << 20
+	// MaxDiagnostics is how many diagnostics an Error prints.
+	MaxDiagnostics = 20
+)
+
 // Options are the inputs besides the template itself.
 type Options struct {
+	// Context cancels reading the template and the files it names (a
+	// FIFO without a writer waits until then); nil means no cancellation.
+	Context context.Context
 	// Vars are -var NAME=VALUE settings (highest precedence).
 	Vars map[string]string
 	// VarFiles are -var-file paths (HCL files of NAME = value).
@@ -48,12 +68,21 @@ type Error struct {
 	parser *hclparse.Parser
 }
 
+// NewError is an Error for diagnostics of files parsed by p.
+func NewError(p *hclparse.Parser, diags hcl.Diagnostics) *Error {
+	return &Error{Diags: diags, parser: p}
+}
+
 func (e *Error) Error() string {
 	var b strings.Builder
 	files := e.parser.Files()
 	for i, d := range e.Diags {
 		if i > 0 {
 			b.WriteString("\n")
+		}
+		if i == MaxDiagnostics {
+			fmt.Fprintf(&b, "... and %d more; fix these first (is this a template?)", len(e.Diags)-i)
+			break
 		}
 		sev := "error"
 		if d.Severity == hcl.DiagWarning {
@@ -100,7 +129,7 @@ func snippet(src []byte, r hcl.Range) string {
 
 // Load reads the template at path.
 func Load(path string, opt Options) (*plan.Plan, error) {
-	src, err := os.ReadFile(path)
+	src, err := input.ReadFile(opt.ctx(), path, MaxSourceSize)
 	if err != nil {
 		return nil, fmt.Errorf("read template: %w", err)
 	}
@@ -115,11 +144,58 @@ func Load(path string, opt Options) (*plan.Plan, error) {
 // it resolve (the current directory for the embedded default).
 func LoadSource(name string, src []byte, dir string, opt Options) (*plan.Plan, error) {
 	l := &loader{parser: hclparse.NewParser(), dir: dir, opt: opt}
+	if diags := CheckSource(name, src); diags.HasErrors() {
+		return nil, &Error{Diags: diags, parser: l.parser}
+	}
 	p, diags := l.load(name, src)
 	if diags.HasErrors() {
 		return nil, &Error{Diags: diags, parser: l.parser}
 	}
 	return p, nil
+}
+
+func (o Options) ctx() context.Context {
+	if o.Context == nil {
+		return context.Background()
+	}
+	return o.Context
+}
+
+// CheckSource rejects what cannot be a template before it is parsed: more
+// than MaxSourceSize bytes, or bytes that are not UTF-8 text (HCL is
+// UTF-8; a binary file would give a diagnostic for nearly every byte).
+func CheckSource(name string, src []byte) hcl.Diagnostics {
+	if len(src) > MaxSourceSize {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Template too large",
+			Detail: fmt.Sprintf("%s is %d bytes; a template is at most %d. Is it the right file?", name, len(src), MaxSourceSize)}}
+	}
+	bad := bytes.IndexByte(src, 0)
+	if i := invalidUTF8(src); i >= 0 && (bad < 0 || i < bad) {
+		bad = i
+	}
+	if bad < 0 {
+		return nil
+	}
+	pos := hcl.Pos{Line: 1 + bytes.Count(src[:bad], []byte("\n")), Column: 1 + bad - (bytes.LastIndexByte(src[:bad], '\n') + 1), Byte: bad}
+	end := pos
+	end.Column++
+	end.Byte++
+	return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Not a text file",
+		Detail:  fmt.Sprintf("byte %d is 0x%02x, which is not UTF-8 text; a template is an HCL text file. Is it the right file?", bad, src[bad]),
+		Subject: &hcl.Range{Filename: name, Start: pos, End: end}}}
+}
+
+// invalidUTF8 is the offset of the first byte that is not valid UTF-8,
+// or -1.
+func invalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }
 
 type loader struct {

@@ -13,6 +13,8 @@ import (
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/convert"
 	ctyjson "github.com/zclconf/go-cty/cty/json"
+
+	"github.com/conpaas/cps/internal/input"
 )
 
 var variableSchema = &hcl.BodySchema{
@@ -104,7 +106,7 @@ func (l *loader) variables(blocks hcl.Blocks) (map[string]cty.Value, hcl.Diagnos
 		}
 	}
 	for _, vf := range l.opt.VarFiles {
-		src, err := os.ReadFile(vf)
+		src, err := input.ReadFile(l.opt.ctx(), vf, MaxSourceSize)
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read variable file", Detail: err.Error()})
 			continue

@@ -20,6 +20,7 @@ import (
 
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/atomicfile"
+	"github.com/conpaas/cps/internal/input"
 )
 
 // Algo names a hash algorithm as md5sum-style tools do.
@@ -193,22 +194,25 @@ type Options struct {
 
 var zeroChunk = make([]byte, 4<<20)
 
-// File hashes path in one pass. Holes of sparse files are fed to the hashers
-// as zeros without being read from disk.
+// File hashes path in one pass: a regular file (holes of sparse files are
+// fed to the hashers as zeros without being read from disk), a block
+// device (its BLKGETSIZE64 bytes), or a pipe, FIFO or character device
+// read to EOF; "-" is standard input.
 func File(ctx context.Context, path string, opt Options) (Sums, error) {
-	f, err := os.Open(path)
+	f, err := input.Open(ctx, path)
 	if err != nil {
 		return Sums{}, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return Sums{}, fmt.Errorf("stat %s: %w", path, err)
+	return Input(ctx, f, opt)
+}
+
+// Input hashes an opened input in one pass (see File).
+func Input(ctx context.Context, f *input.File, opt Options) (Sums, error) {
+	if f.Kind == input.Stream {
+		return stream(ctx, f, opt)
 	}
-	if st.IsDir() {
-		return Sums{}, fmt.Errorf("%s is a directory, not an image file", path)
-	}
-	ext, err := sparse.DataExtents(f)
+	ext, err := sparse.DataExtents(f.File)
 	if err != nil {
 		return Sums{}, err
 	}
@@ -237,29 +241,45 @@ func File(ctx context.Context, path string, opt Options) (Sums, error) {
 		return nil
 	}
 	pos := int64(0)
-	size := st.Size()
-	if !st.Mode().IsRegular() {
-		size = -1 // stream until EOF
-	}
 	for _, e := range ext {
 		if err := feedZeros(e.Off - pos); err != nil {
 			m.Sum()
 			return Sums{}, err
 		}
 		pos = e.Off
-		if err := readRange(ctx, f, m, bufs, e, opt.Progress); err != nil {
+		if err := readRange(ctx, f.File, m, bufs, e, opt.Progress); err != nil {
 			m.Sum()
 			return Sums{}, err
 		}
 		pos = e.End()
 	}
-	if size >= 0 {
-		if err := feedZeros(size - pos); err != nil {
-			m.Sum()
-			return Sums{}, err
-		}
+	if err := feedZeros(f.Size - pos); err != nil {
+		m.Sum()
+		return Sums{}, err
 	}
 	return m.Sum(), nil
+}
+
+// stream hashes a pipe, FIFO or character device to EOF.
+func stream(ctx context.Context, f *input.File, opt Options) (Sums, error) {
+	m := NewMulti(opt.Algos...)
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			m.Write(buf[:n])
+			if opt.Progress != nil {
+				opt.Progress.Add64(int64(n))
+			}
+		}
+		if err == io.EOF {
+			return m.Sum(), nil
+		}
+		if err != nil {
+			m.Sum()
+			return Sums{}, fmt.Errorf("read %s: %w", f.Name(), err)
+		}
+	}
 }
 
 // readRange reads e from f and feeds it to m, overlapping the read of one

@@ -14,6 +14,7 @@ import (
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
 
+	"github.com/conpaas/cps/internal/input"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -36,9 +37,12 @@ const (
 
 // Read reads the partition table of an existing image file or block device.
 func Read(f *os.File) (string, []plan.Partition, error) {
-	size, err := sizeOf(f)
+	size, err := input.Size(f)
 	if err != nil {
 		return "", nil, err
+	}
+	if size < 0 {
+		return "", nil, fmt.Errorf("%s: reading a partition table needs a file or block device: %w", f.Name(), input.ErrNotSeekable)
 	}
 	return ReadAt(f, size, f.Name())
 }
@@ -158,25 +162,6 @@ func checkGPTHeaders(r io.ReaderAt, size int64) error {
 		}
 	}
 	return nil
-}
-
-// sizeOf is the size of a regular file or block device.
-func sizeOf(f *os.File) (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if st.Mode().IsRegular() {
-		return st.Size(), nil
-	}
-	n, err := f.Seek(0, io.SeekEnd) // a block device's size, as go-diskfs finds it
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", f.Name(), err)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, err
-	}
-	return n, nil
 }
 
 // readerFile gives go-diskfs (which wants an fs.File that can seek) a view

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/conpaas/cps/internal/input"
 )
 
 // Reader streams a file from the start to its size. Holes (as reported
@@ -24,15 +26,15 @@ type Reader struct {
 
 // NewReader maps f's data extents once; f must not change meanwhile.
 func NewReader(ctx context.Context, f *os.File) (*Reader, error) {
-	st, err := f.Stat()
+	size, err := input.Size(f)
 	if err != nil {
-		return nil, fmt.Errorf("stat %s: %w", f.Name(), err)
+		return nil, err
 	}
 	ext, err := DataExtents(f)
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{ctx: ctx, f: f, ext: ext, size: st.Size()}, nil
+	return &Reader{ctx: ctx, f: f, ext: ext, size: size}, nil
 }
 
 // Size is the logical size of the stream.

@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/conpaas/cps/internal/input"
 )
 
 // Extent is a byte range [Off, Off+Len) of a file.
@@ -32,11 +34,19 @@ func DataExtents(f *os.File) ([]Extent, error) {
 	}
 	size := st.Size()
 	if !st.Mode().IsRegular() {
-		// Block devices and pipes: no hole information.
-		if size == 0 {
+		// A block device has no hole information: all of it is data. A
+		// stream cannot be mapped at all.
+		n, err := input.Size(f)
+		if err != nil {
+			return nil, err
+		}
+		if n < 0 {
+			return nil, fmt.Errorf("%s is a pipe or character device; it has to be a file or block device: %w", f.Name(), input.ErrNotSeekable)
+		}
+		if n == 0 {
 			return nil, nil
 		}
-		return []Extent{{0, size}}, nil
+		return []Extent{{0, n}}, nil
 	}
 	var out []Extent
 	fd := int(f.Fd())

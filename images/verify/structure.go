@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/conpaas/cps/images/ptable"
+	"github.com/conpaas/cps/internal/input"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -29,19 +30,19 @@ const sdAlign = 4 << 20
 // check that passed (checked) and one per problem; no problems means
 // sound.
 func Structure(path, kind string) (checked, problems []string, err error) {
+	k, size, err := input.Stat(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if k == input.Stream {
+		return nil, nil, fmt.Errorf("%s is a pipe or character device; the structure check needs random access: save it to a file first: %w", path, input.ErrNotSeekable)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if st.IsDir() {
-		return nil, nil, fmt.Errorf("%s is a directory, not an image", path)
-	}
-	checked, problems = checkDisk(f, st.Size(), kind)
+	checked, problems = checkDisk(f, size, kind)
 	return checked, problems, nil
 }
 

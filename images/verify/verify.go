@@ -11,6 +11,7 @@ import (
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/images/releases"
+	"github.com/conpaas/cps/internal/input"
 )
 
 // ErrNoExpected means nothing says what the file's checksum should be.
@@ -137,20 +138,31 @@ func inSideFile(path string) (*Expected, error) {
 }
 
 // File verifies path against exp (from Lookup, or a checksum file entry).
+// path may be a block device, or a pipe or FIFO streamed to EOF ("-" is
+// standard input); the structure checks need random access and refuse a
+// stream.
 func File(ctx context.Context, path string, exp *Expected, kind string, opt Options) (*Report, error) {
-	st, err := os.Stat(path)
+	in, err := input.Open(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("%s is a directory; name the image file", path)
+	defer in.Close()
+	isArchive := strings.HasSuffix(path, ".tar.gz") || strings.HasSuffix(path, ".tgz")
+	if opt.Structure || opt.Deep {
+		what := "--structure"
+		if isArchive {
+			what = "--deep" // reads the archive a second time
+		}
+		if err := in.RequireSeekable(what); err != nil {
+			return nil, err
+		}
 	}
 	algos := []checksum.Algo{checksum.MD5, checksum.SHA1, checksum.SHA256, checksum.SHA512}
-	sums, err := checksum.File(ctx, path, checksum.Options{Algos: algos, Progress: opt.Progress})
+	sums, err := checksum.Input(ctx, in, checksum.Options{Algos: algos, Progress: opt.Progress})
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{File: path, Size: st.Size(), Expected: exp, Kind: kind, Sums: map[string]string{}}
+	rep := &Report{File: path, Size: sums.Size, Expected: exp, Kind: kind, Sums: map[string]string{}}
 	for _, a := range algos {
 		rep.Sums[string(a)] = sums.Get(a)
 	}
@@ -162,7 +174,6 @@ func File(ctx context.Context, path string, exp *Expected, kind string, opt Opti
 	if r := releases.ByMD5(sums.Get(checksum.MD5)); r != nil {
 		rep.Release = r.Release + ": " + r.What
 	}
-	isArchive := strings.HasSuffix(path, ".tar.gz") || strings.HasSuffix(path, ".tgz")
 	switch {
 	case isArchive && opt.Deep:
 		ms, err := Archive(ctx, path, kind, checksum.MD5, checksum.SHA256)

@@ -13,6 +13,7 @@ import (
 	"compress/zlib"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/conpaas/cps/images/sparse"
+	"github.com/conpaas/cps/internal/input"
 )
 
 const (
@@ -71,6 +73,9 @@ func newHeader(capacity, gdOffset uint64) header {
 	}
 }
 
+// ErrNotDisk is wrapped when the source cannot be a raw disk image.
+var ErrNotDisk = errors.New("not a raw disk image")
+
 // Options of Write.
 type Options struct {
 	// AdapterType is the descriptor's ddb.adapterType: "ide" (default) or
@@ -89,13 +94,15 @@ type Stats struct {
 
 // Write converts the raw disk image src into a streamOptimized VMDK on w.
 func Write(ctx context.Context, w io.Writer, src *os.File, opt Options) (*Stats, error) {
-	st, err := src.Stat()
+	size, err := input.Size(src)
 	if err != nil {
 		return nil, err
 	}
-	size := st.Size()
+	if size < 0 {
+		return nil, fmt.Errorf("%s is a pipe or character device; converting needs a file or block device: %w", src.Name(), input.ErrNotSeekable)
+	}
 	if size%sector != 0 {
-		return nil, fmt.Errorf("%s is %d bytes, not a whole number of 512-byte sectors", src.Name(), size)
+		return nil, fmt.Errorf("%s is %d bytes, not a whole number of 512-byte sectors: %w", src.Name(), size, ErrNotDisk)
 	}
 	capacity := uint64(size / sector)
 	ext, err := sparse.DataExtents(src)
