@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/conpaas/cps/images/verify"
@@ -40,14 +39,14 @@ func runVerify(ctx context.Context, args []string) error {
 	opt := verify.Options{MD5: *md5, Catalogue: *cat, Structure: *structure, Deep: *deep}
 	fromFile := map[string]*verify.Expected{}
 	if *sumFile != "" {
-		f, err := os.Open(*sumFile)
+		f, err := input.Open(ctx, *sumFile)
 		if err != nil {
-			return cli.WithCode(cli.ExitUsage, err)
+			return err // unreadable: exit 1 (130 if interrupted)
 		}
 		entries, bad, err := verify.ParseSumFile(f)
 		f.Close()
 		if err != nil {
-			return cli.WithCode(cli.ExitUsage, err)
+			return err
 		}
 		for _, b := range bad {
 			fmt.Fprintf(cli.Stderr, "cpsimage: %s: %d: improperly formatted checksum line\n", *sumFile, b.Line)
@@ -73,13 +72,13 @@ func runVerify(ctx context.Context, args []string) error {
 		}
 		if err != nil {
 			fmt.Fprintf(cli.Stderr, "cpsimage verify: %v\n", err)
-			worst = max(worst, cli.ExitUsage)
+			worst = max(worst, cli.ExitUsage) // nothing to check against: say what to pass
 			continue
 		}
 		_, size, err := input.Stat(path)
 		if err != nil {
 			fmt.Fprintf(cli.Stderr, "cpsimage verify: %v\n", err)
-			worst = max(worst, cli.ExitUsage)
+			worst = max(worst, cli.ExitFailure)
 			continue
 		}
 		bar := progress.New(filepath.Base(path), max(size, 0))
@@ -91,7 +90,11 @@ func runVerify(ctx context.Context, args []string) error {
 		}
 		if err != nil {
 			fmt.Fprintf(cli.Stderr, "cpsimage verify: %v\n", err)
-			worst = max(worst, cli.ExitUsage)
+			if errors.Is(err, input.ErrNotSeekable) {
+				worst = max(worst, cli.ExitUsage) // a stream where a file is needed
+			} else {
+				worst = max(worst, cli.ExitFailure) // unreadable or corrupt
+			}
 			continue
 		}
 		reports = append(reports, rep)

@@ -81,7 +81,8 @@ func TestVerifyAgreesWithMD5sum(t *testing.T) {
 	cmd := exec.Command("md5sum", "-c", "SUMS.md5")
 	cmd.Dir = dir
 	ref, _ := cmd.Output()
-	code, out, _ := run(t, "md5", "-c", sums)
+	res := execIn(dir, "", cpsimage(t, "md5", "-c", "SUMS.md5"))
+	code, out := res.code, res.stdout
 	if string(ref) != out {
 		t.Errorf("md5 -c output differs from md5sum -c:\n--- md5sum\n%s--- cpsimage\n%s", ref, out)
 	}
@@ -123,8 +124,8 @@ func TestVerifyExpectedSources(t *testing.T) {
 		{"wrong --md5", []string{"verify", "--md5", "00000000000000000000000000000000", other}, 1, "download it again"},
 		{"bad --md5", []string{"verify", "--md5", "xyz", other}, 2, "32 hexadecimal"},
 		{"no expected value", []string{"verify", other}, 2, "pass --md5 HEX"},
-		{"missing file", []string{"verify", "--md5", "b1946ac92492d2347c6235b4d2611184", filepath.Join(dir, "nope")}, 2, "no such file"},
-		{"directory", []string{"verify", "--md5", "b1946ac92492d2347c6235b4d2611184", dir}, 2, "directory"},
+		{"missing file", []string{"verify", "--md5", "b1946ac92492d2347c6235b4d2611184", filepath.Join(dir, "nope")}, 1, "no such file"},
+		{"directory", []string{"verify", "--md5", "b1946ac92492d2347c6235b4d2611184", dir}, 1, "directory"},
 		{"json", []string{"verify", "--json", "--md5", "b1946ac92492d2347c6235b4d2611184", other}, 0, `"ok": true`},
 	}
 	for _, tc := range cases {
@@ -141,9 +142,9 @@ func TestMalformedSumFile(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "a"), []byte("hello\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "S"), []byte("b1946ac92492d2347c6235b4d2611184  a\nnot a line\n"), 0o644)
-	code, out, errOut := run(t, "md5", "-c", filepath.Join(dir, "S"))
-	if code != 0 || !strings.Contains(out, "a: OK") || !strings.Contains(errOut, "S: 2: improperly formatted") {
-		t.Errorf("exit %d\n%s%s", code, out, errOut)
+	res := execIn(dir, "", cpsimage(t, "md5", "-c", "--warn", "S"))
+	if res.code != 0 || !strings.Contains(res.stdout, "a: OK") || !strings.Contains(res.stderr, "S: 2: improperly formatted MD5 checksum line") {
+		t.Errorf("%s", res)
 	}
 }
 

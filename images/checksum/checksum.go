@@ -358,16 +358,49 @@ func Reader(ctx context.Context, r io.Reader, algos ...Algo) (Sums, error) {
 // e.g. conpaas.img.md5.
 func SideFile(artifact string, a Algo) string { return artifact + "." + string(a) }
 
+// Escape escapes a file name as md5sum does in its output: a name holding
+// a backslash, newline or carriage return has them written as \\, \n and
+// \r, and the line that carries it starts with a backslash (escaped is
+// true). Other names are returned as they are.
+func Escape(name string) (s string, escaped bool) {
+	if !strings.ContainsAny(name, "\\\n\r") {
+		return name, false
+	}
+	return strings.NewReplacer("\\", "\\\\", "\n", "\\n", "\r", "\\r").Replace(name), true
+}
+
+// Line is the md5sum output line for a file: "HEX  NAME\n", or
+// "\\HEX  ESCAPED-NAME\n" for a name Escape changes.
+func Line(hex, name string) string {
+	n, esc := Escape(name)
+	if esc {
+		return "\\" + hex + "  " + n + "\n"
+	}
+	return hex + "  " + n + "\n"
+}
+
+// TagLine is the BSD-style line md5sum --tag prints: "MD5 (NAME) = HEX\n",
+// escaped like Line.
+func TagLine(a Algo, hex, name string) string {
+	n, esc := Escape(name)
+	l := strings.ToUpper(string(a)) + " (" + n + ") = " + hex + "\n"
+	if esc {
+		return "\\" + l
+	}
+	return l
+}
+
 // WriteSideFiles writes ARTIFACT.md5, ARTIFACT.sha256, ... in md5sum format
-// ("<hex>  <basename>\n") so `md5sum -c conpaas.img.md5` works from the
-// artifact's directory. Each file is written atomically.
+// ("<hex>  <basename>\n", the name escaped as md5sum escapes it) so
+// `md5sum -c conpaas.img.md5` works from the artifact's directory. Each
+// file is written atomically.
 func WriteSideFiles(artifact string, s Sums, algos ...Algo) error {
 	for _, a := range algos {
 		v := s.Get(a)
 		if v == "" {
 			return fmt.Errorf("no %s digest computed for %s", a, artifact)
 		}
-		line := fmt.Sprintf("%s  %s\n", v, filepath.Base(artifact))
+		line := Line(v, filepath.Base(artifact))
 		if err := atomicfile.WriteFile(SideFile(artifact, a), []byte(line), 0o644); err != nil {
 			return err
 		}

@@ -36,25 +36,37 @@ func TestFileSparse(t *testing.T) {
 	}
 }
 
+// Side files pass md5sum -c and sha256sum -c, and are byte for byte what
+// md5sum prints, also for names md5sum escapes (issue 15: a name with a
+// backslash or a newline was written unescaped).
 func TestSideFilesPassMD5sum(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "conpaas.img")
-	os.WriteFile(p, []byte("image bytes"), 0o644)
-	sums, err := File(context.Background(), p, Options{Algos: []Algo{MD5, SHA256}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteSideFiles(p, sums, MD5, SHA256); err != nil {
-		t.Fatal(err)
-	}
-	for _, tool := range []string{"md5sum", "sha256sum"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s missing", tool)
+	for _, name := range []string{"conpaas.img", `back\slash.img`, "new\nline.img", "cr\r.img"} {
+		dir := t.TempDir()
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte("image bytes"), 0o644)
+		sums, err := File(context.Background(), p, Options{Algos: []Algo{MD5, SHA256}})
+		if err != nil {
+			t.Fatal(err)
 		}
-		cmd := exec.Command(tool, "-c", "conpaas.img."+strings.TrimSuffix(tool, "sum"))
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("%s -c: %v\n%s", tool, err, out)
+		if err := WriteSideFiles(p, sums, MD5, SHA256); err != nil {
+			t.Fatal(err)
+		}
+		for _, tool := range []string{"md5sum", "sha256sum"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				t.Fatalf("%s missing", tool)
+			}
+			side := name + "." + strings.TrimSuffix(tool, "sum")
+			cmd := exec.Command(tool, "-c", side)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s -c %q: %v\n%s", tool, side, err, out)
+			}
+			cmd = exec.Command(tool, "--", name)
+			cmd.Dir = dir
+			want, _ := cmd.Output()
+			if got, _ := os.ReadFile(filepath.Join(dir, side)); string(got) != string(want) {
+				t.Errorf("%s is %q, %s prints %q", side, got, tool, want)
+			}
 		}
 	}
 }

@@ -7,9 +7,9 @@ package verify
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 
 	"github.com/conpaas/cps/images/checksum"
@@ -19,7 +19,7 @@ import (
 type Entry struct {
 	Algo checksum.Algo
 	Hex  string
-	File string
+	File string // unescaped
 	Line int
 }
 
@@ -29,10 +29,10 @@ type Malformed struct {
 	Text string
 }
 
-var (
-	gnuLine = regexp.MustCompile(`^\\?([0-9a-fA-F]+) [ *](.+)$`)
-	bsdLine = regexp.MustCompile(`^(MD5|SHA1|SHA256|SHA512) \((.+)\) = ([0-9a-fA-F]+)$`)
-)
+// maxSumLine bounds a checksum line (a path is at most 4096 bytes on
+// Linux); a longer line, e.g. from a binary file given by mistake, is
+// malformed and is skipped without being held in memory.
+const maxSumLine = 64 << 10
 
 func algoForLen(n int) (checksum.Algo, bool) {
 	switch n {
@@ -48,45 +48,221 @@ func algoForLen(n int) (checksum.Algo, bool) {
 	return "", false
 }
 
-// ParseSumFile reads md5sum/sha*sum output ("HEX  FILE", "HEX *FILE") and
-// BSD-style lines ("MD5 (FILE) = HEX"), like `md5sum -c` does; blank lines
-// and # comments are skipped, anything else is reported as malformed with
-// its line number.
+// SumParser reads checksum files exactly as GNU coreutils' md5sum -c
+// (9.1) does: "HEX  FILE" and "HEX *FILE" lines; one-space "HEX FILE"
+// lines (md5 -r, BSD "reversed" output), accepted only if the first line
+// that decides was of that form, since a name may begin with a space or
+// '*'; BSD tags "MD5 (FILE) = HEX" (spaces around '=' and before '('
+// optional, the name ends at the last ')'); leading blanks skipped; a
+// leading backslash marking a name escaped with \\, \n and \r (anything
+// else after a backslash is malformed); a trailing CR dropped; lines
+// starting with '#' and empty lines skipped. Like md5sum, one parser
+// keeps the format decision across all the files it reads.
+type SumParser struct {
+	// Algo restricts lines to one algorithm (md5 -c: md5 only); "" takes
+	// any of MD5, SHA1, SHA256 and SHA512 by digest length.
+	Algo     checksum.Algo
+	reversed int // -1 undecided, 0 "HEX  FILE" lines, 1 "HEX FILE" lines
+	started  bool
+}
+
+// ParseSumFile parses one checksum file with a fresh SumParser that takes
+// any algorithm.
 func ParseSumFile(r io.Reader) ([]Entry, []Malformed, error) {
+	return (&SumParser{}).Parse(r)
+}
+
+// Parse reads a checksum file; malformed lines are returned with their
+// line numbers.
+func (p *SumParser) Parse(r io.Reader) ([]Entry, []Malformed, error) {
+	if !p.started {
+		p.started, p.reversed = true, -1
+	}
 	var (
 		entries []Entry
 		bad     []Malformed
 	)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimRight(sc.Text(), "\r")
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for n := 1; ; n++ {
+		line, long, err := readLine(br)
+		if err == io.EOF && line == "" && !long {
+			break
+		}
+		if err != nil && err != io.EOF {
+			return entries, bad, fmt.Errorf("read checksum file: %w", err)
+		}
+		if !long && strings.HasPrefix(line, "#") {
 			continue
 		}
-		if m := bsdLine.FindStringSubmatch(line); m != nil {
-			a, ok := algoForLen(len(m[3]))
-			if ok && strings.EqualFold(string(a), m[1]) {
-				entries = append(entries, Entry{Algo: a, Hex: strings.ToLower(m[3]), File: m[2], Line: n})
-				continue
-			}
-		} else if m := gnuLine.FindStringSubmatch(line); m != nil {
-			if a, ok := algoForLen(len(m[1])); ok {
-				file := m[2]
-				if strings.HasPrefix(line, "\\") {
-					// md5sum escapes names holding \ or newline this way.
-					file = strings.NewReplacer(`\\`, `\`, `\n`, "\n").Replace(file)
-				}
-				entries = append(entries, Entry{Algo: a, Hex: strings.ToLower(m[1]), File: file, Line: n})
-				continue
-			}
+		line = strings.TrimSuffix(line, "\r")
+		if !long && line == "" {
+			continue
 		}
-		bad = append(bad, Malformed{Line: n, Text: line})
-	}
-	if err := sc.Err(); err != nil {
-		return entries, bad, fmt.Errorf("read checksum file: %w", err)
+		if e, ok := p.line(line); ok && !long {
+			e.Line = n
+			entries = append(entries, e)
+		} else {
+			bad = append(bad, Malformed{Line: n, Text: line})
+		}
+		if err == io.EOF {
+			break
+		}
 	}
 	return entries, bad, nil
+}
+
+// readLine reads up to '\n' (dropped); a line over maxSumLine is reported
+// as long and only its start kept.
+func readLine(br *bufio.Reader) (string, bool, error) {
+	var b []byte
+	long := false
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(b)+len(frag) > maxSumLine {
+			long = true
+		} else {
+			b = append(b, frag...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return strings.TrimSuffix(string(b), "\n"), long, err
+	}
+}
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
+
+// line is coreutils' split_3 for one line (newline and CR removed).
+func (p *SumParser) line(s string) (Entry, bool) {
+	i := 0
+	for i < len(s) && isBlank(s[i]) {
+		i++
+	}
+	escaped := false
+	if i < len(s) && s[i] == '\\' {
+		i++
+		escaped = true
+	}
+	// BSD tag: "MD5 (FILE) = HEX".
+	for _, a := range checksum.All {
+		tag := strings.ToUpper(string(a))
+		if !strings.HasPrefix(s[i:], tag) {
+			continue
+		}
+		if p.Algo != "" && a != p.Algo {
+			return Entry{}, false
+		}
+		j := i + len(tag)
+		if j < len(s) && s[j] == ' ' {
+			j++
+		}
+		if j >= len(s) || s[j] != '(' {
+			return Entry{}, false
+		}
+		return bsdTag(s[j+1:], a, escaped)
+	}
+	// "HEX  FILE", "HEX *FILE" or "HEX FILE".
+	j := i
+	for j < len(s) && !isBlank(s[j]) {
+		j++
+	}
+	hexs := s[i:j]
+	a, ok := p.algo(hexs)
+	if !ok || j >= len(s) {
+		return Entry{}, false
+	}
+	k := j + 1 // past the blank that ends the digest
+	if len(s)-k == 1 || (k < len(s) && s[k] != ' ' && s[k] != '*') {
+		if p.reversed == 0 {
+			return Entry{}, false
+		}
+		p.reversed = 1
+	} else if p.reversed != 1 {
+		p.reversed = 0
+		k++ // the mode character
+	}
+	name := s[min(k, len(s)):]
+	if escaped {
+		if name, ok = unescape(name); !ok {
+			return Entry{}, false
+		}
+	}
+	if name == "" {
+		return Entry{}, false
+	}
+	return Entry{Algo: a, Hex: strings.ToLower(hexs), File: name}, true
+}
+
+// bsdTag parses what follows "TAG (" in a BSD-style line.
+func bsdTag(s string, tagAlgo checksum.Algo, escaped bool) (Entry, bool) {
+	end := strings.LastIndexByte(s, ')')
+	if end < 0 {
+		return Entry{}, false
+	}
+	name := s[:end]
+	if escaped {
+		var ok bool
+		if name, ok = unescape(name); !ok {
+			return Entry{}, false
+		}
+	}
+	rest := strings.TrimLeft(s[end+1:], " \t")
+	if !strings.HasPrefix(rest, "=") {
+		return Entry{}, false
+	}
+	hexs := strings.TrimLeft(rest[1:], " \t")
+	if len(hexs) != tagAlgo.HexLen() || !isHex(hexs) || name == "" {
+		return Entry{}, false
+	}
+	return Entry{Algo: tagAlgo, Hex: strings.ToLower(hexs), File: name}, true
+}
+
+// algo is the algorithm of a digest of this length, if it is hex and an
+// algorithm the parser takes.
+func (p *SumParser) algo(hexs string) (checksum.Algo, bool) {
+	a, ok := algoForLen(len(hexs))
+	if !ok || !isHex(hexs) || (p.Algo != "" && a != p.Algo) {
+		return "", false
+	}
+	return a, true
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// unescape undoes md5sum's escaping of a name: \\, \n and \r; any other
+// escape, a trailing backslash or a NUL makes the line malformed.
+func unescape(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			if i == len(s)-1 {
+				return "", false
+			}
+			i++
+			switch s[i] {
+			case 'n':
+				b.WriteByte('\n')
+			case 'r':
+				b.WriteByte('\r')
+			case '\\':
+				b.WriteByte('\\')
+			default:
+				return "", false
+			}
+		case 0:
+			return "", false
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), true
 }

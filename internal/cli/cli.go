@@ -41,6 +41,14 @@ func WithCode(code int, err error) error {
 	return &ExitError{Code: code, Err: err}
 }
 
+// errSaid marks an error whose command already printed everything it had
+// to say; Main prints nothing more.
+var errSaid = errors.New("already reported")
+
+// Exit is an error that only sets the exit code: the command has already
+// reported the failures (as md5sum does, one line per file).
+func Exit(code int) error { return &ExitError{Code: code, Err: errSaid} }
+
 // Usagef is a usage error (exit 2).
 func Usagef(format string, args ...any) error {
 	return &ExitError{Code: ExitUsage, Err: fmt.Errorf(format, args...)}
@@ -170,7 +178,7 @@ func (r *Registry) Main(ctx context.Context, args []string, stderr io.Writer) in
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errSaid) {
 		msg := err.Error()
 		if !strings.HasSuffix(msg, "\n") {
 			msg += "\n"

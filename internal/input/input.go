@@ -76,7 +76,7 @@ func Open(ctx context.Context, path string) (*File, error) {
 		return nil, err
 	}
 	if st.IsDir() {
-		return nil, fmt.Errorf("%s: is a directory", name)
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
 	}
 	var f *os.File
 	if st.Mode()&os.ModeNamedPipe != 0 {
@@ -174,7 +174,7 @@ func Stat(path string) (Kind, int64, error) {
 	}
 	switch m := st.Mode(); {
 	case m.IsDir():
-		return 0, 0, fmt.Errorf("%s: is a directory", path)
+		return 0, 0, &os.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
 	case m.IsRegular():
 		return Regular, st.Size(), nil
 	case m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0:
