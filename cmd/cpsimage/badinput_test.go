@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/md5"
+	"crypto/sha512"
 	"encoding/hex"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,5 +132,64 @@ func TestValidateNonTemplates(t *testing.T) {
 		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(errb.String(), tc.want) || strings.Count(errb.String(), "\n") > 5 {
 			t.Errorf("validate %s: exit %d, stderr %.500q", tc.path, code, errb.String())
 		}
+	}
+}
+
+// Issue 15: a 512 MiB .ovf member made `ova inspect` use 1.8 GB; random
+// bytes as the VMDK passed `verify --structure`; a tampered disk under a
+// SHA512 manifest line was "manifest: OK".
+func TestOVAInputs(t *testing.T) {
+	dir := t.TempDir()
+	// A sparse tar: a 512 MiB descriptor of zeros costs no disk space.
+	big := filepath.Join(dir, "big.ova")
+	f, _ := os.Create(big)
+	tw := tar.NewWriter(f)
+	tw.WriteHeader(&tar.Header{Name: "a.ovf", Mode: 0o644, Size: 512 << 20})
+	tw.Flush()
+	f.Truncate(512 + 512<<20 + 1024) // the body (a hole) and the end-of-archive blocks
+	f.Close()
+	cmd := cpsimage(t, "ova", "inspect", big)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Run()
+	rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(out.String(), "over the 4194304") || rss > 200<<10 {
+		t.Errorf("ova inspect of a 512 MiB descriptor: exit %d, max RSS %d KiB, output %q", code, rss, out.String())
+	}
+
+	random := make([]byte, 256<<10)
+	rand.New(rand.NewSource(15)).Read(random)
+	vm := filepath.Join(dir, "random.vmdk")
+	os.WriteFile(vm, random, 0o644)
+	sum := md5.Sum(random)
+	if code, stdout, errs := run(t, "verify", "--structure", "--md5", hex.EncodeToString(sum[:]), vm); code != 1 || !strings.Contains(stdout, "not a VMDK") {
+		t.Errorf("verify --structure random.vmdk: exit %d, %q %q", code, stdout, errs)
+	}
+
+	// A real disk, tampered after its SHA512 line was written.
+	raw := filepath.Join(dir, "disk.img")
+	os.WriteFile(raw, bytes.Repeat([]byte("disk"), 1<<18), 0o644)
+	disk := filepath.Join(dir, "disk.vmdk")
+	if code, _, errs := run(t, "convert", "-o", disk, raw); code != 0 {
+		t.Fatal(errs)
+	}
+	vmdkBytes, _ := os.ReadFile(disk)
+	ovf := []byte(`<?xml version="1.0"?><Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"><VirtualSystem ovf:id="t"/></Envelope>`)
+	mf := fmt.Sprintf("SHA512(t.ovf)= %x\nSHA512(t-disk1.vmdk)= %x\n", sha512.Sum512(ovf), sha512.Sum512(vmdkBytes))
+	vmdkBytes[len(vmdkBytes)-2000] ^= 1
+	ova := filepath.Join(dir, "t.ova")
+	f, _ = os.Create(ova)
+	tw = tar.NewWriter(f)
+	for _, m := range []struct {
+		n string
+		b []byte
+	}{{"t.ovf", ovf}, {"t-disk1.vmdk", vmdkBytes}, {"t.mf", []byte(mf)}} {
+		tw.WriteHeader(&tar.Header{Name: m.n, Mode: 0o644, Size: int64(len(m.b))})
+		tw.Write(m.b)
+	}
+	tw.Close()
+	f.Close()
+	if code, stdout, errs := run(t, "ova", "inspect", ova); code != 1 || strings.Contains(stdout, "manifest: OK") || !strings.Contains(stdout, "t-disk1.vmdk: SHA512 is") {
+		t.Errorf("ova inspect of a tampered disk: exit %d, %q %q", code, stdout, errs)
 	}
 }

@@ -48,13 +48,18 @@ func runOVA(ctx context.Context, args []string) error {
 		return cli.Usagef("name one .ova file")
 	}
 	path := fs.Arg(0)
+	if k, _, err := input.Stat(path); err != nil {
+		return err
+	} else if k == input.Stream {
+		return cli.Usagef("%s is a pipe or character device; ova inspect reads the appliance twice: save it to a file first", path)
+	}
 	info, err := verify.InspectOVA(path)
 	if err != nil {
-		return cli.WithCode(cli.ExitUsage, err)
+		return err // missing, unreadable or not an appliance: exit 1
 	}
 	problems, err := verify.OVA(path)
 	if err != nil {
-		return cli.WithCode(cli.ExitUsage, err)
+		return err
 	}
 	if *asJSON {
 		b, _ := json.MarshalIndent(struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,7 +133,7 @@ func TestFIFOInputs(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond)
+			waitBlockedOnFIFO(cmd.Process.Pid)
 			cmd.Process.Signal(sig)
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
@@ -145,6 +146,21 @@ func TestFIFOInputs(t *testing.T) {
 			}
 			if code := cmd.ProcessState.ExitCode(); code != 130 || !strings.Contains(errb.String(), "no writer") {
 				t.Errorf("%v after %v: exit %d, stderr %q; want 130 and a message about the FIFO", args, sig, code, errb.String())
+			}
+		}
+	}
+}
+
+// waitBlockedOnFIFO waits (up to 20 s) until a thread of process pid
+// waits in the kernel for a FIFO's writer, so a signal sent next finds
+// the command waiting rather than still starting up (when Go's default
+// handler would kill it).
+func waitBlockedOnFIFO(pid int) {
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/wchan", pid))
+		for _, w := range tasks {
+			if b, _ := os.ReadFile(w); string(b) == "wait_for_partner" {
+				return
 			}
 		}
 	}

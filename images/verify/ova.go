@@ -4,33 +4,54 @@ import (
 	"archive/tar"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"encoding/xml"
 	"fmt"
 	"hash"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/conpaas/cps/images/vmdk"
 )
 
-var mfLine = regexp.MustCompile(`^(SHA1|SHA256|SHA512)\((.+)\)\s*=\s*([0-9a-fA-F]+)$`)
+var mfLine = regexp.MustCompile(`^(SHA1|SHA256|SHA512) ?\((.+)\)\s*=\s*([0-9a-fA-F]+)$`)
+
+// Bounds on what an OVA may make the reader hold in memory: descriptors
+// and manifests are a few KiB; a huge one is not a real appliance.
+const (
+	MaxOVFSize      = 4 << 20
+	MaxManifestSize = 1 << 20
+	maxMembers      = 10000
+)
 
 // OVA checks an appliance: a tar whose first member is the .ovf descriptor
-// (well-formed XML, an ovf:Envelope), with a manifest (.mf) whose digests
-// match the members, as VirtualBox checks on import. One line per problem.
+// (well-formed XML, an ovf:Envelope, at most 4 MiB), each member once,
+// every .vmdk a sound streamOptimized disk (vmdk.Check), and a manifest
+// (.mf) that lists every other member (.cert apart) with digests that
+// match for every algorithm it uses (SHA1, SHA256, SHA512), as VirtualBox
+// checks on import. One line per problem.
 func OVA(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	return checkOVA(f, path)
+}
+
+func checkOVA(f io.Reader, path string) ([]string, error) {
 	var (
 		problems []string
 		digests  = map[string]map[string]string{} // member -> algo -> hex
 		manifest []byte
+		mfName   string
 		names    []string
 	)
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	tr := tar.NewReader(f)
 	for i := 0; ; i++ {
 		h, err := tr.Next()
@@ -40,59 +61,107 @@ func OVA(path string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: broken OVA (tar: %v): download or build it again", path, err)
 		}
+		if i == maxMembers {
+			add("more than %d members: not an appliance", maxMembers)
+			break
+		}
+		if _, dup := digests[h.Name]; dup {
+			add("member %s appears twice; which copy a tool uses is not defined", h.Name)
+		}
 		names = append(names, h.Name)
-		s1, s256 := sha1.New(), sha256.New()
+		hs := map[string]hash.Hash{"SHA1": sha1.New(), "SHA256": sha256.New(), "SHA512": sha512.New()}
+		w := io.MultiWriter(hs["SHA1"], hs["SHA256"], hs["SHA512"])
+		r := io.TeeReader(tr, w)
 		var body []byte
-		w := io.MultiWriter(s1, s256)
-		if strings.HasSuffix(h.Name, ".ovf") || strings.HasSuffix(h.Name, ".mf") {
-			b, err := io.ReadAll(io.TeeReader(tr, w))
-			if err != nil {
-				return nil, fmt.Errorf("%s: %s: %w", path, h.Name, err)
+		switch ext := filepath.Ext(h.Name); ext {
+		case ".ovf", ".mf":
+			limit := int64(MaxOVFSize)
+			if ext == ".mf" {
+				limit = MaxManifestSize
 			}
-			body = b
-		} else if _, err := io.Copy(w, tr); err != nil {
+			if h.Size > limit {
+				add("%s is %d bytes; a %s is at most %d: not a real appliance", h.Name, h.Size, map[string]string{".ovf": "descriptor", ".mf": "manifest"}[ext], limit)
+				break
+			}
+			if body, err = io.ReadAll(r); err != nil {
+				return nil, fmt.Errorf("%s: %s is truncated (%v): download or build it again", path, h.Name, err)
+			}
+		case ".vmdk":
+			_, ps, err := vmdk.Check(r, h.Size)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s is truncated (%v): download or build it again", path, h.Name, err)
+			}
+			for _, p := range ps {
+				add("%s: %s", h.Name, p)
+			}
+		}
+		if _, err := io.Copy(w, tr); err != nil {
 			return nil, fmt.Errorf("%s: %s is truncated (%v): download or build it again", path, h.Name, err)
 		}
-		digests[h.Name] = map[string]string{"SHA1": sum(s1), "SHA256": sum(s256)}
+		digests[h.Name] = map[string]string{}
+		for a, hh := range hs {
+			digests[h.Name][a] = sum(hh)
+		}
 		switch {
-		case strings.HasSuffix(h.Name, ".ovf"):
+		case strings.HasSuffix(h.Name, ".ovf") && body != nil:
 			if i != 0 {
-				problems = append(problems, fmt.Sprintf("descriptor %s is member %d; OVF requires it first", h.Name, i+1))
+				add("descriptor %s is member %d; OVF requires it first", h.Name, i+1)
 			}
-			var env struct {
-				XMLName xml.Name
+			if _, err := descriptor(body); err != nil {
+				add("%s: %v", h.Name, err)
 			}
-			if err := xml.Unmarshal(body, &env); err != nil {
-				problems = append(problems, fmt.Sprintf("descriptor %s is not well-formed XML: %v", h.Name, err))
-			} else if env.XMLName.Local != "Envelope" {
-				problems = append(problems, fmt.Sprintf("descriptor %s has root <%s>, not an OVF <Envelope>", h.Name, env.XMLName.Local))
-			}
-		case strings.HasSuffix(h.Name, ".mf"):
-			manifest = body
+		case strings.HasSuffix(h.Name, ".mf") && body != nil:
+			manifest, mfName = body, h.Name
 		}
 	}
 	if len(names) == 0 || !strings.HasSuffix(names[0], ".ovf") {
-		problems = append(problems, "no .ovf descriptor as the first member")
+		add("no .ovf descriptor as the first member")
 	}
 	if manifest == nil {
-		problems = append(problems, "no .mf manifest")
+		add("no .mf manifest")
 		return problems, nil
 	}
 	entries, bad := ParseManifest(manifest)
 	for _, n := range bad {
-		problems = append(problems, fmt.Sprintf("manifest line %d is malformed", n))
+		add("manifest line %d is malformed", n)
 	}
+	listed := map[string]bool{}
 	for _, e := range entries {
+		listed[e.File] = true
 		got, ok := digests[e.File]
 		if !ok {
-			problems = append(problems, fmt.Sprintf("manifest names %s, which is not in the OVA", e.File))
+			add("manifest names %s, which is not in the OVA", e.File)
 			continue
 		}
-		if got[e.Algo] != "" && got[e.Algo] != e.Hex {
-			problems = append(problems, fmt.Sprintf("%s: %s is %s, the manifest says %s", e.File, e.Algo, got[e.Algo], e.Hex))
+		if got[e.Algo] != e.Hex {
+			add("%s: %s is %s, the manifest says %s", e.File, e.Algo, got[e.Algo], e.Hex)
+		}
+	}
+	// A member the manifest leaves out could be changed unnoticed.
+	for _, n := range names {
+		if !listed[n] && n != mfName && !strings.HasSuffix(n, ".cert") {
+			add("%s has no line in the manifest %s, so nothing protects it", n, mfName)
 		}
 	}
 	return problems, nil
+}
+
+// VMDK checks a streamOptimized VMDK file (vmdk.Check).
+func VMDK(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	_, ps, err := vmdk.Check(f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return ps, nil
 }
 
 func sum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
@@ -148,6 +217,10 @@ func InspectOVA(path string) (*OVAInfo, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return inspectOVA(f, path)
+}
+
+func inspectOVA(f io.Reader, path string) (*OVAInfo, error) {
 	tr := tar.NewReader(f)
 	info := &OVAInfo{}
 	var ovf []byte
@@ -160,17 +233,35 @@ func InspectOVA(path string) (*OVAInfo, error) {
 			return nil, fmt.Errorf("%s: broken OVA (tar: %v)", path, err)
 		}
 		info.Members = append(info.Members, h.Name)
+		if len(info.Members) > maxMembers {
+			return nil, fmt.Errorf("%s has more than %d members: not an appliance", path, maxMembers)
+		}
 		if strings.HasSuffix(h.Name, ".ovf") && ovf == nil {
+			if h.Size > MaxOVFSize {
+				return nil, fmt.Errorf("%s: descriptor %s is %d bytes, over the %d a descriptor may have: not a real appliance", path, h.Name, h.Size, MaxOVFSize)
+			}
 			if ovf, err = io.ReadAll(tr); err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%s: %s is truncated (%v): download or build it again", path, h.Name, err)
 			}
 		}
 	}
 	if ovf == nil {
 		return nil, fmt.Errorf("%s has no .ovf descriptor", path)
 	}
+	d, err := descriptor(ovf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	d.Members = info.Members
+	return d, nil
+}
+
+// descriptor reads what an OVF descriptor says; it must be an <Envelope>
+// whose numbers are numbers.
+func descriptor(ovf []byte) (*OVAInfo, error) {
 	var env struct {
-		Disks []struct {
+		XMLName xml.Name
+		Disks   []struct {
 			Capacity string `xml:"capacity,attr"`
 			Units    string `xml:"capacityAllocationUnits,attr"`
 		} `xml:"DiskSection>Disk"`
@@ -185,9 +276,12 @@ func InspectOVA(path string) (*OVAInfo, error) {
 		} `xml:"VirtualSystem"`
 	}
 	if err := xml.Unmarshal(ovf, &env); err != nil {
-		return nil, fmt.Errorf("%s: descriptor is not valid XML: %v", path, err)
+		return nil, fmt.Errorf("the descriptor is not a valid OVF descriptor: %v", err)
 	}
-	info.Name, info.OSType = env.VS.ID, env.VS.OSDesc
+	if env.XMLName.Local != "Envelope" {
+		return nil, fmt.Errorf("the descriptor has root <%s>, not an OVF <Envelope>", env.XMLName.Local)
+	}
+	info := &OVAInfo{Name: env.VS.ID, OSType: env.VS.OSDesc}
 	for _, it := range env.VS.Items {
 		switch it.Type {
 		case 3:

@@ -196,7 +196,16 @@ func File(ctx context.Context, path string, exp *Expected, kind string, opt Opti
 		}
 		rep.Problems = ps
 		if len(ps) == 0 {
-			rep.Checked = []string{"OVA: the descriptor (OVF) and the manifest's digest of every member"}
+			rep.Checked = []string{"OVA: the descriptor (OVF) and the manifest's digest of every member (all of them listed, every algorithm it uses), each VMDK's header, grains, tables and directory"}
+		}
+	case (opt.Structure || opt.Deep) && strings.HasSuffix(path, ".vmdk"):
+		ps, err := VMDK(path)
+		if err != nil {
+			return nil, err
+		}
+		rep.Problems = ps
+		if len(ps) == 0 {
+			rep.Checked = []string{"VMDK: streamOptimized header, every grain inflates, grain tables and directory point at the grains stored"}
 		}
 	case (opt.Structure || opt.Deep) && !isArchive:
 		checked, ps, err := Structure(path, kind)

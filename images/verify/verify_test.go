@@ -255,7 +255,7 @@ func TestArchiveDeep(t *testing.T) {
 
 func TestOVA(t *testing.T) {
 	mk := func(t *testing.T, ovfFirst bool, mfDigest string) string {
-		disk := []byte("vmdk bytes")
+		disk := testVMDK(t)
 		ovf := []byte(`<?xml version="1.0"?><Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1"></Envelope>`)
 		sum := sha256.Sum256(disk)
 		if mfDigest == "" {
