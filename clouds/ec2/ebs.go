@@ -17,7 +17,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -29,7 +28,6 @@ import (
 	ebstypes "github.com/aws/aws-sdk-go-v2/service/ebs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
@@ -129,12 +127,19 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 		method = MethodDirect
 	case MethodViaInstance:
 		if reg.Instance == "" {
-			return nil, errors.New("method via-instance needs the id of a running EC2 instance to attach the volume to: set instance in the register block or -instance i-...")
+			return nil, errors.New("method via-instance needs the id of a running EC2 instance to attach the volume to: set instance in the register block or -instance ID")
 		}
 	default:
 		return nil, fmt.Errorf("unknown method %q (use %q: EBS direct APIs, or %q: write a volume through an instance over SSH)", reg.Method, MethodDirect, MethodViaInstance)
 	}
 	cfg, err := t.awsConfig(ctx, reg.Region)
+	if err != nil {
+		return nil, err
+	}
+	ebsc := ebs.NewFromConfig(cfg)
+	ec2c := ec2.NewFromConfig(cfg)
+	name := amiName(art, opt, time.Now())
+	old, err := checkNames(ctx, cfg, append([]string{reg.Region}, reg.CopyTo...), name, art, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +152,6 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 	if err != nil {
 		return nil, err
 	}
-	ebsc := ebs.NewFromConfig(cfg)
-	ec2c := ec2.NewFromConfig(cfg)
 	done := map[string]*created{reg.Region: {region: reg.Region}}
 	ok := false
 	defer func() {
@@ -164,7 +167,6 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 		}
 	}()
 
-	name := fmt.Sprintf("%s-%s-%s", art.Name, art.Version, shortSum(art.Sums.SHA256))
 	var snap string
 	if method == MethodViaInstance {
 		snap, err = t.viaInstance(ctx, ec2c, f, st.Size(), reg, art, name, done[reg.Region])
@@ -174,7 +176,7 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 	if err != nil {
 		return nil, err
 	}
-	regs, err := t.publish(ctx, cfg, ec2c, snap, name, reg, art, done)
+	regs, err := t.publish(ctx, cfg, ec2c, snap, name, reg, art, old, done)
 	if err != nil {
 		return nil, err
 	}
@@ -185,8 +187,11 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 // publish registers the AMI from a completed snapshot in reg.Region, tags
 // it, makes it public if asked and copies it to reg.CopyTo, recording what
 // it creates in done. Both methods end here.
-func (t *EBS) publish(ctx context.Context, cfg aws.Config, ec2c *ec2.Client, snap, name string, reg plan.Register, art register.Artifact, done map[string]*created) ([]catalogue.Registration, error) {
+func (t *EBS) publish(ctx context.Context, cfg aws.Config, ec2c *ec2.Client, snap, name string, reg plan.Register, art register.Artifact, old existing, done map[string]*created) ([]catalogue.Registration, error) {
 	progress.Logf("ec2-ebs: %s: snapshot %s complete, registering %s", reg.Region, snap, name)
+	if err := old.deregister(ctx, ec2c, reg.Region); err != nil {
+		return nil, err
+	}
 	out, err := ec2c.RegisterImage(ctx, ebsImage(name, snap, reg, art))
 	if err != nil {
 		return nil, fmt.Errorf("RegisterImage in %s: %w", reg.Region, explain(err))
@@ -199,7 +204,7 @@ func (t *EBS) publish(ctx context.Context, cfg aws.Config, ec2c *ec2.Client, sna
 	now := time.Now().UTC().Truncate(time.Second)
 	regs := []catalogue.Registration{{Cloud: "ec2", Target: plan.TargetEC2EBS, Region: reg.Region, ImageID: ami, SnapshotID: snap, Time: now}}
 
-	copies, err := t.copyTo(ctx, cfg, ami, name, reg, art, plan.TargetEC2EBS, done)
+	copies, err := t.copyTo(ctx, cfg, ami, name, reg, art, plan.TargetEC2EBS, old, done)
 	regs = append(regs, copies...)
 	if err != nil {
 		return nil, err
@@ -401,26 +406,6 @@ func (t *EBS) cleanup(ctx context.Context, cfg aws.Config, region string, c *cre
 			progress.Logf("ec2-ebs: cleanup: deleted volume %s in %s", id, region)
 		}
 	}
-}
-
-// explain turns AWS error codes into what to do.
-func explain(err error) error {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId":
-			return fmt.Errorf("AWS rejected the credentials (%s: %s); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile", ae.ErrorCode(), ae.ErrorMessage())
-		case "SignatureDoesNotMatch":
-			return fmt.Errorf("AWS rejected the request signature (%s); the secret key is wrong", ae.ErrorMessage())
-		case "RequestExpired":
-			return fmt.Errorf("AWS says the request expired: this machine's clock is off; set the time (e.g. ntpdate) and retry")
-		}
-	}
-	var ne interface{ Timeout() bool }
-	if errors.As(err, &ne) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host") {
-		return fmt.Errorf("cannot reach the AWS endpoint (%v); check the network, the region and any endpoint override", err)
-	}
-	return err
 }
 
 func shortSum(s string) string {

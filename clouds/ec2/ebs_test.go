@@ -87,14 +87,59 @@ func TestRegisterEBS(t *testing.T) {
 	if a == nil || len(a.Registered) != 3 || a.Registered[0].ImageID == "" {
 		t.Errorf("catalogue %+v", a)
 	}
-	// Registering the same bytes again fails on the duplicate name, and
-	// leaves nothing new behind.
-	before := len(f.Snapshots)
-	if _, err := register.Run(context.Background(), plan.Register{Target: plan.TargetEC2EBS, Region: "us-east-1"}, art, register.Options{}, ""); err == nil || !strings.Contains(err.Error(), "already in use") {
-		t.Errorf("duplicate: %v", err)
+}
+
+// TestRegisterEBSRerun: registering the same image again finds the AMI
+// name taken before uploading anything and says what to do; -force-new-name
+// registers a second AMI, -replace deregisters the first and takes its name.
+func TestRegisterEBSRerun(t *testing.T) {
+	f := ec2fake.Start()
+	defer f.Close()
+	_, art := image(t, 64<<20)
+	tg := target(f, f.Secret)
+	reg := plan.Register{Target: plan.TargetEC2EBS, Region: "us-east-1", CopyTo: []string{"eu-west-1"}}
+	first, err := tg.Register(context.Background(), reg, art, register.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(f.Snapshots) != before {
-		t.Errorf("a failed run left %d snapshots", len(f.Snapshots)-before)
+	blocks, snaps := f.Requests["PutSnapshotBlock"], f.Requests["StartSnapshot"]
+
+	_, err = tg.Register(context.Background(), reg, art, register.Options{})
+	for _, want := range []string{"already used in us-east-1 by " + first[0].ImageID, "this very image", "-replace", "-force-new-name", "nothing was uploaded"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("re-run: %v, want an error saying %q", err, want)
+		}
+	}
+	if f.Requests["PutSnapshotBlock"] != blocks || f.Requests["StartSnapshot"] != snaps {
+		t.Errorf("the re-run uploaded %d blocks before failing", f.Requests["PutSnapshotBlock"]-blocks)
+	}
+	// A name taken only in a region the AMI is copied to is found too.
+	f.AddImage("sa-east-1", "ami-0000000000000aaaa", f.Images[first[0].ImageID].Name)
+	if _, err := tg.Register(context.Background(), plan.Register{Region: "us-west-2", CopyTo: []string{"sa-east-1"}}, art, register.Options{}); err == nil || !strings.Contains(err.Error(), "already used in sa-east-1") {
+		t.Errorf("name taken in a copy region: %v", err)
+	}
+
+	second, err := tg.Register(context.Background(), reg, art, register.Options{ForceNewName: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := f.Images[first[0].ImageID].Name, f.Images[second[0].ImageID].Name
+	if !strings.HasPrefix(n2, n1+"-") || f.Images[first[0].ImageID].State != "available" {
+		t.Errorf("-force-new-name: %q beside %q", n2, n1)
+	}
+
+	third, err := tg.Register(context.Background(), reg, art, register.Options{Replace: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Images[first[0].ImageID] != nil || f.Images[first[1].ImageID] != nil {
+		t.Error("-replace left the old AMI or its copy registered")
+	}
+	if img := f.Images[third[0].ImageID]; img == nil || img.Name != n1 {
+		t.Errorf("-replace: the new AMI is %+v, want the name %s", img, n1)
+	}
+	if f.Snapshots[first[0].SnapshotID] == nil {
+		t.Error("-replace deleted the old AMI's snapshot")
 	}
 }
 

@@ -46,7 +46,7 @@ func ebsImage(name, snap string, reg plan.Register, art register.Artifact) *ec2.
 
 // copyTo copies ami to reg.CopyTo's regions, waits for each copy, tags it
 // and returns their registrations. Copies are recorded in done for cleanup.
-func (t *EBS) copyTo(ctx context.Context, cfg aws.Config, ami, name string, reg plan.Register, art register.Artifact, target string, done map[string]*created) ([]catalogue.Registration, error) {
+func (t *EBS) copyTo(ctx context.Context, cfg aws.Config, ami, name string, reg plan.Register, art register.Artifact, target string, old existing, done map[string]*created) ([]catalogue.Registration, error) {
 	var regs []catalogue.Registration
 	now := time.Now().UTC().Truncate(time.Second)
 	for _, dst := range reg.CopyTo {
@@ -58,6 +58,9 @@ func (t *EBS) copyTo(ctx context.Context, cfg aws.Config, ami, name string, reg 
 		dc := ec2.NewFromConfig(dcfg)
 		if done[dst] == nil {
 			done[dst] = &created{region: dst}
+		}
+		if err := old.deregister(ctx, dc, dst); err != nil {
+			return regs, err
 		}
 		cp, err := dc.CopyImage(ctx, &ec2.CopyImageInput{Name: aws.String(name), SourceImageId: aws.String(ami), SourceRegion: aws.String(reg.Region)})
 		if err != nil {

@@ -16,7 +16,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -56,6 +57,7 @@ type S3 struct {
 // s3Created is what a run made in S3, for cleanup.
 type s3Created struct {
 	bucket        string
+	missing       bool // the bucket does not exist yet
 	createdBucket bool
 	mu            sync.Mutex
 	keys          []string
@@ -109,6 +111,21 @@ func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artif
 		}
 	})
 	ec2c := ec2.NewFromConfig(cfg)
+	now := time.Now()
+	name := amiName(art, opt, now)
+	old, err := checkNames(ctx, cfg, append([]string{reg.Region}, reg.CopyTo...), name, art, opt)
+	if err != nil {
+		return nil, err
+	}
+	// Each run writes under a folder of its own, named after the AMI and
+	// the run's time, so no earlier bundle (of this image or another, still
+	// registered or not) can be overwritten, and cleanup deletes only what
+	// this run wrote.
+	folder := path.Join(prefix, amiName(art, register.Options{ForceNewName: true}, now))
+	objs := &s3Created{bucket: bucket}
+	if err := t.checkBucket(ctx, s3c, reg.Region, folder, objs); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(art.Path)
 	if err != nil {
 		return nil, err
@@ -116,7 +133,6 @@ func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artif
 	defer f.Close()
 
 	done := map[string]*created{reg.Region: {region: reg.Region}}
-	objs := &s3Created{bucket: bucket}
 	ok := false
 	defer func() {
 		if ok || opt.KeepOnError {
@@ -132,7 +148,6 @@ func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artif
 	if err := t.ensureBucket(ctx, s3c, reg.Region, objs); err != nil {
 		return nil, err
 	}
-	name := fmt.Sprintf("%s-%s-%s", art.Name, art.Version, shortSum(art.Sums.SHA256))
 	var (
 		in       *ec2.RegisterImageInput
 		snap     string
@@ -140,7 +155,7 @@ func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artif
 	)
 	switch reg.Method {
 	case "bundle":
-		location, err = t.uploadBundle(ctx, s3c, f, bucket, prefix, reg, art, keys, objs)
+		location, err = t.uploadBundle(ctx, s3c, f, bucket, folder, reg, art, keys, objs)
 		if err != nil {
 			return nil, err
 		}
@@ -148,13 +163,16 @@ func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artif
 		in.ImageLocation = aws.String(location)
 		in.RootDeviceName = aws.String("/dev/sda1")
 	case "import":
-		snap, err = t.importSnapshot(ctx, s3c, ec2c, f, bucket, prefix, name, art, objs, done[reg.Region])
+		snap, err = t.importSnapshot(ctx, s3c, ec2c, f, bucket, folder, name, art, objs, done[reg.Region])
 		if err != nil {
 			return nil, err
 		}
 		in = ebsImage(name, snap, reg, art)
 	}
 	progress.Logf("ec2-s3: %s: registering %s", reg.Region, name)
+	if err := old.deregister(ctx, ec2c, reg.Region); err != nil {
+		return nil, err
+	}
 	out, err := ec2c.RegisterImage(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("RegisterImage in %s: %w", reg.Region, explain(err))
@@ -166,7 +184,7 @@ func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artif
 	}
 	regs := []catalogue.Registration{{Cloud: "ec2", Target: plan.TargetEC2S3, Region: reg.Region, ImageID: ami, SnapshotID: snap,
 		Location: location, Time: time.Now().UTC().Truncate(time.Second)}}
-	copies, err := ebs.copyTo(ctx, cfg, ami, name, reg, art, plan.TargetEC2S3, done)
+	copies, err := ebs.copyTo(ctx, cfg, ami, name, reg, art, plan.TargetEC2S3, old, done)
 	regs = append(regs, copies...)
 	if err != nil {
 		return nil, err
@@ -206,23 +224,53 @@ func bundleKeys(reg plan.Register) (bundle.Keys, plan.Register, error) {
 	return k, reg, err
 }
 
-// ensureBucket creates the bucket when it does not exist, as
-// ec2-upload-bundle does; a bucket made here is removed again on failure.
-func (t *S3) ensureBucket(ctx context.Context, c *s3.Client, region string, objs *s3Created) error {
-	_, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(objs.bucket)})
-	if err == nil {
+// checkBucket proves the S3 side before anything is uploaded: the
+// credentials (a listing answers with S3's error code, where HeadBucket's
+// 403 has no body to tell a wrong secret from a missing permission), the
+// bucket's region (an S3-backed AMI is read from a bucket in its own
+// region), and that the run's folder is empty. A bucket that does not
+// exist is noted for ensureBucket.
+func (t *S3) checkBucket(ctx context.Context, c *s3.Client, region, folder string, objs *s3Created) error {
+	list, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(objs.bucket), Prefix: aws.String(folder + "/"), MaxKeys: aws.Int32(1)})
+	var nb *s3types.NoSuchBucket
+	if errors.As(err, &nb) {
+		objs.missing = true
 		return nil
 	}
-	var nf *s3types.NotFound
-	if !errors.As(err, &nf) {
-		return fmt.Errorf("S3 bucket %s: %w", objs.bucket, explain(err))
+	if err != nil {
+		return fmt.Errorf("S3 bucket %s: %w", objs.bucket, explainS3(err, objs.bucket))
+	}
+	if len(list.Contents) > 0 {
+		return fmt.Errorf("s3://%s/%s/ already holds %s; this run would not overwrite it: run again (the folder is named after the time)", objs.bucket, folder, aws.ToString(list.Contents[0].Key))
+	}
+	loc, err := c.GetBucketLocation(ctx, &s3.GetBucketLocationInput{Bucket: aws.String(objs.bucket)})
+	if err != nil {
+		return fmt.Errorf("S3 bucket %s: %w", objs.bucket, explainS3(err, objs.bucket))
+	}
+	// S3 answers an empty constraint for us-east-1 and "EU" for the
+	// oldest eu-west-1 buckets.
+	got := cmp.Or(string(loc.LocationConstraint), "us-east-1")
+	if got == "EU" {
+		got = "eu-west-1"
+	}
+	if got != region {
+		return fmt.Errorf("S3 bucket %s is in %s but the AMI is registered in %s: EC2 reads a bundle from a bucket in the AMI's region; use a bucket in %s", objs.bucket, got, region, region)
+	}
+	return nil
+}
+
+// ensureBucket creates the bucket checkBucket found missing, as
+// ec2-upload-bundle does; a bucket made here is removed again on failure.
+func (t *S3) ensureBucket(ctx context.Context, c *s3.Client, region string, objs *s3Created) error {
+	if !objs.missing {
+		return nil
 	}
 	in := &s3.CreateBucketInput{Bucket: aws.String(objs.bucket)}
 	if region != "us-east-1" {
 		in.CreateBucketConfiguration = &s3types.CreateBucketConfiguration{LocationConstraint: s3types.BucketLocationConstraint(region)}
 	}
 	if _, err := c.CreateBucket(ctx, in); err != nil {
-		return fmt.Errorf("create S3 bucket %s: %w", objs.bucket, explain(err))
+		return fmt.Errorf("create S3 bucket %s: %w", objs.bucket, explainS3(err, objs.bucket))
 	}
 	objs.createdBucket = true
 	progress.Logf("ec2-s3: created bucket %s", objs.bucket)
@@ -315,8 +363,9 @@ func (t *S3) uploadBundle(ctx context.Context, c *s3.Client, f *os.File, bucket,
 // disabled (S3's default for new buckets since 2023), where access is the
 // bucket policy's business and the ACL would be refused.
 func putObject(ctx context.Context, c *s3.Client, bucket, key string, data []byte, objs *s3Created) error {
-	objs.add(key)
-	in := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+	// If-None-Match: * makes S3 refuse to overwrite an object that exists
+	// (412), whoever wrote it since checkBucket looked.
+	in := &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), IfNoneMatch: aws.String("*"),
 		Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))), ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256}
 	if !objs.noACL.Load() {
 		in.ACL = s3types.ObjectCannedACLAwsExecRead
@@ -331,6 +380,12 @@ func putObject(ctx context.Context, c *s3.Client, bucket, key string, data []byt
 		in.Body = bytes.NewReader(data)
 		_, err = c.PutObject(ctx, in)
 	}
+	if errors.As(err, &ae) && ae.ErrorCode() == "PreconditionFailed" {
+		return fmt.Errorf("s3://%s/%s appeared during this run (someone else wrote it); it was not overwritten", bucket, key)
+	}
+	// Written, or lost in transit: either way the key was free when the
+	// run began, so it is this run's to clean up.
+	objs.add(key)
 	return err
 }
 
@@ -344,13 +399,17 @@ func (t *S3) importSnapshot(ctx context.Context, c *s3.Client, ec2c *ec2.Client,
 	bar := progress.New("s3 "+filepath.Base(art.Path), r.Size())
 	r.OnRead = bar.Add64
 	key := path.Join(prefix, filepath.Base(art.Path))
-	objs.add(key)
-	up := manager.NewUploader(c, func(u *manager.Uploader) { u.PartSize = 64 << 20; u.Concurrency = 4 })
-	_, err = up.Upload(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: r,
-		ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256})
+	tm := transfermanager.New(c, func(o *transfermanager.Options) { o.PartSizeBytes = 64 << 20; o.Concurrency = 4 })
+	_, err = tm.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: r,
+		IfNoneMatch: aws.String("*"), ChecksumAlgorithm: tmtypes.ChecksumAlgorithmSha256})
 	bar.Finish()
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "PreconditionFailed" {
+		return "", fmt.Errorf("s3://%s/%s appeared during this run (someone else wrote it); it was not overwritten", bucket, key)
+	}
+	objs.add(key)
 	if err != nil {
-		return "", fmt.Errorf("upload %s to s3://%s/%s: %w", art.Path, bucket, key, explain(err))
+		return "", fmt.Errorf("upload %s to s3://%s/%s: %w", art.Path, bucket, key, explainS3(err, bucket))
 	}
 	imp, err := ec2c.ImportSnapshot(ctx, &ec2.ImportSnapshotInput{Description: aws.String(name),
 		DiskContainer: &ec2types.SnapshotDiskContainer{Format: aws.String("RAW"), Description: aws.String(name),

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -74,7 +78,7 @@ func (e *s3env) keys(t *testing.T, bucket string) []string {
 // reads back from S3: signature, EC2's key, part digests and the image.
 func TestRegisterS3Bundle(t *testing.T) {
 	e := newS3Env(t)
-	path, art := image(t, 24<<20+512)
+	file, art := image(t, 24<<20+512)
 	cat := filepath.Join(t.TempDir(), "catalogue.json")
 	reg := e.reg("bundle", "cps-bundles/conpaas/2.1.0")
 	reg.Public, reg.CopyTo = true, []string{"eu-west-1"}
@@ -83,21 +87,24 @@ func TestRegisterS3Bundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantLoc := "cps-bundles/conpaas/2.1.0/conpaas.img.manifest.xml"
-	if len(regs) != 2 || regs[0].Location != wantLoc || regs[0].Target != plan.TargetEC2S3 || regs[1].Region != "eu-west-1" {
+	// The run's own folder: the AMI name and the run's time.
+	wantLoc := regexp.MustCompile(`^cps-bundles/conpaas/2\.1\.0/conpaas-2\.1\.0-[0-9a-f]{12}-\d{8}T\d{6}Z/conpaas\.img\.manifest\.xml$`)
+	if len(regs) != 2 || !wantLoc.MatchString(regs[0].Location) || regs[0].Target != plan.TargetEC2S3 || regs[1].Region != "eu-west-1" {
 		t.Fatalf("registrations %+v", regs)
 	}
-	want, _ := os.ReadFile(path)
+	loc := regs[0].Location
+	want, _ := os.ReadFile(file)
 	if got := e.f.S3.Bundles[regs[0].ImageID]; !bytes.Equal(got, want) {
 		t.Fatalf("EC2 unbundled %d bytes that differ from the %d-byte image", len(got), len(want))
 	}
 	img := e.f.Images[regs[0].ImageID]
-	if !img.Public || img.Location != wantLoc || img.Tags["conpaas:md5"] != art.Sums.MD5 || img.Arch != "x86_64" {
+	if !img.Public || img.Location != loc || img.Tags["conpaas:md5"] != art.Sums.MD5 || img.Arch != "x86_64" {
 		t.Errorf("AMI %+v", img)
 	}
+	dir := strings.TrimPrefix(path.Dir(loc), "cps-bundles/") + "/"
 	keys := e.keys(t, "cps-bundles")
-	if len(keys) < 3 || keys[0] != "conpaas/2.1.0/conpaas.img.manifest.xml" || keys[1] != "conpaas/2.1.0/conpaas.img.part.0" {
-		t.Errorf("bucket holds %v, want the manifest and its parts", keys)
+	if len(keys) != 3 || keys[0] != dir+"conpaas.img.manifest.xml" || keys[1] != dir+"conpaas.img.part.0" || keys[2] != dir+"conpaas.img.part.1" {
+		t.Errorf("bucket holds %v, want the manifest and its two parts in %s", keys, dir)
 	}
 	c, err := catalogue.Load(cat)
 	if err != nil {
@@ -108,9 +115,96 @@ func TestRegisterS3Bundle(t *testing.T) {
 		t.Fatalf("catalogue %+v", a)
 	}
 	for _, r := range a.Registered {
-		if r.Region == "us-east-1" && r.Location != wantLoc {
+		if r.Region == "us-east-1" && r.Location != loc {
 			t.Errorf("catalogue registration %+v has no bundle location", r)
 		}
+	}
+}
+
+// objects lists a bucket's keys with their ETags.
+func (e *s3env) objects(t *testing.T, bucket string) map[string]string {
+	t.Helper()
+	out, err := e.s3.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, o := range out.Contents {
+		m[aws.ToString(o.Key)] = aws.ToString(o.ETag)
+	}
+	return m
+}
+
+// TestRegisterS3Rerun registers the same image and version into the same
+// bucket and prefix again. The re-run finds the AMI name taken before
+// uploading anything; with -force-new-name or -replace it writes a bundle
+// of its own beside the first, whose objects stay exactly as they were
+// (the first AMI, still in the catalogue, keeps its bundle).
+func TestRegisterS3Rerun(t *testing.T) {
+	e := newS3Env(t)
+	file, art := image(t, 8<<20)
+	want, _ := os.ReadFile(file)
+	reg := e.reg("bundle", "cps-rerun/conpaas")
+	first, err := e.tg.Register(context.Background(), reg, art, register.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.objects(t, "cps-rerun")
+
+	_, err = e.tg.Register(context.Background(), reg, art, register.Options{})
+	if err == nil || !strings.Contains(err.Error(), "already used in us-east-1 by "+first[0].ImageID) || !strings.Contains(err.Error(), "-force-new-name") {
+		t.Fatalf("re-run: %v", err)
+	}
+	if got := e.objects(t, "cps-rerun"); !reflect.DeepEqual(got, before) {
+		t.Fatalf("the failed re-run changed the bucket:\n before %v\n after  %v", before, got)
+	}
+	time.Sleep(time.Second) // another run, another second: another folder
+
+	for _, opt := range []register.Options{{ForceNewName: true}, {Replace: true}} {
+		regs, err := e.tg.Register(context.Background(), reg, art, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if regs[0].Location == first[0].Location || !bytes.Equal(e.f.S3.Bundles[regs[0].ImageID], want) {
+			t.Errorf("%+v: the new AMI's bundle %s", opt, regs[0].Location)
+		}
+		now := e.objects(t, "cps-rerun")
+		for k, etag := range before {
+			if now[k] != etag {
+				t.Errorf("%+v: the first bundle's %s was overwritten or deleted", opt, k)
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	if e.f.Images[first[0].ImageID] != nil {
+		t.Error("-replace did not deregister the first AMI")
+	}
+}
+
+// TestPutObjectNeverOverwrites: an object that appears between the check
+// and the upload is not overwritten (If-None-Match: *, which versitygw
+// enforces as S3 does), and not counted as this run's for cleanup.
+func TestPutObjectNeverOverwrites(t *testing.T) {
+	e := newS3Env(t)
+	ctx := context.Background()
+	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("cps-race")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("cps-race"), Key: aws.String("a/x"), Body: strings.NewReader("theirs")}); err != nil {
+		t.Fatal(err)
+	}
+	objs := &s3Created{bucket: "cps-race"}
+	err := putObject(ctx, e.s3, "cps-race", "a/x", []byte("ours"), objs)
+	if err == nil || !strings.Contains(err.Error(), "was not overwritten") || len(objs.keys) != 0 {
+		t.Fatalf("got %v, keys %v", err, objs.keys)
+	}
+	out, err := e.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("cps-race"), Key: aws.String("a/x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(out.Body)
+	if string(b) != "theirs" {
+		t.Errorf("the object now holds %q", b)
 	}
 }
 
@@ -189,6 +283,30 @@ func TestRegisterS3Failures(t *testing.T) {
 				t.Errorf("an AMI was left behind")
 			}
 		})
+	}
+}
+
+// TestRegisterS3FailureKeepsOthers: a failed run in a bucket that holds
+// other objects deletes what it wrote and nothing else (not the bucket).
+func TestRegisterS3FailureKeepsOthers(t *testing.T) {
+	e := newS3Env(t)
+	ctx := context.Background()
+	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("cps-shared")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"conpaas/conpaas.img.manifest.xml", "conpaas/conpaas.img.part.0", "other/file"} {
+		if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("cps-shared"), Key: aws.String(k), Body: strings.NewReader(k)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.objects(t, "cps-shared")
+	e.f.S3.UserCert = bundletest.NewPair(t, "other").Cert // RegisterImage fails after the upload
+	_, art := image(t, 8<<20)
+	if _, err := e.tg.Register(ctx, e.reg("bundle", "cps-shared/conpaas"), art, register.Options{}); err == nil {
+		t.Fatal("registered a bundle signed by a key EC2 does not know")
+	}
+	if got := e.objects(t, "cps-shared"); !reflect.DeepEqual(got, before) {
+		t.Errorf("cleanup changed other objects:\n before %v\n after  %v", before, got)
 	}
 }
 

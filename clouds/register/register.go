@@ -31,6 +31,12 @@ type Artifact struct {
 type Options struct {
 	// KeepOnError leaves partially created cloud objects in place for debugging.
 	KeepOnError bool
+	// Replace lets a new registration take the name of an existing image,
+	// which is deregistered (EC2) or deleted once the new one is active
+	// (Glance). ForceNewName registers under a new name instead (the run's
+	// time appended). Without either, an existing image of the name is an
+	// error found before anything is uploaded.
+	Replace, ForceNewName bool
 }
 
 // Target registers artifacts on one kind of cloud.

@@ -457,10 +457,21 @@ func (f *Fake) serveEC2(w http.ResponseWriter, r *http.Request, body []byte, reg
 	case "DescribeImages":
 		var b strings.Builder
 		b.WriteString("<imagesSet>")
-		ids := map[string]bool{}
+		ids, names := map[string]bool{}, map[string]bool{}
 		for k, v := range q {
 			if strings.HasPrefix(k, "ImageId.") {
 				ids[v[0]] = true
+			}
+			// Filter.N.Name=name with Filter.N.Value.M (the only filter used).
+			if strings.HasPrefix(k, "Filter.") && strings.HasSuffix(k, ".Name") {
+				if v[0] != "name" {
+					xmlError(w, &apiError{400, "InvalidParameterValue", "the fake filters images by name only, not " + v[0]})
+					return
+				}
+				n := strings.TrimSuffix(k, ".Name")
+				for j := 1; q.Get(fmt.Sprintf("%s.Value.%d", n, j)) != ""; j++ {
+					names[q.Get(fmt.Sprintf("%s.Value.%d", n, j))] = true
+				}
 			}
 		}
 		keys := make([]string, 0, len(f.Images))
@@ -470,11 +481,11 @@ func (f *Fake) serveEC2(w http.ResponseWriter, r *http.Request, body []byte, reg
 		sort.Strings(keys)
 		for _, k := range keys {
 			img := f.Images[k]
-			if img.Region != region || (len(ids) > 0 && !ids[img.ID]) || img.State == "deregistered" {
+			if img.Region != region || (len(ids) > 0 && !ids[img.ID]) || (len(names) > 0 && !names[img.Name]) || img.State == "deregistered" {
 				continue
 			}
-			fmt.Fprintf(&b, "<item><imageId>%s</imageId><imageState>%s</imageState><name>%s</name><architecture>%s</architecture><rootDeviceName>%s</rootDeviceName><rootDeviceType>ebs</rootDeviceType><virtualizationType>%s</virtualizationType><enaSupport>%v</enaSupport><isPublic>%v</isPublic><bootMode>%s</bootMode><blockDeviceMapping><item><deviceName>%s</deviceName><ebs><snapshotId>%s</snapshotId></ebs></item></blockDeviceMapping></item>",
-				img.ID, img.State, xmlEsc(img.Name), img.Arch, img.RootDevice, img.Virt, img.ENA, img.Public, img.BootMode, img.RootDevice, img.SnapshotID)
+			fmt.Fprintf(&b, "<item><imageId>%s</imageId><imageState>%s</imageState><name>%s</name><architecture>%s</architecture><rootDeviceName>%s</rootDeviceName><rootDeviceType>ebs</rootDeviceType><virtualizationType>%s</virtualizationType><enaSupport>%v</enaSupport><isPublic>%v</isPublic><bootMode>%s</bootMode><blockDeviceMapping><item><deviceName>%s</deviceName><ebs><snapshotId>%s</snapshotId></ebs></item></blockDeviceMapping><tagSet>%s</tagSet></item>",
+				img.ID, img.State, xmlEsc(img.Name), img.Arch, img.RootDevice, img.Virt, img.ENA, img.Public, img.BootMode, img.RootDevice, img.SnapshotID, tagSet(img.Tags))
 		}
 		b.WriteString("</imagesSet>")
 		reply(b.String())
@@ -689,6 +700,20 @@ func (f *Fake) serveEC2(w http.ResponseWriter, r *http.Request, body []byte, reg
 // per area: volumes, S3-backed images, ...). A handler runs with f.mu held
 // and returns the inner XML of the <ActionResponse> element or an error.
 var actions = map[string]func(f *Fake, q url.Values, region string) (string, *apiError){}
+
+// tagSet is tags as EC2's DescribeImages lists them, by key.
+func tagSet(tags map[string]string) string {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "<item><key>%s</key><value>%s</value></item>", xmlEsc(k), xmlEsc(tags[k]))
+	}
+	return b.String()
+}
 
 func instanceXML(in *Instance) string {
 	code := map[string]int{"pending": 0, "running": 16, "terminated": 48, "stopping": 64, "stopped": 80}[in.State]

@@ -1,0 +1,52 @@
+package ec2
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+)
+
+// explain turns AWS error codes into what to do.
+func explain(err error) error {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId":
+			return fmt.Errorf("AWS rejected the credentials (%s: %s): the access key id is unknown or the secret key is wrong; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or EC2_ACCESS_KEY, EC2_SECRET_KEY, the profile)", ae.ErrorCode(), ae.ErrorMessage())
+		case "SignatureDoesNotMatch":
+			return fmt.Errorf("AWS rejected the request signature (%s): the secret key is wrong; check AWS_SECRET_ACCESS_KEY (or EC2_SECRET_KEY, the profile)", ae.ErrorMessage())
+		case "RequestExpired":
+			return fmt.Errorf("AWS says the request expired: this machine's clock is off; set the time (e.g. ntpdate) and retry")
+		}
+	}
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) || strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host") {
+		return fmt.Errorf("cannot reach the AWS endpoint (%v); check the network, the region and any endpoint override", err)
+	}
+	return err
+}
+
+// explainS3 is explain for S3, which answers HEAD requests without an
+// error code and names a missing permission AccessDenied.
+func explainS3(err error, bucket string) error {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "SignatureDoesNotMatch":
+			return fmt.Errorf("S3 rejected the request signature: the secret key is wrong; check AWS_SECRET_ACCESS_KEY (or EC2_SECRET_KEY, the profile)")
+		case "InvalidAccessKeyId":
+			return fmt.Errorf("S3 does not know the access key id; check AWS_ACCESS_KEY_ID (or EC2_ACCESS_KEY, the profile)")
+		case "AccessDenied", "AllAccessDisabled":
+			return fmt.Errorf("S3 denied access to bucket %s (%s): the credentials are valid but may not use this bucket (it may belong to another account); check its policy or use another bucket", bucket, ae.ErrorMessage())
+		}
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusForbidden {
+		return fmt.Errorf("S3 answered 403 Forbidden for bucket %s: the credentials are wrong or may not use this bucket", bucket)
+	}
+	return explain(err)
+}
