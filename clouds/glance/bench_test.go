@@ -53,8 +53,8 @@ func TestBenchGlance(t *testing.T) {
 	tg := &Target{Endpoint: srv.URL}
 	sc, _, _ := tg.Client(ctx, plan.Register{})
 	// The usual path: the image's MD5 is in the catalogue (the build wrote
-	// it), so the upload hashes nothing and Glance's checksum is compared
-	// with it. Then the path for a file with no known sums, which hashes
+	// it), so the upload hashes only SHA-512 (for os_hash_value) while
+	// sending. Then the path for a file with no known sums, which hashes
 	// md5+sha512 while sending.
 	known, err := checksum.File(ctx, p, checksum.Options{Algos: []checksum.Algo{checksum.MD5}})
 	if err != nil {
@@ -100,8 +100,8 @@ func TestBenchGlance(t *testing.T) {
 	}
 	mb := float64(size) / (1 << 20)
 	fmt.Printf("%-28s %10s %12s %14s %14s\n", "glance upload", "seconds", "MiB/s", "bytes sent", "disk bytes read")
-	fmt.Printf("%-28s %10.1f %12.1f %14d %14d\n", "cps (catalogued md5)", dCPS.Seconds(), mb/dCPS.Seconds(), size, disk)
-	fmt.Printf("%-28s %10.1f %12.1f %14d %14d\n", "cps (hashing md5+sha512)", dHash.Seconds(), mb/dHash.Seconds(), size, disk)
+	fmt.Printf("%-28s %10.1f %12.1f %14d %14d\n", "cps (sha512 while sending)", dCPS.Seconds(), mb/dCPS.Seconds(), size, disk)
+	fmt.Printf("%-28s %10.1f %12.1f %14d %14d\n", "cps (md5+sha512 while sending)", dHash.Seconds(), mb/dHash.Seconds(), size, disk)
 	if dCurl > 0 {
 		fmt.Printf("%-28s %10.1f %12.1f %14d %14d\n", "curl -T (dense read)", dCurl.Seconds(), mb/dCurl.Seconds(), size, size)
 		fmt.Printf("ratio cps/curl time: %.2f (goal <= 1.2); hashing while sending: %.2f\n", dCPS.Seconds()/dCurl.Seconds(), dHash.Seconds()/dCurl.Seconds())

@@ -6,9 +6,7 @@
 package glance
 
 import (
-	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,15 +17,15 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
-	"github.com/gophercloud/gophercloud/v2/openstack/config"
-	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
+	"github.com/conpaas/cps/clouds/osauth"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/internal/readahead"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -51,8 +49,8 @@ type Target struct {
 }
 
 // Client returns an image v2 service client for reg: noauth at an explicit
-// endpoint, else Keystone v3 from clouds.yaml (reg.Cloud or $OS_CLOUD), else
-// from the OS_* environment variables.
+// endpoint, else through Keystone (clouds/osauth: clouds.yaml entry
+// reg.Cloud or $OS_CLOUD, else the OS_* variables), and the region.
 func (t *Target) Client(ctx context.Context, reg plan.Register) (*gophercloud.ServiceClient, string, error) {
 	ep := t.Endpoint
 	if ep == "" {
@@ -61,109 +59,19 @@ func (t *Target) Client(ctx context.Context, reg plan.Register) (*gophercloud.Se
 	if ep != "" {
 		return NoAuthClient(ep), "", nil
 	}
-	var (
-		ao  gophercloud.AuthOptions
-		eo  gophercloud.EndpointOpts
-		err error
-		pc  *gophercloud.ProviderClient
-	)
-	if reg.Cloud != "" || os.Getenv("OS_CLOUD") != "" {
-		opts := []clouds.ParseOption{}
-		if reg.Cloud != "" {
-			opts = append(opts, clouds.WithCloudName(reg.Cloud))
-		}
-		var tlsCfg *tls.Config
-		ao, eo, tlsCfg, err = clouds.Parse(opts...)
-		if err != nil {
-			return nil, "", fmt.Errorf("read OpenStack credentials from clouds.yaml (cloud %q): %w", reg.Cloud, err)
-		}
-		ao.AllowReauth = true
-		pc, err = config.NewProviderClient(ctx, ao, config.WithTLSConfig(tlsCfg))
-	} else {
-		ao, err = authOptionsFromEnv()
-		if err != nil {
-			return nil, "", fmt.Errorf("no OpenStack credentials: set OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME (or use clouds.yaml with a cloud name): %w", err)
-		}
-		ao.AllowReauth = true
-		eo.Region = os.Getenv("OS_REGION_NAME")
-		pc, err = openstack.AuthenticatedClient(ctx, ao)
-	}
+	cfg, err := osauth.FromEnv(reg.Cloud)
 	if err != nil {
-		return nil, "", fmt.Errorf("authenticate with Keystone at %s: %w", ao.IdentityEndpoint, err)
+		return nil, "", err
 	}
-	sc, err := openstack.NewImageV2(pc, eo)
+	pc, err := cfg.Authenticate(ctx)
 	if err != nil {
-		return nil, "", fmt.Errorf("find the image service in the Keystone catalog: %w", err)
+		return nil, "", err
 	}
-	return sc, eo.Region, nil
-}
-
-// authOptionsFromEnv reads the OS_* variables of an openrc file.
-// openstack.AuthOptionsFromEnv knows only OS_DOMAIN_{ID,NAME}, but
-// python-openstackclient and the openrc files Horizon hands out name the
-// user's and the project's domains apart: OS_USER_DOMAIN_{ID,NAME} and
-// OS_PROJECT_DOMAIN_{ID,NAME}. gophercloud ignores those, so such an openrc
-// failed: with OS_PROJECT_NAME it asked for OS_PROJECT_ID, with OS_PROJECT_ID
-// it sent a user name without a domain. When one of them is set (and no
-// application credential is used) the options are built here, as
-// openstackclient does; otherwise gophercloud's reading stands unchanged.
-func authOptionsFromEnv() (gophercloud.AuthOptions, error) {
-	env := os.Getenv
-	userDomID, userDomName := env("OS_USER_DOMAIN_ID"), env("OS_USER_DOMAIN_NAME")
-	projDomID, projDomName := env("OS_PROJECT_DOMAIN_ID"), env("OS_PROJECT_DOMAIN_NAME")
-	if userDomID+userDomName+projDomID+projDomName == "" ||
-		env("OS_APPLICATION_CREDENTIAL_ID")+env("OS_APPLICATION_CREDENTIAL_NAME") != "" {
-		return openstack.AuthOptionsFromEnv()
+	sc, err := cfg.Service(pc, "image", openstack.NewImageV2)
+	if err != nil {
+		return nil, "", err
 	}
-	ao := gophercloud.AuthOptions{
-		IdentityEndpoint: env("OS_AUTH_URL"),
-		UserID:           cmp.Or(env("OS_USER_ID"), env("OS_USERID")),
-		Username:         env("OS_USERNAME"),
-		Password:         env("OS_PASSWORD"),
-		TenantID:         cmp.Or(env("OS_PROJECT_ID"), env("OS_TENANT_ID")),
-		TenantName:       cmp.Or(env("OS_PROJECT_NAME"), env("OS_TENANT_NAME")),
-	}
-	switch {
-	case ao.IdentityEndpoint == "":
-		return gophercloud.AuthOptions{}, gophercloud.ErrMissingEnvironmentVariable{EnvironmentVariable: "OS_AUTH_URL"}
-	case ao.UserID == "" && ao.Username == "":
-		return gophercloud.AuthOptions{}, gophercloud.ErrMissingAnyoneOfEnvironmentVariables{EnvironmentVariables: []string{"OS_USER_ID", "OS_USERNAME"}}
-	case ao.Password == "":
-		return gophercloud.AuthOptions{}, gophercloud.ErrMissingEnvironmentVariable{EnvironmentVariable: "OS_PASSWORD"}
-	}
-	if ao.UserID == "" { // a user id needs no domain
-		ao.DomainID, ao.DomainName = domain(userDomID, userDomName, env("OS_DOMAIN_ID"), env("OS_DOMAIN_NAME"))
-		if ao.DomainID+ao.DomainName == "" {
-			return gophercloud.AuthOptions{}, gophercloud.ErrMissingAnyoneOfEnvironmentVariables{EnvironmentVariables: []string{"OS_USER_DOMAIN_NAME", "OS_USER_DOMAIN_ID"}}
-		}
-	}
-	switch {
-	case env("OS_SYSTEM_SCOPE") == "all":
-		ao.Scope = &gophercloud.AuthScope{System: true}
-	case ao.TenantID != "":
-		ao.Scope = &gophercloud.AuthScope{ProjectID: ao.TenantID}
-	case ao.TenantName != "":
-		id, name := domain(projDomID, projDomName, env("OS_DOMAIN_ID"), env("OS_DOMAIN_NAME"))
-		if id+name == "" {
-			return gophercloud.AuthOptions{}, gophercloud.ErrMissingAnyoneOfEnvironmentVariables{EnvironmentVariables: []string{"OS_PROJECT_DOMAIN_NAME", "OS_PROJECT_DOMAIN_ID"}}
-		}
-		ao.Scope = &gophercloud.AuthScope{ProjectName: ao.TenantName, DomainID: id, DomainName: name}
-	}
-	return ao, nil
-}
-
-// domain picks one of a domain's id and name (Keystone refuses both): the
-// specific variables before the OS_DOMAIN_* fallbacks, the id before the name.
-func domain(id, name, fallbackID, fallbackName string) (string, string) {
-	switch {
-	case id != "":
-		return id, ""
-	case name != "":
-		return "", name
-	case fallbackID != "":
-		return fallbackID, ""
-	}
-	return "", fallbackName
+	return sc, cfg.Endpoints.Region, nil
 }
 
 // NoAuthClient talks to a Glance running with auth_strategy = noauth.
@@ -220,15 +128,22 @@ func Properties(reg plan.Register, art register.Artifact) map[string]string {
 	return p
 }
 
-// ImageName is the Glance name of an artifact.
+// ImageName is the Glance name of an artifact: NAME-VERSION, with the
+// disk format appended for any but raw (NAME-VERSION-vmdk), so a raw and a
+// VMDK of one image can both be registered under names that say which is
+// which (raw, what the seeds register, keeps the plain name).
 func ImageName(reg plan.Register, art register.Artifact) string {
 	if n := reg.Properties["name"]; n != "" {
 		return n
 	}
+	name := art.Name
 	if art.Version != "" {
-		return art.Name + "-" + art.Version
+		name += "-" + art.Version
 	}
-	return art.Name
+	if f := diskFormat(reg, art); f != "raw" {
+		name += "-" + f
+	}
+	return name
 }
 
 // Register implements register.Target.
@@ -249,20 +164,39 @@ func (t *Target) Register(ctx context.Context, reg plan.Register, art register.A
 	name := ImageName(reg, art)
 	props := Properties(reg, art)
 	delete(props, "name")
+	if art.Sums.MD5 != "" {
+		// Marks the image as this artifact's while Glance has no checksum
+		// yet (queued, saving), so a later run can tell its leftovers.
+		props["conpaas_md5"] = art.Sums.MD5
+	}
 	rec := func(id string) []catalogue.Registration {
 		return []catalogue.Registration{{Cloud: "openstack", Target: plan.TargetGlance, Region: region,
 			CloudName: reg.Cloud, ImageID: id, Time: time.Now().UTC()}}
 	}
 
-	// Idempotency: an active image with the same name and md5 is reused.
-	if art.Sums.MD5 != "" {
-		id, err := findExisting(ctx, sc, name, art.Sums.MD5, st.Size())
-		if err != nil {
-			return nil, err
+	// Look the name up before anything is uploaded.
+	found, err := lookup(ctx, sc, name, art.Sums.MD5, st.Size())
+	if err != nil {
+		return nil, err
+	}
+	if found.same != "" {
+		progress.Logf("glance: image %s (%s) already has these bytes, reusing it", name, found.same)
+		return rec(found.same), nil
+	}
+	for _, id := range found.stale {
+		if err := images.Delete(ctx, sc, id).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, 404) {
+			return nil, fmt.Errorf("delete the stale image %s (%s, left by an earlier failed run): %w", id, name, err)
 		}
-		if id != "" {
-			progress.Logf("glance: image %s (%s) already has these bytes, reusing it", name, id)
-			return rec(id), nil
+		progress.Logf("glance: deleted image %s (%s), left unfinished by an earlier run of these bytes", id, name)
+	}
+	if len(found.others) > 0 {
+		switch {
+		case opt.ForceNewName:
+			name += "-" + time.Now().UTC().Format("20060102T150405Z")
+		case !opt.Replace:
+			return nil, fmt.Errorf("an image named %s with other bytes is in Glance already (%s); nothing was uploaded. "+
+				"-replace deletes it once the new image is active, -force-new-name registers this one under a new name beside it",
+				name, strings.Join(found.others, ", "))
 		}
 	}
 
@@ -299,14 +233,14 @@ func (t *Target) Register(ctx context.Context, reg plan.Register, art register.A
 		t.BeforeUpload(id)
 	}
 
-	// With the artifact's MD5 known (the catalogue's, which `cpsimage
-	// register` has just checked against the file), nothing is hashed while
-	// sending: Glance's checksum must equal the MD5 of the image as built,
-	// a stronger check than against what was read, and on two cores the
-	// hashing would take the CPU glance-api needs (scripts/bench/glance.sh).
-	var algos []checksum.Algo
+	// SHA-512 is computed while sending (on the read-ahead side, so it
+	// overlaps the upload) and compared with Glance's os_hash_value; MD5
+	// too when the catalogue has none. A known MD5 is the catalogue's,
+	// which `cpsimage register` has just checked against the file, so
+	// Glance's checksum is compared with the image as built.
+	algos := []checksum.Algo{checksum.SHA512}
 	if art.Sums.MD5 == "" {
-		algos = []checksum.Algo{checksum.MD5, checksum.SHA512}
+		algos = append(algos, checksum.MD5)
 	}
 	sums, err := upload(ctx, sc, id, f, name, algos, t.onRead)
 	if err != nil {
@@ -319,15 +253,19 @@ func (t *Target) Register(ctx context.Context, reg plan.Register, art register.A
 		return nil, err
 	}
 	ok = true
+	if opt.Replace {
+		for _, old := range found.others {
+			if err := images.Delete(ctx, sc, old).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, 404) {
+				progress.Logf("glance: -replace: could not delete the old image %s: %v", old, err)
+				continue
+			}
+			progress.Logf("glance: -replace: deleted the old image %s (%s)", old, name)
+		}
+	}
 	return rec(id), nil
 }
 
-// Upload streams f sparsely into image id, hashing md5+sha512 on the way.
-func Upload(ctx context.Context, sc *gophercloud.ServiceClient, id string, f *os.File, label string) (checksum.Sums, error) {
-	return upload(ctx, sc, id, f, label, []checksum.Algo{checksum.MD5, checksum.SHA512}, nil)
-}
-
-// upload sends f, hashing it with algos on the way (none: only counted).
+// upload sends f, hashing it with algos on the read-ahead side.
 func upload(ctx context.Context, sc *gophercloud.ServiceClient, id string, f *os.File, label string, algos []checksum.Algo, hook func(int64)) (checksum.Sums, error) {
 	r, err := sparse.NewReader(ctx, f)
 	if err != nil {
@@ -342,19 +280,31 @@ func upload(ctx context.Context, sc *gophercloud.ServiceClient, id string, f *os
 			hook(sent)
 		}
 	}
-	var m *checksum.Multi
-	if len(algos) > 0 {
-		m = checksum.NewMulti(algos...)
-	}
-	body, wait := hashedStream(r, m)
-	err = putData(ctx, sc, id, body, r.Size())
-	body.Close() // stops the producer if the transport gave up early
-	wait()       // the hashers must be idle before Sum
+	m := checksum.NewMulti(algos...)
+	read := readahead.Stream(r)
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// 4 MiB chunks, 3 ahead: reading and hashing the next chunks
+		// overlaps sending this one (scripts/bench/glance.sh).
+		err := readahead.Run(ctx, 4<<20, 3, func(b []byte) (readahead.Chunk, error) {
+			c, err := read(b)
+			if err == nil {
+				m.Write(c.B)
+			}
+			return c, err
+		}, func(c readahead.Chunk) error {
+			_, err := pw.Write(c.B)
+			return err
+		})
+		pw.CloseWithError(err) // nil: EOF
+	}()
+	err = putData(ctx, sc, id, pr, r.Size())
+	pr.Close() // stops the reading side if the transport gave up early
+	<-done     // the hashers must be idle before Sum
 	bar.Finish()
-	sums := checksum.Sums{Size: sent}
-	if m != nil {
-		sums = m.Sum()
-	}
+	sums := m.Sum()
 	if err != nil {
 		if ctx.Err() != nil {
 			err = errors.Join(ctx.Err(), err)
@@ -374,40 +324,66 @@ func Verify(ctx context.Context, sc *gophercloud.ServiceClient, id string, sums 
 		return fmt.Errorf("read back Glance image %s: %w", id, err)
 	}
 	if img.Status != images.ImageStatusActive {
-		return fmt.Errorf("Glance image %s is %q after the upload, want active", id, img.Status)
+		return fmt.Errorf("image %s in Glance is %q after the upload, want active", id, img.Status)
 	}
 	if img.SizeBytes != sums.Size {
-		return fmt.Errorf("Glance image %s has %d bytes, we sent %d", id, img.SizeBytes, sums.Size)
+		return fmt.Errorf("image %s in Glance has %d bytes, we sent %d", id, img.SizeBytes, sums.Size)
 	}
 	if img.Checksum != "" && img.Checksum != sums.MD5 {
-		return fmt.Errorf("Glance image %s checksum (md5) %s differs from ours %s: the upload was corrupted, or the file changed since it was catalogued (check it with cpsimage verify)", id, img.Checksum, sums.MD5)
+		return fmt.Errorf("image %s in Glance: its checksum (md5) %s differs from ours %s: the upload was corrupted, or the file changed since it was catalogued (check it with cpsimage verify)", id, img.Checksum, sums.MD5)
 	}
 	algo, _ := img.Properties["os_hash_algo"].(string)
 	val, _ := img.Properties["os_hash_value"].(string)
 	if algo == "sha512" && sums.SHA512 != "" && val != sums.SHA512 {
-		return fmt.Errorf("Glance image %s os_hash_value (sha512) %s differs from ours %s: the upload was corrupted", id, val, sums.SHA512)
+		return fmt.Errorf("image %s in Glance: its os_hash_value (sha512) %s differs from ours %s: the upload was corrupted", id, val, sums.SHA512)
 	}
 	if (img.Checksum == "" || sums.MD5 == "") && (val == "" || sums.SHA512 == "") {
-		return fmt.Errorf("Glance image %s reports no checksum we can compare; cannot verify the upload", id)
+		return fmt.Errorf("image %s in Glance reports no checksum we can compare; cannot verify the upload", id)
 	}
 	return nil
 }
 
-func findExisting(ctx context.Context, sc *gophercloud.ServiceClient, name, md5 string, size int64) (string, error) {
+// found is what lookup found under a name.
+type found struct {
+	same   string   // an active image with these bytes
+	stale  []string // unfinished images of these bytes (queued, saving, killed) left by a failed run
+	others []string // active images with other bytes
+}
+
+// lookup lists the images named name: one with these bytes is reused; the
+// unfinished ones marked with this artifact's MD5 (conpaas_md5) are an
+// earlier run's leftovers, for instance when glance-api died mid-upload
+// and left its image "saving"; others are a clash. Foreign images that are
+// not active are left alone.
+func lookup(ctx context.Context, sc *gophercloud.ServiceClient, name, md5 string, size int64) (found, error) {
+	var f found
 	pages, err := images.List(sc, images.ListOpts{Name: name}).AllPages(ctx)
 	if err != nil {
-		return "", fmt.Errorf("list Glance images named %s: %w", name, err)
+		return f, fmt.Errorf("list Glance images named %s: %w", name, err)
 	}
 	all, err := images.ExtractImages(pages)
 	if err != nil {
-		return "", fmt.Errorf("list Glance images named %s: %w", name, err)
+		return f, fmt.Errorf("list Glance images named %s: %w", name, err)
 	}
 	for _, im := range all {
-		if im.Status == images.ImageStatusActive && im.Checksum == md5 && im.SizeBytes == size {
-			return im.ID, nil
+		mine := md5 != "" && im.Properties["conpaas_md5"] == md5
+		switch im.Status {
+		case images.ImageStatusActive:
+			if md5 != "" && im.Checksum == md5 && im.SizeBytes == size {
+				f.same = im.ID
+			} else {
+				f.others = append(f.others, im.ID)
+			}
+		case images.ImageStatusQueued, images.ImageStatusSaving, images.ImageStatusKilled, images.ImageStatusImporting:
+			if mine {
+				f.stale = append(f.stale, im.ID)
+			}
 		}
 	}
-	return "", nil
+	if f.same != "" {
+		f.others = nil
+	}
+	return f, nil
 }
 
 // putData is imagedata.Upload with a Content-Length. gophercloud sends a

@@ -26,7 +26,13 @@ func TestProperties(t *testing.T) {
 		{"lxc-filesystem", plan.Register{}, register.Artifact{Path: "conpaas-lxc.img", Name: "conpaas-lxc", Version: "2.1.0", Kind: plan.KindLXC, Arch: "amd64"},
 			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0", "hypervisor_type": "lxc"}, "raw", "conpaas-lxc-2.1.0"},
 		{"explicit-format", plan.Register{DiskFormat: "vmdk"}, register.Artifact{Path: "a.img", Name: "c", Arch: "armhf"},
-			map[string]string{"architecture": "armv7l", "os_distro": "debian", "os_type": "linux"}, "vmdk", "c"},
+			map[string]string{"architecture": "armv7l", "os_distro": "debian", "os_type": "linux"}, "vmdk", "c-vmdk"},
+		// A raw and a VMDK (and a qcow2) of one image get names that differ
+		// and say which is which; raw keeps the seeds' plain name.
+		{"vmdk-of-the-same-image", plan.Register{}, register.Artifact{Path: "conpaas.vmdk", Name: "conpaas", Version: "2.1.0", Arch: "amd64"},
+			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0"}, "vmdk", "conpaas-2.1.0-vmdk"},
+		{"qcow2-of-the-same-image", plan.Register{}, register.Artifact{Path: "conpaas.qcow2", Name: "conpaas", Version: "2.1.0", Arch: "amd64"},
+			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0"}, "qcow2", "conpaas-2.1.0-qcow2"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -6,10 +6,19 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync"
 	"testing"
 
+	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
@@ -205,5 +214,136 @@ func TestRealGlance(t *testing.T) {
 				t.Errorf("catalogue changed by a failed registration")
 			}
 		})
+	}
+}
+
+// statuses lists the images named name as id -> status.
+func statuses(t *testing.T, sc *gophercloud.ServiceClient, name string) map[string]images.ImageStatus {
+	t.Helper()
+	pages, err := images.List(sc, images.ListOpts{Name: name}).AllPages(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := images.ExtractImages(pages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]images.ImageStatus{}
+	for _, im := range all {
+		m[im.ID] = im.Status
+	}
+	return m
+}
+
+// TestGlanceRerun: re-runs against the real glance-api. A glance-api killed
+// mid-upload leaves its image "saving"; the next run deletes that leftover
+// of the same bytes instead of adding a second image beside it. An image
+// of the name with other bytes stops a run before it uploads, unless
+// -force-new-name or -replace.
+func TestGlanceRerun(t *testing.T) {
+	srv := glanceserver.Start(t)
+	const mib = 1 << 20
+	ctx := context.Background()
+	sc := NoAuthClient(srv.URL)
+	img, sums := sparseImage(t, 48*mib, 0, 30*mib, 47*mib)
+	art := register.Artifact{Path: img, Name: "conpaas", Version: "2.1.0", Kind: plan.KindRaw, Arch: "amd64", Sums: sums}
+	reg := plan.Register{Name: "os", Target: plan.TargetGlance}
+	top := t // the restarted glance-api serves the later subtests too
+
+	t.Run("killed-mid-upload", func(t *testing.T) {
+		var once sync.Once
+		tg := &Target{Endpoint: srv.URL, onRead: func(sent int64) {
+			if sent >= 20*mib {
+				once.Do(srv.Kill)
+			}
+		}}
+		if _, err := tg.Register(ctx, reg, art, register.Options{}); err == nil {
+			t.Fatal("the upload survived glance-api's death")
+		}
+		srv.Restart(top)
+		left := statuses(t, sc, "conpaas-2.1.0")
+		if len(left) != 1 {
+			t.Fatalf("after the kill: %v, want one image left saving", left)
+		}
+		var stale string
+		for id, st := range left {
+			if st != images.ImageStatusSaving {
+				t.Fatalf("the killed upload left %s %s, want saving", id, st)
+			}
+			stale = id
+		}
+		regs, err := (&Target{Endpoint: srv.URL}).Register(ctx, reg, art, register.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := statuses(t, sc, "conpaas-2.1.0"); len(got) != 1 || got[regs[0].ImageID] != images.ImageStatusActive {
+			t.Errorf("after the re-run: %v, want only %s, active (the stale %s deleted)", got, regs[0].ImageID, stale)
+		}
+	})
+
+	other, osums := sparseImage(t, 8*mib, 0)
+	changed := art
+	changed.Path, changed.Sums = other, osums
+	tg := &Target{Endpoint: srv.URL}
+	t.Run("other-bytes", func(t *testing.T) {
+		before := statuses(t, sc, "conpaas-2.1.0")
+		_, err := tg.Register(ctx, reg, changed, register.Options{})
+		if err == nil || !strings.Contains(err.Error(), "with other bytes") || !strings.Contains(err.Error(), "-replace") || !strings.Contains(err.Error(), "nothing was uploaded") {
+			t.Fatalf("got %v", err)
+		}
+		if got := statuses(t, sc, "conpaas-2.1.0"); !reflect.DeepEqual(got, before) {
+			t.Errorf("images changed: %v -> %v", before, got)
+		}
+	})
+	t.Run("force-new-name", func(t *testing.T) {
+		regs, err := tg.Register(ctx, reg, changed, register.Options{ForceNewName: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := images.Get(ctx, sc, regs[0].ImageID).Extract()
+		if err != nil || !strings.HasPrefix(im.Name, "conpaas-2.1.0-") || len(statuses(t, sc, "conpaas-2.1.0")) != 1 {
+			t.Errorf("-force-new-name made %+v (%v)", im, err)
+		}
+	})
+	t.Run("replace", func(t *testing.T) {
+		old := statuses(t, sc, "conpaas-2.1.0")
+		regs, err := tg.Register(ctx, reg, changed, register.Options{Replace: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := statuses(t, sc, "conpaas-2.1.0")
+		if len(got) != 1 || got[regs[0].ImageID] != images.ImageStatusActive {
+			t.Errorf("-replace: %v, want only the new %s (the old %v deleted)", got, regs[0].ImageID, old)
+		}
+	})
+}
+
+// TestGlanceSHA512: os_hash_value is compared with the SHA-512 computed
+// while sending, also when the catalogue's MD5 is known. A proxy in front
+// of the real glance-api reports another os_hash_value: the run fails.
+func TestGlanceSHA512(t *testing.T) {
+	srv := glanceserver.Start(t)
+	target, _ := url.Parse(srv.URL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.Method != http.MethodGet || !strings.HasPrefix(resp.Request.URL.Path, "/v2/images/") {
+			return nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		b = regexp.MustCompile(`"os_hash_value": ?"[0-9a-f]{128}"`).ReplaceAll(b, []byte(`"os_hash_value": "`+strings.Repeat("0", 128)+`"`))
+		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+		resp.Header.Del("Content-Length")
+		return nil
+	}
+	proxy := httptest.NewServer(rp)
+	defer proxy.Close()
+	img, sums := sparseImage(t, 4<<20, 0)
+	art := register.Artifact{Path: img, Name: "sha", Version: "1", Kind: plan.KindRaw, Arch: "amd64", Sums: checksum.Sums{Size: sums.Size, MD5: sums.MD5}}
+	_, err := (&Target{Endpoint: proxy.URL}).Register(context.Background(), plan.Register{}, art, register.Options{})
+	if err == nil || !strings.Contains(err.Error(), "os_hash_value (sha512) "+strings.Repeat("0", 128)+" differs from ours "+sums.SHA512) {
+		t.Fatalf("got %v, want the SHA-512 mismatch", err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/atomicfile"
 	"github.com/conpaas/cps/internal/progress"
+	"github.com/conpaas/cps/internal/readahead"
 )
 
 // chunk is the I/O size: big enough to stream at device speed, small
@@ -223,74 +224,49 @@ func (t *target) fits(dst string, size int64) error {
 	return nil
 }
 
-// buf is a chunk in flight from the reader to the writer.
-type buf struct {
-	b   []byte
-	off int64
-	ext int // index of the extent it belongs to
-}
-
 // write copies the image's extents to the target with the read (and
 // checksum) of the next chunk overlapping the write of the current one. It
 // returns one SHA-256 per extent, of the bytes as read from the image.
 func write(ctx context.Context, src *os.File, t *target, ext []sparse.Extent, res *Result) ([][]byte, error) {
 	bar := progress.New("flash", res.DataBytes)
 	defer bar.Finish()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	free := make(chan []byte, 3)
-	for i := 0; i < cap(free); i++ {
-		free <- make([]byte, chunk)
-	}
-	full := make(chan buf, cap(free))
 	sums := make([][]byte, len(ext))
-	rerr := make(chan error, 1)
-	go func() {
-		defer close(full)
-		var h hash.Hash
-		for i, e := range ext {
-			h = sha256.New()
-			for off := e.Off; off < e.End(); {
-				var b []byte
-				select {
-				case b = <-free:
-				case <-ctx.Done():
-					rerr <- ctx.Err()
-					return
-				}
-				n := min(int64(chunk), e.End()-off)
-				if _, err := src.ReadAt(b[:n], off); err != nil && !(errors.Is(err, io.EOF)) {
-					rerr <- fmt.Errorf("read image at %d: %w", off, err)
-					return
-				}
-				h.Write(b[:n])
-				full <- buf{b: b[:n], off: off, ext: i}
-				off += n
-			}
+	hashes := make([]hash.Hash, len(ext))
+	read := readahead.Extents(src, ext)
+	fill := func(b []byte) (readahead.Chunk, error) {
+		c, err := read(b)
+		if err == io.EOF {
+			return c, err
+		}
+		if err != nil {
+			return c, fmt.Errorf("read %s: %w", src.Name(), err)
+		}
+		if hashes[c.Ext] == nil {
+			hashes[c.Ext] = sha256.New()
+		}
+		hashes[c.Ext].Write(c.B)
+		return c, nil
+	}
+	err := readahead.Run(ctx, chunk, 3, fill, func(c readahead.Chunk) error {
+		if t.fresh && sparse.IsZero(c.B) {
+			// The new target reads as zeros already; keep it sparse.
+		} else if _, err := t.f.WriteAt(c.B, c.Off); err != nil {
+			return fmt.Errorf("write %s at %d: %w", t.f.Name(), c.Off, err)
+		} else {
+			res.Written += int64(len(c.B))
+		}
+		bar.Add64(int64(len(c.B)))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, h := range hashes {
+		if h != nil {
 			sums[i] = h.Sum(nil)
 		}
-		rerr <- nil
-	}()
-	var werr error
-	for c := range full {
-		if werr == nil {
-			if t.fresh && sparse.IsZero(c.b) {
-				// The new target reads as zeros already; keep it sparse.
-			} else if _, err := t.f.WriteAt(c.b, c.off); err != nil {
-				werr = fmt.Errorf("write %s at %d: %w", t.f.Name(), c.off, err)
-				cancel()
-			} else {
-				res.Written += int64(len(c.b))
-			}
-			bar.Add64(int64(len(c.b)))
-		}
-		free <- c.b[:cap(c.b)]
 	}
-	if err := <-rerr; err != nil && werr == nil {
-		werr = err
-	}
-	return sums, werr
+	return sums, nil
 }
 
 // discardHoles deallocates the parts of the image's span that are holes.
@@ -344,63 +320,40 @@ func verify(ctx context.Context, t *target, ext []sparse.Extent, sums [][]byte, 
 	_ = unix.Fadvise(int(t.f.Fd()), 0, 0, unix.FADV_DONTNEED) // best effort
 	bar := progress.New("verify", res.DataBytes)
 	defer bar.Finish()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	free := make(chan []byte, 3)
-	for i := 0; i < cap(free); i++ {
-		free <- make([]byte, chunk)
-	}
-	full := make(chan buf, cap(free))
-	rerr := make(chan error, 1)
-	go func() {
-		defer close(full)
-		for i, e := range ext {
-			for off := e.Off; off < e.End(); {
-				var b []byte
-				select {
-				case b = <-free:
-				case <-ctx.Done():
-					rerr <- ctx.Err()
-					return
-				}
-				n := min(int64(chunk), e.End()-off)
-				if _, err := t.f.ReadAt(b[:n], off); err != nil && !errors.Is(err, io.EOF) {
-					rerr <- fmt.Errorf("read back %s at %d: %w", t.f.Name(), off, err)
-					return
-				}
-				full <- buf{b: b[:n], off: off, ext: i}
-				off += n
-			}
+	h, cur := sha256.New(), -1
+	check := func() error {
+		if cur < 0 {
+			return nil
 		}
-		rerr <- nil
-	}()
-	var verr error
-	h, cur := sha256.New(), 0
-	check := func(i int) {
-		if got := h.Sum(nil); verr == nil && !bytes.Equal(got, sums[i]) {
-			e := ext[i]
-			verr = fmt.Errorf("verify %s: bytes %d-%d read back differ from the image (sha256 %x, want %x); the card may be faulty or fake-capacity", t.f.Name(), e.Off, e.End(), got, sums[i])
-			cancel()
+		if got := h.Sum(nil); !bytes.Equal(got, sums[cur]) {
+			e := ext[cur]
+			return fmt.Errorf("verify %s: bytes %d-%d read back differ from the image (sha256 %x, want %x); the card may be faulty or fake-capacity", t.f.Name(), e.Off, e.End(), got, sums[cur])
 		}
 		h.Reset()
+		return nil
 	}
-	seen := false
-	for c := range full {
-		if c.ext != cur {
-			check(cur)
-			cur = c.ext
+	read := readahead.Extents(t.f, ext)
+	fill := func(b []byte) (readahead.Chunk, error) {
+		c, err := read(b)
+		if err != nil && err != io.EOF {
+			err = fmt.Errorf("read back %s: %w", t.f.Name(), err)
 		}
-		seen = true
-		h.Write(c.b)
-		bar.Add64(int64(len(c.b)))
-		res.Verified += int64(len(c.b))
-		free <- c.b[:cap(c.b)]
+		return c, err
 	}
-	if err := <-rerr; err != nil && verr == nil {
-		verr = err
+	err := readahead.Run(ctx, chunk, 3, fill, func(c readahead.Chunk) error {
+		if c.Ext != cur {
+			if err := check(); err != nil {
+				return err
+			}
+			cur = c.Ext
+		}
+		h.Write(c.B)
+		bar.Add64(int64(len(c.B)))
+		res.Verified += int64(len(c.B))
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if verr == nil && seen {
-		check(cur)
-	}
-	return verr
+	return check()
 }

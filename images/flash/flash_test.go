@@ -250,13 +250,12 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 	defer src.Close()
 	ext, _ := sparse.DataExtents(src)
 	// Correct sums first: verify passes.
-	sums := make([][]byte, len(ext))
 	tg := &target{f: f}
 	res := &Result{DataBytes: sparse.DataBytes(ext)}
 	if _, err := write(t.Context(), src, &target{f: f}, ext, res); err != nil {
 		t.Fatal(err)
 	}
-	sums, _ = write(t.Context(), src, tg, ext, &Result{DataBytes: res.DataBytes})
+	sums, _ := write(t.Context(), src, tg, ext, &Result{DataBytes: res.DataBytes})
 	if err := verify(t.Context(), tg, ext, sums, &Result{}); err != nil {
 		t.Fatalf("verify of a good copy: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +29,9 @@ type Server struct {
 	URL      string // e.g. http://127.0.0.1:40123
 	StoreDir string // where the file store keeps image data
 	Log      string // glance-api's log file
+
+	api, conf string
+	stop      func(syscall.Signal)
 }
 
 const confTmpl = `[DEFAULT]
@@ -90,7 +94,15 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("glance-manage db_sync: %v\n%s", err, tail(out))
 	}
 
-	cmd := exec.Command(api, "--config-file", conf)
+	s := &Server{URL: "http://127.0.0.1:" + strconv.Itoa(port), StoreDir: store, Log: logFile, api: api, conf: conf}
+	s.run(t)
+	return s
+}
+
+// run starts glance-api and waits until it answers.
+func (s *Server) run(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(s.api, "--config-file", s.conf)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	// Own process group: glance-api forks workers, and all must go.
@@ -100,19 +112,25 @@ func Start(t testing.TB) *Server {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
+	var once sync.Once
+	stop := func(sig syscall.Signal) {
+		once.Do(func() {
+			_ = syscall.Kill(-cmd.Process.Pid, sig)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-exited
+			}
+		})
+	}
+	s.stop = stop
+	t.Cleanup(func() { stop(syscall.SIGTERM) })
 
-	s := &Server{URL: "http://127.0.0.1:" + strconv.Itoa(port), StoreDir: store, Log: logFile}
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
 	logs := func() string {
-		b, _ := os.ReadFile(logFile)
+		b, _ := os.ReadFile(s.Log)
 		return string(tail(append(stderr.Bytes(), b...)))
 	}
 	for {
@@ -121,7 +139,7 @@ func Start(t testing.TB) *Server {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return
 			}
 		}
 		select {
@@ -132,6 +150,16 @@ func Start(t testing.TB) *Server {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// Kill kills glance-api with SIGKILL, as a crash or an OOM kill would:
+// an upload in progress leaves its image "saving".
+func (s *Server) Kill() { s.stop(syscall.SIGKILL) }
+
+// Restart starts glance-api again on the same database, store and port.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.run(t)
 }
 
 func freePort(t testing.TB) int {

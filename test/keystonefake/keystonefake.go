@@ -11,11 +11,15 @@
 //
 //   - GET / and GET /v3: version discovery (300 with versions.values, and
 //     200 with version).
+//   - GET /v3/auth/tokens: validate the X-Subject-Token (200 or 404).
 //   - POST /v3/auth/tokens: password method, user by id or by name and
-//     domain (id or name), project scope by id or by name and domain. A
-//     malformed body is 400, bad credentials or an unknown project 401 with
-//     Keystone's error body; success is 201 with X-Subject-Token and a token
-//     whose catalog has one "image" service (glance) pointing at the proxy.
+//     domain (id or name), or token method (an issued token); project scope
+//     by id or by name and domain, or none. A malformed body is 400, bad
+//     credentials or an unknown project 401 with Keystone's error body (it
+//     never says which part was wrong), an unknown or expired token 404
+//     ("Could not find token"); success is 201 with X-Subject-Token and,
+//     for a project-scoped token, a catalog with one "image" service
+//     (glance) pointing at the proxy.
 //
 // The proxy plays keystonemiddleware's role in front of the backend (e.g. a
 // glance-api running with auth_strategy = noauth): a request without an
@@ -76,8 +80,9 @@ type Server struct {
 }
 
 type token struct {
-	expires time.Time
-	scoped  bool
+	issued, expires time.Time
+	scoped          bool
+	methods         []string
 }
 
 // Start serves the fake until the test ends. backend is the service behind
@@ -189,8 +194,10 @@ func (s *Server) keystone(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, map[string]any{"version": s.versionDoc()})
 	case p == "/v3/auth/tokens" && r.Method == http.MethodPost:
 		s.issue(w, r)
+	case p == "/v3/auth/tokens" && r.Method == http.MethodGet:
+		s.validate(w, r)
 	case p == "" || p == "/v3" || p == "/v3/auth/tokens":
-		w.Header().Set("Allow", map[bool]string{true: "POST", false: "GET"}[p == "/v3/auth/tokens"])
+		w.Header().Set("Allow", map[bool]string{true: "GET, POST", false: "GET"}[p == "/v3/auth/tokens"])
 		keystoneError(w, http.StatusMethodNotAllowed, "The method is not allowed for the requested URL.")
 	default:
 		keystoneError(w, http.StatusNotFound, "The resource could not be found.")
@@ -221,6 +228,9 @@ type (
 				Password *struct {
 					User *userRef `json:"user"`
 				} `json:"password"`
+				Token *struct {
+					ID *string `json:"id"`
+				} `json:"token"`
 			} `json:"identity"`
 			Scope *struct {
 				Project *projectRef `json:"project"`
@@ -244,7 +254,7 @@ var unauthorized = &authError{http.StatusUnauthorized, "The request you have mad
 const clientError = " The server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error."
 
 func (s *Server) issue(w http.ResponseWriter, r *http.Request) {
-	scoped, aerr := s.check(r)
+	scoped, methods, aerr := s.check(r)
 	if aerr != nil {
 		s.AuthFailures.Add(1)
 		if aerr.code == http.StatusUnauthorized {
@@ -257,21 +267,46 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) {
 	rand.Read(b)
 	id := "gAAAAA" + hex.EncodeToString(b) // Fernet tokens start like this
 	now := time.Now().UTC()
-	exp := now.Add(TokenTTL)
+	tk := token{issued: now, expires: now.Add(TokenTTL), scoped: scoped, methods: methods}
 	s.mu.Lock()
-	s.tokens[id] = token{expires: exp, scoped: scoped}
+	s.tokens[id] = tk
 	s.mu.Unlock()
 	s.Issued.Add(1)
+	w.Header().Set("X-Subject-Token", id)
+	reply(w, http.StatusCreated, map[string]any{"token": s.tokenBody(tk)})
+}
 
+// validate is GET /v3/auth/tokens: X-Auth-Token (any valid token) asks
+// about X-Subject-Token, 200 with its body or 404.
+func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	auth, aok := s.tokens[r.Header.Get("X-Auth-Token")]
+	subj, sok := s.tokens[r.Header.Get("X-Subject-Token")]
+	s.mu.Unlock()
+	now := time.Now()
+	switch {
+	case !aok || !now.Before(auth.expires):
+		keystoneError(w, http.StatusUnauthorized, "The request you have made requires authentication.")
+	case !sok || !now.Before(subj.expires):
+		keystoneError(w, http.StatusNotFound, "Could not find token: "+r.Header.Get("X-Subject-Token")+".")
+	default:
+		w.Header().Set("X-Subject-Token", r.Header.Get("X-Subject-Token"))
+		reply(w, http.StatusOK, map[string]any{"token": s.tokenBody(subj)})
+	}
+}
+
+// tokenBody is the token as Keystone describes it; a project-scoped one
+// carries the catalog.
+func (s *Server) tokenBody(tk token) map[string]any {
 	domain := map[string]any{"id": DomainID, "name": DomainName}
 	tok := map[string]any{
-		"methods":    []string{"password"},
+		"methods":    tk.methods,
 		"user":       map[string]any{"id": s.UserID, "name": s.User, "domain": domain, "password_expires_at": nil},
 		"audit_ids":  []string{newID()[:22]},
-		"expires_at": exp.Format(timeFormat),
-		"issued_at":  now.Format(timeFormat),
+		"expires_at": tk.expires.UTC().Format(timeFormat),
+		"issued_at":  tk.issued.UTC().Format(timeFormat),
 	}
-	if scoped {
+	if tk.scoped {
 		tok["project"] = map[string]any{"id": s.ProjectID, "name": s.Project, "domain": domain}
 		tok["is_domain"] = false
 		tok["roles"] = []map[string]any{{"id": newID(), "name": "member"}, {"id": newID(), "name": "reader"}}
@@ -282,55 +317,40 @@ func (s *Server) issue(w http.ResponseWriter, r *http.Request) {
 				{"id": newID(), "interface": "public", "region": Region, "region_id": Region, "url": s.ProxyURL}}},
 		}
 	}
-	w.Header().Set("X-Subject-Token", id)
-	reply(w, http.StatusCreated, map[string]any{"token": tok})
+	return tok
 }
 
 // check validates a token request the way Keystone does: request shape
 // first (400), then credentials and scope (401, never saying which part was
-// wrong). It reports whether the token is project-scoped.
-func (s *Server) check(r *http.Request) (bool, *authError) {
+// wrong; an unknown token is 404). It reports whether the token is
+// project-scoped and the methods it was issued by.
+func (s *Server) check(r *http.Request) (bool, []string, *authError) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
-			return false, badRequest("Expecting to find application/json in Content-Type header." + clientError)
+			return false, nil, badRequest("Expecting to find application/json in Content-Type header." + clientError)
 		}
 	}
 	var req authRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		return false, badRequest("Malformed request body: %v."+clientError, err)
+		return false, nil, badRequest("Malformed request body: %v."+clientError, err)
 	}
 	a := req.Auth
 	switch {
 	case a == nil:
-		return false, badRequest("Invalid input for field 'auth': 'auth' is a required property")
+		return false, nil, badRequest("Invalid input for field 'auth': 'auth' is a required property")
 	case a.Identity == nil:
-		return false, badRequest("Invalid input for field 'auth': 'identity' is a required property")
+		return false, nil, badRequest("Invalid input for field 'auth': 'identity' is a required property")
 	case a.Identity.Methods == nil:
-		return false, badRequest("Invalid input for field 'identity': 'methods' is a required property")
+		return false, nil, badRequest("Invalid input for field 'identity': 'methods' is a required property")
 	}
 	methods := *a.Identity.Methods
 	if len(methods) == 0 {
-		return false, badRequest("Invalid input for field 'identity/methods': [] is too short")
+		return false, nil, badRequest("Invalid input for field 'identity/methods': [] is too short")
 	}
-	if !slices.Contains(methods, "password") {
-		// totp, token, application_credential...: not in this fake.
-		return false, &authError{http.StatusUnauthorized, "Attempted to authenticate with an unsupported method."}
-	}
-	if a.Identity.Password == nil {
-		return false, badRequest("Expecting to find password in identity." + clientError)
-	}
-	u := a.Identity.Password.User
-	switch {
-	case u == nil:
-		return false, badRequest("Expecting to find user in password." + clientError)
-	case u.ID == nil && u.Name == nil:
-		return false, badRequest("Expecting to find id or name in user." + clientError)
-	case u.ID == nil && u.Domain == nil:
-		return false, badRequest("Expecting to find domain in user." + clientError)
-	case u.Domain != nil && u.Domain.ID == nil && u.Domain.Name == nil:
-		return false, badRequest("Expecting to find id or name in domain." + clientError)
-	case u.Password == nil:
-		return false, badRequest("Expecting to find password in user." + clientError)
+	token := slices.Contains(methods, "token")
+	if !token && !slices.Contains(methods, "password") {
+		// totp, application_credential...: not in this fake.
+		return false, nil, &authError{http.StatusUnauthorized, "Attempted to authenticate with an unsupported method."}
 	}
 	var pr *projectRef
 	if a.Scope != nil {
@@ -338,26 +358,61 @@ func (s *Server) check(r *http.Request) (bool, *authError) {
 		switch {
 		case pr == nil:
 			// Domain, system and trust scopes are not in this fake.
-			return false, badRequest("Invalid input for field 'auth/scope': only project scope is supported by keystonefake")
+			return false, nil, badRequest("Invalid input for field 'auth/scope': only project scope is supported by keystonefake")
 		case pr.ID == nil && pr.Name == nil:
-			return false, badRequest("Expecting to find id or name in project." + clientError)
+			return false, nil, badRequest("Expecting to find id or name in project." + clientError)
 		case pr.ID == nil && pr.Domain == nil:
-			return false, badRequest("Expecting to find domain in project." + clientError)
+			return false, nil, badRequest("Expecting to find domain in project." + clientError)
 		case pr.Domain != nil && pr.Domain.ID == nil && pr.Domain.Name == nil:
-			return false, badRequest("Expecting to find id or name in domain." + clientError)
+			return false, nil, badRequest("Expecting to find id or name in domain." + clientError)
 		}
 	}
-
+	if token {
+		t := a.Identity.Token
+		if t == nil || t.ID == nil {
+			return false, nil, badRequest("Expecting to find id in token." + clientError)
+		}
+		s.mu.Lock()
+		tk, ok := s.tokens[*t.ID]
+		s.mu.Unlock()
+		if !ok || !time.Now().Before(tk.expires) {
+			return false, nil, &authError{http.StatusNotFound, "Could not find token: " + *t.ID + "."}
+		}
+		scoped, aerr := s.checkProject(pr)
+		return scoped, methods, aerr
+	}
+	if a.Identity.Password == nil {
+		return false, nil, badRequest("Expecting to find password in identity." + clientError)
+	}
+	u := a.Identity.Password.User
+	switch {
+	case u == nil:
+		return false, nil, badRequest("Expecting to find user in password." + clientError)
+	case u.ID == nil && u.Name == nil:
+		return false, nil, badRequest("Expecting to find id or name in user." + clientError)
+	case u.ID == nil && u.Domain == nil:
+		return false, nil, badRequest("Expecting to find domain in user." + clientError)
+	case u.Domain != nil && u.Domain.ID == nil && u.Domain.Name == nil:
+		return false, nil, badRequest("Expecting to find id or name in domain." + clientError)
+	case u.Password == nil:
+		return false, nil, badRequest("Expecting to find password in user." + clientError)
+	}
 	if u.ID != nil {
 		if *u.ID != s.UserID {
-			return false, unauthorized
+			return false, nil, unauthorized
 		}
 	} else if *u.Name != s.User || !inDomain(u.Domain) {
-		return false, unauthorized
+		return false, nil, unauthorized
 	}
 	if *u.Password != s.Password {
-		return false, unauthorized
+		return false, nil, unauthorized
 	}
+	scoped, aerr := s.checkProject(pr)
+	return scoped, methods, aerr
+}
+
+// checkProject checks the scope of a token request whose user is known.
+func (s *Server) checkProject(pr *projectRef) (bool, *authError) {
 	if pr == nil {
 		return false, nil // unscoped: no catalog, not accepted by the proxy
 	}

@@ -305,3 +305,35 @@ func TestProxyStreams(t *testing.T) {
 		t.Errorf("backend got %d bytes, Content-Length %d, Transfer-Encoding %v; want %d, %d, none", r.n, r.length, r.te, size, size)
 	}
 }
+
+// TestTokenMethod: a token gets another (rescoped) token, and GET
+// /v3/auth/tokens validates one, as Keystone does; an unknown token is 404.
+func TestTokenMethod(t *testing.T) {
+	s := start(t)
+	resp, b := do(t, "POST", s.URL+"/auth/tokens", "application/json",
+		`{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"cps","domain":{"id":"default"},"password":"s3cret"}}}}}`)
+	if resp.StatusCode != 201 {
+		t.Fatalf("password: %d %s", resp.StatusCode, b)
+	}
+	unscoped := resp.Header.Get("X-Subject-Token")
+	byToken := func(id, scope string) (*http.Response, []byte) {
+		return do(t, "POST", s.URL+"/auth/tokens", "application/json", `{"auth":{"identity":{"methods":["token"],"token":{"id":"`+id+`"}}`+scope+`}}`)
+	}
+	resp, b = byToken(unscoped, `,"scope":{"project":{"name":"conpaas","domain":{"name":"Default"}}}`)
+	if resp.StatusCode != 201 || !strings.Contains(string(b), `"catalog"`) || !strings.Contains(string(b), `"methods":["token"]`) {
+		t.Fatalf("rescope: %d %s", resp.StatusCode, b)
+	}
+	scoped := resp.Header.Get("X-Subject-Token")
+	if resp, b = byToken(unscoped, `,"scope":{"project":{"name":"other","domain":{"name":"Default"}}}`); resp.StatusCode != 401 {
+		t.Errorf("rescope to another project: %d %s", resp.StatusCode, b)
+	}
+	if resp, b = byToken("gAAAAAbogus", ""); resp.StatusCode != 404 || !strings.Contains(string(b), "Could not find token: gAAAAAbogus.") {
+		t.Errorf("unknown token: %d %s", resp.StatusCode, b)
+	}
+	if resp, b = do(t, "GET", s.URL+"/auth/tokens", "", "", "X-Auth-Token", unscoped, "X-Subject-Token", scoped); resp.StatusCode != 200 || !strings.Contains(string(b), `"catalog"`) {
+		t.Errorf("validate: %d %s", resp.StatusCode, b)
+	}
+	if resp, b = do(t, "GET", s.URL+"/auth/tokens", "", "", "X-Auth-Token", unscoped, "X-Subject-Token", "gAAAAAbogus"); resp.StatusCode != 404 {
+		t.Errorf("validate an unknown token: %d %s", resp.StatusCode, b)
+	}
+}
