@@ -245,7 +245,6 @@ func TestKeystoneGlance(t *testing.T) {
 	}
 }
 
-
 // issueToken gets a project-scoped token from Keystone with a password.
 func issueToken(t *testing.T, authURL, user, password string) string {
 	t.Helper()
