@@ -6,22 +6,30 @@ SHELL := /bin/bash
 #   make e2e     heavier end-to-end tests (full images, ARM emulation)
 #   make bench   benchmarks against the reference tools
 
-# Go from PATH, else where the Go tarball installs it.
-GO       ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+# Go: the toolchain go.mod names. scripts/deps/go.sh (the `go` target)
+# installs it into its own directory when the machine has none that recent;
+# make and the tests (which run `go`) look there first, then in PATH, then
+# where Go's own tarball goes.
+export PATH := $(shell bash scripts/deps/go.sh --bindir):$(PATH):/usr/local/go/bin
+export GOTOOLCHAIN ?= local
+GO       ?= go
 BIN      := bin
 GOFLAGS  ?=
 export CPS_CACHE ?= /var/cache/cps
 # Tests fail (not skip) when a tool they need is missing: deps.sh installed them.
 export CPS_REQUIRE_TOOLS := 1
 
-.PHONY: all build deps image nutshell test e2e bench fmt vet clean
+.PHONY: all go build deps image nutshell test e2e bench fmt vet clean
 
 all: build
 
-deps:
+go:
+	@scripts/deps.sh go
+
+deps: go
 	@scripts/deps.sh
 
-build:
+build: go
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 # Reproducible by default: every timestamp in the image is the last commit's

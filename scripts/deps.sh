@@ -3,9 +3,10 @@
 # are installed, and `apt-get update` runs only when something is missing.
 # Package lists live in scripts/deps/*.list (one package per line, # comments),
 # one list per feature so each stays readable. Extra set-up steps (e.g. an APT
-# component) live in scripts/deps/*.sh and run before the install.
+# component, the Go toolchain) live in scripts/deps/*.sh and run before the
+# install; a step may have no list (go.sh).
 #
-# usage: scripts/deps.sh [LIST...]   (default: every list)
+# usage: scripts/deps.sh [NAME...]   (default: every step and list)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/deps"
@@ -34,7 +35,10 @@ done
 want=()
 for l in "${lists[@]}"; do
   l=${l%.list}.list
-  [ -f "$l" ] || { echo "deps.sh: no package list $l" >&2; exit 1; }
+  if [ ! -f "$l" ]; then
+    [ -f "${l%.list}.sh" ] && continue
+    echo "deps.sh: no package list or step ${l%.list}" >&2; exit 1
+  fi
   while read -r p _; do
     case "$p" in ""|\#*) continue ;; esac
     want+=("$p")
@@ -49,7 +53,7 @@ for p in $(printf '%s\n' "${want[@]}" | sort -u); do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "deps.sh: all ${#want[@]} packages installed"
+  [ ${#want[@]} -eq 0 ] || echo "deps.sh: all ${#want[@]} packages installed"
   exit 0
 fi
 echo "deps.sh: installing ${missing[*]}"

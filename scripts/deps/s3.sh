@@ -9,7 +9,9 @@ BIN=/var/cache/cps/bin
 if [ -x "$BIN/versitygw" ] && [ -f "$BIN/versitygw.version" ] && [ "$(cat "$BIN/versitygw.version")" = "$VERSION" ]; then
 	exit 0
 fi
-command -v go >/dev/null 2>&1 || { echo "s3.sh: go is needed to build versitygw" >&2; exit 1; }
+# The Go go.sh installed (it runs first), else the PATH's.
+PATH="$(bash "$(dirname "$0")/go.sh" --bindir):$PATH:/usr/local/go/bin"
+command -v go >/dev/null 2>&1 || { echo "s3.sh: go is needed to build versitygw (scripts/deps/go.sh installs it)" >&2; exit 1; }
 mkdir -p "$BIN"
 cd /tmp
 GOBIN="$BIN" GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$VERSION"
