@@ -30,7 +30,7 @@ deps: go
 	@scripts/deps.sh
 
 build: go
-	$(GO) build -o $(BIN)/ ./cmd/...
+	@GO=$(GO) scripts/gobuild.sh $(BIN) ./cmd/...
 
 # Reproducible by default: every timestamp in the image is the last commit's
 # time, so two `make image` runs of the same tree give the same MD5.

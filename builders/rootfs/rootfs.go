@@ -176,6 +176,10 @@ func bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string,
 	// while maintainer scripts run. In a private mount namespace those
 	// mounts are never seen by the host and vanish with the process, even
 	// when the build is killed; the image itself is made without mounts.
+	// --verbose: apt's and dpkg's lines, which mmProgress counts (without
+	// it mmdebstrap shows progress on a terminal only, and cps captures
+	// its output). Not part of bootstrapArgs: it does not shape the tree.
+	args = append([]string{"--verbose"}, args...)
 	name := "mmdebstrap"
 	if privateMounts() {
 		args = append([]string{"--mount", "--propagation", "private", "--", "mmdebstrap"}, args...)
@@ -187,8 +191,11 @@ func bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string,
 		cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10))
 	}
 	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	prog := &mmProgress{out: &out}
+	cmd.Stdout, cmd.Stderr = prog, prog
+	err = cmd.Run()
+	prog.finish()
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

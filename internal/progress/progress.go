@@ -19,6 +19,7 @@ import (
 type Bar struct {
 	bar   *pb.ProgressBar
 	label string
+	unit  string // "" for bytes, else what is counted ("packages")
 	total int64
 	n     atomic.Int64
 	out   io.Writer
@@ -41,8 +42,14 @@ func isTerminal(w io.Writer) bool {
 }
 
 // New starts a bar for total bytes (0 if unknown) labelled label.
-func New(label string, total int64) *Bar {
-	b := &Bar{label: label, total: total, out: Output, start: time.Now(), every: 5 * time.Second}
+func New(label string, total int64) *Bar { return newBar(label, "", total) }
+
+// NewCount starts a bar counting items (unit, e.g. "packages") towards
+// total.
+func NewCount(label, unit string, total int64) *Bar { return newBar(label, unit, total) }
+
+func newBar(label, unit string, total int64) *Bar {
+	b := &Bar{label: label, unit: unit, total: total, out: Output, start: time.Now(), every: 5 * time.Second}
 	b.last = b.start
 	if Quiet {
 		b.out = io.Discard
@@ -50,8 +57,13 @@ func New(label string, total int64) *Bar {
 	}
 	if isTerminal(b.out) {
 		b.bar = pb.New64(total)
-		b.bar.Set(pb.Bytes, true)
-		b.bar.SetTemplateString(`{{string . "label"}} {{counters . }} {{bar . }} {{percent . }} {{speed . }} {{rtime . "ETA %s"}}`)
+		tmpl := `{{string . "label"}} {{counters . }} {{bar . }} {{percent . }} {{speed . }} {{rtime . "ETA %s"}}`
+		if unit == "" {
+			b.bar.Set(pb.Bytes, true)
+		} else {
+			tmpl = `{{string . "label"}} {{counters . }} ` + unit + ` {{bar . }} {{percent . }} {{etime . }}`
+		}
+		b.bar.SetTemplateString(tmpl)
 		b.bar.Set("label", label)
 		b.bar.SetWriter(b.out)
 		b.bar.Start()
@@ -81,6 +93,14 @@ func (b *Bar) Add64(n int64) {
 func (b *Bar) Write(p []byte) (int, error) { b.Add64(int64(len(p))); return len(p), nil }
 
 func (b *Bar) line(v int64, now time.Time) {
+	if b.unit != "" {
+		if b.total > 0 {
+			fmt.Fprintf(b.out, "%s: %d/%d %s (%.0f%%), %s\n", b.label, v, b.total, b.unit, 100*float64(v)/float64(b.total), now.Sub(b.start).Round(time.Second))
+		} else {
+			fmt.Fprintf(b.out, "%s: %d %s, %s\n", b.label, v, b.unit, now.Sub(b.start).Round(time.Second))
+		}
+		return
+	}
 	el := now.Sub(b.start).Seconds()
 	rate := 0.0
 	if el > 0 {

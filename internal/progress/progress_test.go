@@ -55,3 +55,19 @@ func TestHuman(t *testing.T) {
 		}
 	}
 }
+
+// A counting bar's log lines count items, not bytes.
+func TestCountLines(t *testing.T) {
+	var buf bytes.Buffer
+	old := Output
+	Output = &buf
+	defer func() { Output = old }()
+	b := NewCount("rootfs: installing", "packages", 200)
+	b.every = 0
+	b.Add64(50)
+	b.Finish()
+	out := buf.String()
+	if !strings.Contains(out, "rootfs: installing: 50/200 packages (25%), ") || strings.Contains(out, "B") {
+		t.Fatalf("count lines: %q", out)
+	}
+}
