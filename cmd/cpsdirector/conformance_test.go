@@ -348,13 +348,26 @@ func lifecycle(t *testing.T, e *env) {
 	exact(t, "decrement too much", httpsPost(t, mgr, e.url+"/callback/decrementUserCredit.php", [][2]string{{"decrement", "100"}}, nil), 200, ctJSON, "{\n  \"error\": true\n}")
 
 	// cloud.py list_resources.
+	// In creation order (rid); the two managers were made concurrently, so
+	// they are compared sorted by application and role.
 	r = alice.call("GET", "/list_resources", nil)
-	res := match(t, "list_resources", r.body, `[
+	var rl []map[string]any
+	json.Unmarshal(r.body, &rl)
+	sort.SliceStable(rl, func(i, j int) bool {
+		if rl[i]["app_id"] != rl[j]["app_id"] {
+			return rl[i]["app_id"].(float64) < rl[j]["app_id"].(float64)
+		}
+		return rl[i]["role"].(string) > rl[j]["role"].(string)
+	})
+	sorted, _ := json.Marshal(rl)
+	match(t, "list_resources", sorted, `[
 		{"rid": "<int>", "vmid": "<str>", "app_id": `+aid+`, "service_id": 0, "charged": 1, "ip": "127.0.0.1", "role": "manager", "cloud": "default", "created": "<date>", "app_name": "shop"},
-		{"rid": "<int>", "vmid": "<str>", "app_id": `+aid2+`, "service_id": 0, "charged": 1, "ip": "127.0.0.1", "role": "manager", "cloud": "aws", "created": "<date>", "app_name": "web2"},
 		{"rid": "<int>", "vmid": "<any>", "app_id": `+aid+`, "service_id": 1, "charged": 1, "ip": "127.0.0.1", "role": "agent", "cloud": "default", "created": "<date>", "app_name": "shop"},
-		{"rid": "<int>", "vmid": "<any>", "app_id": `+aid+`, "service_id": 1, "charged": 1, "ip": "127.0.0.1", "role": "agent", "cloud": "default", "created": "<date>", "app_name": "shop"}]`).([]any)
-	_ = res
+		{"rid": "<int>", "vmid": "<any>", "app_id": `+aid+`, "service_id": 1, "charged": 1, "ip": "127.0.0.1", "role": "agent", "cloud": "default", "created": "<date>", "app_name": "shop"},
+		{"rid": "<int>", "vmid": "<str>", "app_id": `+aid2+`, "service_id": 0, "charged": 1, "ip": "127.0.0.1", "role": "manager", "cloud": "aws", "created": "<date>", "app_name": "web2"}]`)
+	if r.ct != ctText {
+		t.Fatalf("list_resources type %q", r.ct)
+	}
 
 	// cloud.py remove_nodes: the nodes as json.dumps(ServiceNode.to_dict()).
 	nj, _ := json.Marshal(nodes[:1])
