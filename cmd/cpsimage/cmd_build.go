@@ -91,7 +91,7 @@ func runBuild(ctx context.Context, args []string) error {
 		if err := checksum.WriteSideFiles(res.Path, res.Sums, want...); err != nil {
 			return err
 		}
-		if err := record(*catPath, p, img, res, epoch); err != nil {
+		if err := record(*catPath, p, img, res); err != nil {
 			return err
 		}
 		fmt.Fprintf(cli.Stdout, "%s  %s  (%s, %d bytes, %d bytes of data, built in %s)\n",
@@ -193,7 +193,7 @@ func sizeOf(path string) int64 {
 
 // record puts the artifact in the catalogue; its file is named relative to
 // the catalogue when it lies beside or below it.
-func record(catPath string, p *plan.Plan, img *plan.Image, res *builders.Result, epoch int64) error {
+func record(catPath string, p *plan.Plan, img *plan.Image, res *builders.Result) error {
 	file := res.Path
 	if abs, err := filepath.Abs(res.Path); err == nil {
 		catDir, _ := filepath.Abs(filepath.Dir(catPath))
@@ -203,10 +203,10 @@ func record(catPath string, p *plan.Plan, img *plan.Image, res *builders.Result,
 			file = abs
 		}
 	}
+	// built is when the image was made, even when SOURCE_DATE_EPOCH pins
+	// every timestamp inside it: the catalogue is metadata about the
+	// bytes, and the bytes stay reproducible.
 	built := time.Now().UTC().Truncate(time.Second)
-	if epoch > 0 {
-		built = time.Unix(epoch, 0).UTC()
-	}
 	a := catalogue.Artifact{
 		Name: img.Name, Version: img.Version, Kind: img.Kind, Arch: img.Arch, File: file,
 		Size: sizeOf(res.Path), MD5: res.Sums.Get(checksum.MD5), SHA256: res.Sums.Get(checksum.SHA256),

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/conpaas/cps/builders/disk"
 	cfs "github.com/conpaas/cps/builders/fs"
+	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/internal/cli"
 	"github.com/conpaas/cps/internal/testutil"
@@ -297,5 +299,34 @@ func TestVerifyStructureReport(t *testing.T) {
 	code, out, errOut = run(t, "verify", "--structure", img)
 	if code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "the MBR has no boot code") {
 		t.Errorf("zeroed boot code: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// The catalogue's built is the build time, also when SOURCE_DATE_EPOCH
+// pins the timestamps inside the image, whose bytes stay the same.
+func TestBuildRecordsBuildTime(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.img")
+	os.WriteFile(raw, bytes.Repeat([]byte("conpaas"), 1<<17), 0o644)
+	tmpl := filepath.Join(dir, "o.pkr.hcl")
+	os.WriteFile(tmpl, []byte(fmt.Sprintf("image \"n\" {\n  kind   = \"ova\"\n  source = %q\n  output = %q\n}\n", raw, filepath.Join(dir, "n.ova"))), 0o644)
+	var md5s []string
+	for i := 0; i < 2; i++ {
+		start := time.Now().UTC().Truncate(time.Second)
+		if code, out, errOut := run(t, "build", "-force", "-source-date-epoch", "1700000000", tmpl); code != 0 {
+			t.Fatalf("build: %d %s %s", code, out, errOut)
+		}
+		c, err := catalogue.Load(filepath.Join(dir, "catalogue.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := c.Find("n")
+		if a == nil || a.Built.Before(start) || a.Built.After(time.Now()) {
+			t.Fatalf("built = %v, want the build's time (after %v); the image's timestamps are 2023-11-14 (SOURCE_DATE_EPOCH)", a, start)
+		}
+		md5s = append(md5s, a.MD5)
+	}
+	if md5s[0] != md5s[1] {
+		t.Errorf("two builds with the same SOURCE_DATE_EPOCH differ: %v", md5s)
 	}
 }

@@ -40,7 +40,7 @@ type Artifact struct {
 	MD5          string         `json:"md5"`
 	SHA256       string         `json:"sha256"`
 	InputsDigest string         `json:"inputs_digest,omitempty"`
-	Built        time.Time      `json:"built"`
+	Built        time.Time      `json:"built"` // when the file was built (not SOURCE_DATE_EPOCH, which pins the times inside it)
 	Registered   []Registration `json:"registrations,omitempty"`
 }
 
