@@ -5,15 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -32,11 +25,12 @@ import (
 	"github.com/conpaas/cps/internal/testutil"
 	"github.com/conpaas/cps/plan"
 	"github.com/conpaas/cps/test/container"
+	"github.com/conpaas/cps/test/userdatafixture"
 )
 
-// directorAddr is where the test's director listens on the container's
-// network, the Nutshell's address.
-const directorAddr = "192.168.56.10:5555"
+// directorIP is the director's address on the container's network (the
+// Nutshell's, as the fixture's DIRECTOR_URL says).
+const directorIP = "192.168.56.10"
 
 // smallImage is the test's LXC image: the real builder with the base
 // packages only.
@@ -82,14 +76,16 @@ func TestBuildAndBoot(t *testing.T) {
 	t.Logf("built %s in %s: %d MiB data of %d MiB", res.Path, time.Since(start).Round(time.Second), res.DataBytes>>20, img.Size>>20)
 	checkImage(t, ctx, res, img.Size)
 
-	// The network: DHCP, metadata and the director, nothing else.
-	netw, err := container.NewNetwork(ctx, t.TempDir(), strings.Split(directorAddr, ":")[0])
+	// The network: DHCP, metadata and the director, nothing else. The
+	// user data is the director's own for a manager on OpenStack (the
+	// shared fixture cmd/cpsdirector renders byte for byte).
+	netw, err := container.NewNetwork(ctx, t.TempDir(), directorIP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer netw.Close()
 	d := newDirector(t, netw)
-	md := serveMetadata(t, netw, d.userData())
+	md := serveMetadata(t, netw, userdatafixture.ManagerUserData("openstack"))
 
 	// Booted read-write, as Nova does: a copy.
 	boot := filepath.Join(t.TempDir(), "instance.img")
@@ -106,10 +102,11 @@ func TestBuildAndBoot(t *testing.T) {
 			t.Logf("console:\n%s", r.Console)
 		}
 	}()
-	if !strings.Contains(r.Line, "CONPAAS-READY role=manager type=php") {
-		t.Errorf("marker line %q, want role=manager type=php", r.Line)
+	if !strings.Contains(r.Line, "CONPAAS-READY role=manager started-by=user-data") {
+		t.Errorf("marker line %q, want role=manager started-by=user-data", r.Line)
 	}
-	for _, want := range []string{"Detected virtualization systemd-nspawn", "context from the metadata service", "fake php manager started: -c /root/config.cfg"} {
+	for _, want := range []string{"Detected virtualization systemd-nspawn", "context from the metadata service", "fake manager started: -c /root/config.cfg",
+		`fake manager: /credit answered {"credit": 50}`} {
 		if !strings.Contains(r.Console, want) {
 			t.Errorf("console lacks %q", want)
 		}
@@ -119,6 +116,9 @@ func TestBuildAndBoot(t *testing.T) {
 	}
 	if n := d.downloads.Load(); n != 1 {
 		t.Errorf("the director served ConPaaS.tar.gz %d times, want 1", n)
+	}
+	if n := d.credits.Load(); n != 1 {
+		t.Errorf("the manager called the director back %d times with its certificate, want 1", n)
 	}
 	if !strings.Contains(netw.DHCPLog(), "DHCPACK(ctr0) 192.168.56.") {
 		t.Errorf("the container took no address from the DHCP server:\n%s", netw.DHCPLog())
@@ -175,60 +175,61 @@ func checkImage(t *testing.T, ctx context.Context, res *builders.Result, size in
 }
 
 type director struct {
-	addr      string
-	caPEM     []byte
-	downloads atomic.Int32
+	downloads, credits atomic.Int32
 }
 
-// newDirector serves ConPaaS.tar.gz over HTTPS at directorAddr on the
-// container's network, with a certificate from its own CA.
+// newDirector serves what a manager VM asks its director for at
+// userdatafixture.DirectorURL on the container's network, over HTTPS with
+// the fixture's certificate: ConPaaS.tar.gz, whose manager calls back
+// /credit (the original's route, cert_required(role='manager')) with the
+// manager certificate of the user data, which must chain to the CA.
 func newDirector(t *testing.T, netw *container.Network) *director {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cps test director CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	cert, err := userdatafixture.DirectorCertificate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	host, _, _ := net.SplitHostPort(directorAddr)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IPAddresses: []net.IP{net.ParseIP(host)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &director{addr: directorAddr, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
-	tgz := tarball(t, "ConPaaS/sbin/manager/php-cpsmanager", "#!/bin/sh\necho \"fake php manager started: $*\" > /dev/console\nexec sleep 3600\n")
+	ca := x509.NewCertPool()
+	ca.AppendCertsFromPEM(userdatafixture.File("ca_cert.pem"))
+	d := &director{}
+	tgz := tarball(t, "ConPaaS/sbin/manager/default-cpsmanager", `#!/bin/sh
+# A stand-in manager: says it runs, then calls the director back.
+c=/etc/cpsmanager/certs
+echo "fake manager started: $*" > /dev/console
+r=$(curl -fsS --cacert $c/ca_cert.pem --cert $c/cert.pem --key $c/key.pem -X POST -d "" `+userdatafixture.DirectorURL+`/credit 2>&1)
+echo "fake manager: /credit answered $r" > /dev/console
+exec sleep 3600
+`)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /download/ConPaaS.tar.gz", func(w http.ResponseWriter, r *http.Request) {
 		d.downloads.Add(1)
 		w.Write(tgz)
 	})
-	l, err := netw.Listen(directorAddr)
+	mux.HandleFunc("POST /credit", func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			http.Error(w, "a manager certificate is required", http.StatusUnauthorized)
+			return
+		}
+		d.credits.Add(1)
+		w.Write([]byte(`{"credit": 50}`))
+	})
+	host := strings.TrimPrefix(userdatafixture.DirectorURL, "https://")
+	l, err := netw.Listen(host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}}
+	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: ca, ClientAuth: tls.VerifyClientCertIfGiven}}
 	go srv.ServeTLS(l, "", "")
 	t.Cleanup(func() { srv.Close() })
 	return d
 }
 
-// userData is a director's context for a php manager: a script writing
-// the CA and config.cfg.
-func (d *director) userData() string {
-	return fmt.Sprintf("#!/bin/sh\nset -e\nmkdir -p /etc/cpsmanager/certs\ncat > /etc/cpsmanager/certs/ca_cert.pem <<'EOF'\n%sEOF\n"+
-		"cat > /root/config.cfg <<'EOF'\n[manager]\nDIRECTOR_URL = https://%s\nTYPE = php\nEOF\n", d.caPEM, d.addr)
-}
-
-// serveMetadata answers GET /latest/user-data at the metadata address, as
-// Nova's metadata service does through Neutron's metadata proxy, and
-// counts the answers.
-func serveMetadata(t *testing.T, netw *container.Network, userData string) *atomic.Int32 {
+// serveMetadata answers at the metadata address what Nova's metadata
+// service does (through Neutron's metadata proxy) for the EC2 paths the
+// contextualization and the user data read: the user data, and the
+// instance's private address (no public one: no floating IP). It counts
+// the user data's answers.
+func serveMetadata(t *testing.T, netw *container.Network, userData []byte) *atomic.Int32 {
 	t.Helper()
 	var n atomic.Int32
 	l, err := netw.Listen(container.MetadataAddr + ":80")
@@ -238,7 +239,11 @@ func serveMetadata(t *testing.T, netw *container.Network, userData string) *atom
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /latest/user-data", func(w http.ResponseWriter, r *http.Request) {
 		n.Add(1)
-		w.Write([]byte(userData))
+		w.Write(userData)
+	})
+	mux.HandleFunc("GET /latest/meta-data/local-ipv4", func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		w.Write([]byte(host))
 	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
