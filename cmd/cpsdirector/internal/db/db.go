@@ -35,6 +35,26 @@ type DB struct {
 
 	qmu sync.Mutex
 	qc  map[string]string // rebound queries
+
+	stmts sync.Map // query -> *sql.Stmt, for the hot read paths
+}
+
+// prepared returns a prepared statement for query (in SQLite's dialect),
+// made once: the pure-Go SQLite otherwise parses every query again, which
+// was most of the cost of an authenticated /listapp.
+func (d *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := d.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := d.sql.PrepareContext(ctx, d.q(query))
+	if err != nil {
+		return nil, err
+	}
+	if old, loaded := d.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return old.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 // ErrNotFound is returned when a row does not exist (or belongs to someone
@@ -127,7 +147,10 @@ func openSQLite(path string) (*sql.DB, error) {
 }
 
 // Close closes the pool.
-func (d *DB) Close() error { return d.sql.Close() }
+func (d *DB) Close() error {
+	d.stmts.Range(func(_, v any) bool { v.(*sql.Stmt).Close(); return true })
+	return d.sql.Close()
+}
 
 // Dialect is sqlite, mysql or postgres.
 func (d *DB) Dialect() string { return d.dialect }

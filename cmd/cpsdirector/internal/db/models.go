@@ -107,7 +107,11 @@ func scanUser(sc interface{ Scan(...any) error }) (*User, error) {
 }
 
 func (d *DB) userBy(ctx context.Context, col string, v any) (*User, error) {
-	return scanUser(d.sql.QueryRowContext(ctx, d.q(`SELECT `+userCols+` FROM "user" WHERE `+col+` = ?`), v))
+	st, err := d.prepared(ctx, `SELECT `+userCols+` FROM "user" WHERE `+col+` = ?`)
+	if err != nil {
+		return nil, err
+	}
+	return scanUser(st.QueryRowContext(ctx, v))
 }
 
 // UserByName looks a user up by name.
@@ -336,7 +340,11 @@ func scanApp(sc interface{ Scan(...any) error }) (*Application, error) {
 
 // Applications lists user's applications in creation order.
 func (d *DB) Applications(ctx context.Context, uid int64) ([]Application, error) {
-	rows, err := d.sql.QueryContext(ctx, d.q(`SELECT `+appCols+appFrom+` WHERE a.user_id = ? ORDER BY a.aid`), uid)
+	st, err := d.prepared(ctx, `SELECT `+appCols+appFrom+` WHERE a.user_id = ? ORDER BY a.aid`)
+	if err != nil {
+		return nil, fmt.Errorf("list applications: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, uid)
 	if err != nil {
 		return nil, fmt.Errorf("list applications: %w", err)
 	}
