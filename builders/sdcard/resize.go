@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/diskfs/go-diskfs/partition/mbr"
+	"golang.org/x/sys/unix"
 
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/images/ptable"
@@ -28,6 +29,9 @@ type ResizeResult struct {
 	Partitions []plan.Partition
 	// Copied is the number of bytes written to produce the new image.
 	Copied int64
+	// Already is set when the image had the size already (an earlier run
+	// finished the image); only its side files were brought up to date.
+	Already bool
 }
 
 // ErrBadSize is wrapped when the requested size cannot be used.
@@ -41,24 +45,35 @@ var ErrBadSize = errors.New("bad size")
 // byte stay as they were.
 //
 // The new image is assembled in a temporary file next to path and renamed
-// over it only after e2fsck passes, so a failure leaves the original
-// untouched. Checksum side files (path.md5, path.sha256, ...) that exist are
-// recomputed.
-func Resize(ctx context.Context, path string, newSize, align int64) (*ResizeResult, error) {
+// over it only after e2fsck passes, so a failure or an interruption leaves
+// the original untouched. Checksum side files (path.md5, path.sha256, ...)
+// that exist are recomputed from the new image before it is renamed, and
+// renamed right after it; if a run dies between the two renames, running
+// it again with the same size finds the image done and refreshes them. A
+// symbolic link is followed (the link stays), and the image is locked so a
+// concurrent resize of it refuses.
+func Resize(ctx context.Context, path string, newSize, align int64) (res *ResizeResult, err error) {
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("resize of %s interrupted; the image is unchanged: %w", path, ctx.Err())
+		}
+	}()
 	if align <= 0 {
 		align = DefaultAlignment
 	}
 	if align&(align-1) != 0 || align%ptable.Sector != 0 {
 		return nil, fmt.Errorf("alignment %d is not a power of two of at least 512 bytes; use e.g. 4MiB: %w", align, ErrBadSize)
 	}
-	src, err := os.Open(path)
+	if path, err = atomicfile.Resolve(path); err != nil {
+		return nil, err
+	}
+	src, st, err := openLocked(path)
 	if err != nil {
-		return nil, fmt.Errorf("open image: %w", err)
+		return nil, err
 	}
 	defer src.Close()
-	st, err := src.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat image: %w", err)
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file; sdcard resize grows an image file before it is flashed: %w", path, ErrBadSize)
 	}
 	oldSize := st.Size()
 	if newSize%ptable.Sector != 0 {
@@ -68,7 +83,12 @@ func Resize(ctx context.Context, path string, newSize, align int64) (*ResizeResu
 		return nil, fmt.Errorf("size %d is smaller than the image (%d bytes); shrinking is not supported, give at least %d: %w", newSize, oldSize, oldSize, ErrBadSize)
 	}
 	if newSize == oldSize {
-		return nil, fmt.Errorf("the image is already %d bytes; give a bigger --size: %w", newSize, ErrBadSize)
+		// Done already (by an earlier run, maybe one that died before
+		// its side files were renamed): make sure they describe it.
+		if err := refreshSums(ctx, path); err != nil {
+			return nil, err
+		}
+		return &ResizeResult{OldSize: oldSize, NewSize: newSize, Already: true}, nil
 	}
 	if newSize/ptable.Sector > 1<<32-1 {
 		return nil, fmt.Errorf("size %d is over the 2 TiB an MBR partition table can address: %w", newSize, ErrBadSize)
@@ -109,7 +129,7 @@ func Resize(ctx context.Context, path string, newSize, align int64) (*ResizeResu
 		return nil, fmt.Errorf("size %d leaves no room to grow the root partition (alignment %d); give at least %d: %w", newSize, align, need, ErrBadSize)
 	}
 
-	res := &ResizeResult{OldSize: oldSize, NewSize: newSize, Partitions: np}
+	res = &ResizeResult{OldSize: oldSize, NewSize: newSize, Partitions: np}
 	out, err := atomicfile.Create(path, st.Mode().Perm())
 	if err != nil {
 		return nil, err
@@ -140,7 +160,7 @@ func Resize(ctx context.Context, path string, newSize, align int64) (*ResizeResu
 			return nil, err
 		}
 	}
-	n, err = growExt4(ctx, out.File, src, parts[root], np[root].End, ext, bar)
+	n, err = growExt4(ctx, path, out.File, src, parts[root], np[root].End, ext, bar)
 	res.Copied += n
 	if err != nil {
 		return nil, err
@@ -163,13 +183,53 @@ func Resize(ctx context.Context, path string, newSize, align int64) (*ResizeResu
 		return nil, fmt.Errorf("write MBR: %w", err)
 	}
 	bar.Finish()
+	sides, err := newSums(ctx, path, out.Name())
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, f := range sides {
+			f.Abort()
+		}
+	}()
 	if err := out.Commit(); err != nil {
 		return nil, err
 	}
-	if err := refreshSums(ctx, path); err != nil {
-		return res, err
+	for _, f := range sides {
+		if err := f.Commit(); err != nil {
+			return res, fmt.Errorf("%s is resized but %w; run the same resize again to write the side files", path, err)
+		}
 	}
 	return res, nil
+}
+
+// openLocked opens the image and takes an exclusive flock on it, so that
+// a second resize of the same image refuses instead of both working on
+// the old bytes. The lock is on the inode: after waiting for it the path
+// must still name the locked file (another run may have renamed its
+// result over it).
+func openLocked(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open image: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, nil, fmt.Errorf("another process is resizing %s (it holds the image's lock); wait for it to finish", path)
+		}
+		return nil, nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("stat image: %w", err)
+	}
+	if now, err := os.Stat(path); err != nil || !os.SameFile(now, st) {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s was replaced while being opened (another resize finished?); run again", path)
+	}
+	return f, st, nil
 }
 
 // resizable finds the partition to grow (the last ext4 one) and the swap
@@ -243,8 +303,10 @@ func copyExtents(ctx context.Context, dst *os.File, dstOff int64, src *os.File, 
 // copies it into dst. resize2fs cannot work at an offset inside the image:
 // on a regular file it truncates the file to the filesystem's size, which
 // would cut the image.
-func growExt4(ctx context.Context, dst, src *os.File, root plan.Partition, newEnd int64, ext []sparse.Extent, bar *progress.Bar) (int64, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(dst.Name()), ".cps-root-*")
+func growExt4(ctx context.Context, image string, dst, src *os.File, root plan.Partition, newEnd int64, ext []sparse.Extent, bar *progress.Bar) (int64, error) {
+	// The image's directory has room for the image; a scratch file there
+	// left by a killed run is removed by the next one.
+	tmp, err := atomicfile.Scratch(image, "root")
 	if err != nil {
 		return 0, fmt.Errorf("resize: %w", err)
 	}
@@ -258,13 +320,16 @@ func growExt4(ctx context.Context, dst, src *os.File, root plan.Partition, newEn
 		return written, err
 	}
 	if err := E2fsck(ctx, tmp.Name()); err != nil {
+		if ctx.Err() != nil {
+			return written, err
+		}
 		return written, fmt.Errorf("the root filesystem is not clean before resizing, run e2fsck -f on it first: %w", err)
 	}
 	progress.Logf("resize: growing the root filesystem from %d to %d bytes", root.End-root.Start, newLen)
 	cmd := exec.CommandContext(ctx, "resize2fs", tmp.Name(), strconv.FormatInt(newLen/1024, 10)+"K")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		if ctx.Err() != nil {
-			return written, ctx.Err()
+			return written, fmt.Errorf("interrupted while resize2fs grew the root filesystem: %w", ctx.Err())
 		}
 		return written, fmt.Errorf("resize2fs: %v: %s", err, strings.TrimSpace(string(b)))
 	}
@@ -290,26 +355,64 @@ func E2fsck(ctx context.Context, path string) error {
 		if errors.Is(err, exec.ErrNotFound) {
 			return fmt.Errorf("e2fsck is not installed; run scripts/deps.sh or apt-get install e2fsprogs")
 		}
+		if ctx.Err() != nil {
+			// Killed by us, not a verdict on the filesystem.
+			return fmt.Errorf("interrupted while e2fsck checked the filesystem: %w", ctx.Err())
+		}
 		return fmt.Errorf("e2fsck -fn %s: %v: %s", path, err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
 
-// refreshSums recomputes the checksum side files of path that exist, since
-// they describe the old bytes.
-func refreshSums(ctx context.Context, path string) error {
+// sideAlgos are the algorithms of the checksum side files path has.
+func sideAlgos(path string) []checksum.Algo {
 	var algos []checksum.Algo
 	for _, a := range checksum.All {
 		if _, err := os.Stat(checksum.SideFile(path, a)); err == nil {
 			algos = append(algos, a)
 		}
 	}
+	return algos
+}
+
+// newSums hashes the new image (at tmp, to be renamed to path) and
+// prepares, uncommitted, the side files of path that exist, since they
+// describe the old bytes.
+func newSums(ctx context.Context, path, tmp string) ([]*atomicfile.File, error) {
+	algos := sideAlgos(path)
+	if len(algos) == 0 {
+		return nil, nil
+	}
+	s, err := checksum.File(ctx, tmp, checksum.Options{Algos: algos})
+	if err != nil {
+		return nil, fmt.Errorf("checksum resized image: %w", err)
+	}
+	var out []*atomicfile.File
+	for _, a := range algos {
+		f, err := atomicfile.Create(checksum.SideFile(path, a), 0o644)
+		if err == nil {
+			_, err = f.WriteString(checksum.Line(s.Get(a), filepath.Base(path)))
+		}
+		if err != nil {
+			for _, o := range out {
+				o.Abort()
+			}
+			return nil, fmt.Errorf("write %s side file: %w", a, err)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// refreshSums recomputes the checksum side files of path that exist.
+func refreshSums(ctx context.Context, path string) error {
+	algos := sideAlgos(path)
 	if len(algos) == 0 {
 		return nil
 	}
 	s, err := checksum.File(ctx, path, checksum.Options{Algos: algos})
 	if err != nil {
-		return fmt.Errorf("checksum resized image: %w", err)
+		return fmt.Errorf("checksum image: %w", err)
 	}
 	return checksum.WriteSideFiles(path, s, algos...)
 }

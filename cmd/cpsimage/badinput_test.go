@@ -193,3 +193,31 @@ func TestOVAInputs(t *testing.T) {
 		t.Errorf("ova inspect of a tampered disk: exit %d, %q %q", code, stdout, errs)
 	}
 }
+
+// fmt of a symlink replaced the link with a regular file and left the
+// target unchanged; flash onto a directory or a character device exited
+// 1 where the docs say 2 (a target that cannot be a card is a usage
+// error, like one too small or in use).
+func TestFmtSymlinkAndFlashTargets(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real.pkr.hcl")
+	os.WriteFile(real, []byte("image \"x\" {\nkind=\"raw\"\n}\n"), 0o644)
+	link := filepath.Join(dir, "t.pkr.hcl")
+	os.Symlink("real.pkr.hcl", link)
+	if code, _, errs := run(t, "fmt", link); code != 0 {
+		t.Fatalf("fmt: exit %d %s", code, errs)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Error("fmt replaced the symlink")
+	}
+	if b, _ := os.ReadFile(real); !strings.Contains(string(b), "kind = \"raw\"") {
+		t.Errorf("the link's target was not formatted: %q", b)
+	}
+	img := filepath.Join(dir, "sd.img")
+	os.WriteFile(img, bytes.Repeat([]byte{1}, 1<<20), 0o644)
+	for _, target := range []string{t.TempDir(), "/dev/null"} {
+		if code, _, errs := run(t, "flash", img, target); code != 2 || !strings.Contains(errs, "neither a block device nor a regular file") {
+			t.Errorf("flash onto %s: exit %d, %q; want 2", target, code, errs)
+		}
+	}
+}

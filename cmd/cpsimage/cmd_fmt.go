@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 
+	"github.com/conpaas/cps/hcl/template"
 	"github.com/conpaas/cps/internal/atomicfile"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/input"
 )
 
 func init() {
@@ -34,13 +35,20 @@ func runFmt(ctx context.Context, args []string) error {
 	}
 	unformatted := 0
 	for _, path := range fs.Args() {
-		src, err := os.ReadFile(path)
+		src, err := input.ReadFile(ctx, path, template.MaxSourceSize)
 		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
 			return cli.WithCode(cli.ExitUsage, err)
 		}
 		// Formatting a file that does not parse would garble it.
-		if _, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos); diags.HasErrors() {
-			return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s", diags.Error()))
+		p := hclparse.NewParser()
+		if diags := template.CheckSource(path, src); diags.HasErrors() {
+			return cli.WithCode(cli.ExitUsage, template.NewError(p, diags))
+		}
+		if _, diags := p.ParseHCL(src, path); diags.HasErrors() {
+			return cli.WithCode(cli.ExitUsage, template.NewError(p, diags))
 		}
 		out := hclwrite.Format(src)
 		if bytes.Equal(out, src) {
@@ -55,6 +63,7 @@ func runFmt(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		// A symbolic link is written through (atomicfile follows it).
 		if err := atomicfile.WriteFile(path, out, st.Mode().Perm()); err != nil {
 			return err
 		}

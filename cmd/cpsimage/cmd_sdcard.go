@@ -71,6 +71,10 @@ func runSDCardResize(ctx context.Context, args []string) error {
 		}
 		return err
 	}
+	if res.Already {
+		fmt.Fprintf(cli.Stdout, "%s is already %d bytes (an earlier resize finished it); its checksum side files are up to date\n", img, res.NewSize)
+		return nil
+	}
 	fmt.Fprintf(cli.Stdout, "resized %s from %d to %d bytes (%d bytes written)\n", img, res.OldSize, res.NewSize, res.Copied)
 	for i, p := range res.Partitions {
 		fmt.Fprintf(cli.Stdout, "  %d %-5s start %d end %d (%d bytes)\n", i+1, p.FS, p.Start, p.End, p.End-p.Start)

@@ -59,6 +59,10 @@ var ErrTooSmall = errors.New("target too small")
 // ErrRefused is wrapped when the target is in use (mounted, swap, root disk).
 var ErrRefused = errors.New("target in use")
 
+// ErrBadTarget is wrapped when the target cannot be a card: a directory,
+// a character device, a pipe.
+var ErrBadTarget = errors.New("not a block device or regular file")
+
 // target is the opened destination.
 type target struct {
 	f        *os.File
@@ -109,22 +113,40 @@ func Flash(ctx context.Context, image, dst string, opt Options) (*Result, error)
 		t.f.Close()
 	}()
 
+	// Past this point an existing target (a card) has lost its old
+	// content: a failure must say what it now holds.
+	partial := func(err error) error {
+		if t.atomic != nil {
+			return err // a new file: the temporary is removed, nothing is left
+		}
+		what := "failed"
+		if ctx.Err() != nil {
+			what = "interrupted"
+		}
+		if res.Written == 0 && res.Discarded == 0 {
+			return fmt.Errorf("flash %s before writing anything; %s is unchanged: %w", what, dst, err)
+		}
+		return fmt.Errorf("flash %s after writing %d of %d bytes: %s now holds a partial image that will not boot; flash it again: %w", what, res.Written, res.DataBytes, dst, err)
+	}
 	sums, err := write(ctx, src, t, ext, res)
 	if err != nil {
-		return res, err
+		return res, partial(err)
 	}
 	if opt.Discard && !t.fresh {
 		if err := discardHoles(ctx, t, ext, size, res); err != nil {
-			return res, err
+			return res, partial(err)
 		}
 	}
 	progress.Logf("flash: syncing %s", dst)
 	if err := t.f.Sync(); err != nil {
-		return res, fmt.Errorf("sync %s: %w", dst, err)
+		return res, partial(fmt.Errorf("sync %s: %w", dst, err))
 	}
 	if !opt.NoVerify {
 		if err := verify(ctx, t, ext, sums, res); err != nil {
-			return res, err
+			if ctx.Err() != nil && t.atomic == nil {
+				return res, fmt.Errorf("flash interrupted while reading %s back: the image was written and synced but not verified; flash it again, or check it: %w", dst, err)
+			}
+			return res, partial(err)
 		}
 	}
 	if t.atomic != nil {
@@ -192,7 +214,7 @@ func openTarget(dst string, src *os.File, sst os.FileInfo, size int64, host Host
 		return t, nil
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is neither a block device nor a regular file; give the SD card's device, e.g. /dev/sdX (see lsblk)", dst)
+		return nil, fmt.Errorf("%s is neither a block device nor a regular file; give the SD card's device, e.g. /dev/sdX (see lsblk): %w", dst, ErrBadTarget)
 	}
 	// An existing regular file stands in for a device: its size is the
 	// capacity and its old content outside the image's data stays, as on

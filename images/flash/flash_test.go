@@ -179,8 +179,8 @@ func TestFlashRefuses(t *testing.T) {
 	}{
 		{"too small by one byte", func(t *testing.T) string { return garbage(t, 64*mib-1) }, ErrTooSmall, "needs 67108864 bytes"},
 		{"onto the image itself", func(t *testing.T) string { return img }, ErrRefused, "onto itself"},
-		{"a directory", func(t *testing.T) string { return t.TempDir() }, nil, "neither a block device nor a regular file"},
-		{"a character device", func(t *testing.T) string { return "/dev/null" }, nil, "neither a block device nor a regular file"},
+		{"a directory", func(t *testing.T) string { return t.TempDir() }, ErrBadTarget, "neither a block device nor a regular file"},
+		{"a character device", func(t *testing.T) string { return "/dev/null" }, ErrBadTarget, "neither a block device nor a regular file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,12 +1,21 @@
 // Package atomicfile writes files so that a reader sees either the old
 // content or the complete new content, never a half-written file: write to a
 // temporary file in the same directory, fsync, then rename over the target.
+//
+// A path that is a symbolic link is written through: the link's target is
+// replaced and the link stays. Each temporary file holds an flock while it
+// lives, so one left by a killed run (kill -9, power loss) is recognised
+// and removed by the next write of the same file.
 package atomicfile
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // File is a temporary file that becomes Path on Commit. Until then, Abort
@@ -17,23 +26,103 @@ type File struct {
 	done bool
 }
 
-// Create starts writing path. The temporary file lives next to path, named
-// .NAME.tmp-*, so the final rename never crosses filesystems.
+// Create starts writing path (the target, if path is a symbolic link). The
+// temporary file lives next to it, named .NAME.tmp-*, so the final rename
+// never crosses filesystems; stale ones of earlier runs are removed first.
 func Create(path string, perm os.FileMode) (*File, error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	target, err := Resolve(path)
 	if err != nil {
-		return nil, fmt.Errorf("create temporary file for %s: %w", path, err)
+		return nil, err
+	}
+	f, err := Scratch(target, "")
+	if err != nil {
+		return nil, err
 	}
 	if err := f.Chmod(perm); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("chmod %s: %w", f.Name(), err)
 	}
-	return &File{File: f, Path: path}, nil
+	return &File{File: f, Path: target}, nil
+}
+
+// Resolve follows path while it is a symbolic link, also a dangling one
+// (whose target is then created), and returns the path to write.
+func Resolve(path string) (string, error) {
+	p := path
+	for range 40 {
+		fi, err := os.Lstat(p)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return p, nil
+		}
+		link, err := os.Readlink(p)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(link) {
+			link = filepath.Join(filepath.Dir(p), link)
+		}
+		p = link
+	}
+	return "", fmt.Errorf("%s: too many levels of symbolic links", path)
+}
+
+// staleAge is how old an unlocked temporary file must be to be removed:
+// a writer locks its file right after creating it, and this leaves that
+// moment alone.
+const staleAge = 10 * time.Second
+
+// Scratch creates a locked temporary file .NAME.tmp-WHAT-* next to the
+// file path (for work files of a run that writes path), after removing
+// the stale .NAME.tmp-* files of runs that died.
+func Scratch(path, what string) (*os.File, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	prefix := "." + base + ".tmp-"
+	removeStale(dir, prefix)
+	pattern := prefix + "*"
+	if what != "" {
+		pattern = prefix + what + "-*"
+	}
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("create temporary file for %s: %w", path, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return f, nil
+}
+
+// removeStale removes the temporary files in dir named prefix* that no
+// live process holds (their flock can be taken) and that are not brand
+// new.
+func removeStale(dir, prefix string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		fi, err := f.Stat()
+		if err == nil && time.Since(fi.ModTime()) > staleAge {
+			if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil && os.Remove(p) == nil {
+				fmt.Fprintf(os.Stderr, "removed %s, left by an interrupted run\n", p)
+			}
+		}
+		f.Close()
+	}
 }
 
 // Commit syncs, closes and renames the temporary file to Path.
