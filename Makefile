@@ -5,6 +5,7 @@ SHELL := /bin/bash
 #   make test    install test dependencies, run every test (boots a freshly built image in QEMU)
 #   make e2e     heavier end-to-end tests (full images, ARM emulation)
 #   make bench   benchmarks against the reference tools
+#   make fuzz    every fuzz target for FUZZTIME each (default 3m; make test runs them for 5s)
 
 # Go: the toolchain go.mod names. scripts/deps/go.sh (the `go` target)
 # installs it into its own directory when the machine has none that recent;
@@ -19,7 +20,7 @@ export CPS_CACHE ?= /var/cache/cps
 # Tests fail (not skip) when a tool they need is missing: deps.sh installed them.
 export CPS_REQUIRE_TOOLS := 1
 
-.PHONY: all go build deps image nutshell test e2e bench fmt vet clean
+.PHONY: all go build deps image nutshell test e2e bench fuzz fmt vet clean
 
 all: build
 
@@ -46,6 +47,13 @@ nutshell: build
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -timeout 45m -count=1 ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
+	GO=$(GO) scripts/fuzz.sh 5s
+
+# Every fuzz target for minutes; a failure leaves its input in the package's
+# testdata/fuzz/ (docs/fuzzing.md).
+FUZZTIME ?= 3m
+fuzz: go
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
 
 e2e: deps build
 	$(GO) test -tags e2e -timeout 300m -count=1 ./... 

@@ -30,9 +30,14 @@ func init() {
 }
 
 func main() {
-	// Ctrl-C cancels the context: builders remove temp files, registrars
-	// delete what they created (unless --keep-on-error).
+	// Ctrl-C or SIGTERM cancels the context: waits for a FIFO or a pipe
+	// end, builders remove temp files, registrars delete what they created
+	// (unless --keep-on-error). A second one ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // back to the default action for the next signal
+	}()
 	os.Exit(commands.Main(ctx, os.Args[1:], os.Stderr))
 }
