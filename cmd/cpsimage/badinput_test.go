@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -219,5 +220,27 @@ func TestFmtSymlinkAndFlashTargets(t *testing.T) {
 		if code, _, errs := run(t, "flash", img, target); code != 2 || !strings.Contains(errs, "neither a block device nor a regular file") {
 			t.Errorf("flash onto %s: exit %d, %q; want 2", target, code, errs)
 		}
+	}
+}
+
+// convert exited 2 (the usage code) on I/O errors. A write that fails
+// (here: the file size limit, as on a full disk) exits 1 and leaves no
+// temporary file.
+func TestConvertIOErrorExits1(t *testing.T) {
+	prlimit := testutil.RequireTool(t, "prlimit")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "rnd.img")
+	data := make([]byte, 4<<20)
+	rand.New(rand.NewSource(15)).Read(data)
+	os.WriteFile(src, data, 0o644)
+	exe, _ := os.Executable()
+	cmd := exec.Command(prlimit, "--fsize=200000", "--", exe, "convert", "-o", filepath.Join(dir, "out.vmdk"), src)
+	cmd.Env = append(os.Environ(), "CPSIMAGE_TEST_AS_MAIN=1")
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "file too large") {
+		t.Errorf("convert with a failing write: exit %d, %s; want 1", code, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".out.vmdk*")); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }
