@@ -244,3 +244,34 @@ func TestConvertIOErrorExits1(t *testing.T) {
 		t.Errorf("left behind: %v", left)
 	}
 }
+
+// Issue 15: output = "../../../../../../etc/cps-evil.img" and an image
+// label "../../../tmp/x" were accepted and written there; an empty label
+// wrote ".img". Each is refused at its file:line:col (exit 2); an
+// absolute directory is the command line's (build -o DIR) to give.
+func TestTemplateOutputsStayInside(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"output up", "image \"x\" {\n  kind   = \"raw\"\n  output = \"../../../../../../etc/cps-evil.img\"\n}\n", "t.pkr.hcl:3:12: error: Output outside the output directory"},
+		{"absolute output", "image \"x\" {\n  kind   = \"raw\"\n  output = \"/etc/cps-evil.img\"\n}\n", "t.pkr.hcl:3:12: error: Output outside the output directory"},
+		{"label up", "image \"../../../tmp/x\" {\n  kind = \"raw\"\n}\n", "t.pkr.hcl:1:7: error: Invalid image name"},
+		{"empty label", "image \"\" {\n  kind = \"raw\"\n}\n", "t.pkr.hcl:1:7: error: Invalid image name"},
+		{"label with a newline", "image \"a\\nb\" {\n  kind = \"raw\"\n}\n", "t.pkr.hcl:1:7: error: Invalid image name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, "t.pkr.hcl")
+			os.WriteFile(p, []byte(tc.src), 0o644)
+			code, _, errs := run(t, "validate", p)
+			if code != 2 || !strings.Contains(errs, tc.want) {
+				t.Errorf("validate: exit %d, %q; want 2 and %q", code, errs, tc.want)
+			}
+		})
+	}
+	p := filepath.Join(dir, "ok.pkr.hcl")
+	os.WriteFile(p, []byte("image \"x\" {\n  kind   = \"raw\"\n  output = \"sub/x.img\"\n}\n"), 0o644)
+	if code, _, errs := run(t, "validate", p); code != 0 {
+		t.Errorf("a relative output below the directory: exit %d %s", code, errs)
+	}
+}

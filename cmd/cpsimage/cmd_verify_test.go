@@ -199,8 +199,9 @@ func TestConvertAndOVAInspect(t *testing.T) {
 	}
 	// An OVA built from the raw disk, inspected.
 	tmpl := filepath.Join(dir, "o.pkr.hcl")
-	os.WriteFile(tmpl, []byte(fmt.Sprintf("image \"n\" {\n  kind   = \"ova\"\n  source = %q\n  output = %q\n}\n", raw, filepath.Join(dir, "n.ova"))), 0o644)
-	if code, out, errOut := run(t, "build", tmpl); code != 0 {
+	os.WriteFile(tmpl, []byte(fmt.Sprintf("image \"n\" {\n  kind   = \"ova\"\n  source = %q\n  output = \"n.ova\"\n}\n", raw)), 0o644)
+	// An absolute output directory is the command line's to choose.
+	if code, out, errOut := run(t, "build", "-o", dir, tmpl); code != 0 {
 		t.Fatalf("build ova: %d %s %s", code, out, errOut)
 	}
 	code, out, errOut := run(t, "ova", "inspect", filepath.Join(dir, "n.ova"))
@@ -309,11 +310,11 @@ func TestBuildRecordsBuildTime(t *testing.T) {
 	raw := filepath.Join(dir, "disk.img")
 	os.WriteFile(raw, bytes.Repeat([]byte("conpaas"), 1<<17), 0o644)
 	tmpl := filepath.Join(dir, "o.pkr.hcl")
-	os.WriteFile(tmpl, []byte(fmt.Sprintf("image \"n\" {\n  kind   = \"ova\"\n  source = %q\n  output = %q\n}\n", raw, filepath.Join(dir, "n.ova"))), 0o644)
+	os.WriteFile(tmpl, []byte(fmt.Sprintf("image \"n\" {\n  kind   = \"ova\"\n  source = %q\n  output = \"n.ova\"\n}\n", raw)), 0o644)
 	var md5s []string
 	for i := 0; i < 2; i++ {
 		start := time.Now().UTC().Truncate(time.Second)
-		if code, out, errOut := run(t, "build", "-force", "-source-date-epoch", "1700000000", tmpl); code != 0 {
+		if code, out, errOut := run(t, "build", "-force", "-o", dir, "-source-date-epoch", "1700000000", tmpl); code != 0 {
 			t.Fatalf("build: %d %s %s", code, out, errOut)
 		}
 		c, err := catalogue.Load(filepath.Join(dir, "catalogue.json"))

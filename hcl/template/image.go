@@ -85,7 +85,10 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 	img.Version = a.str("version", "")
 	// Like Packer, outputs are relative to where the tool runs; scripts and
 	// files the template reads are relative to the template.
-	if out, err := filepath.Abs(a.str("output", img.Name+ext)); err == nil {
+	output := a.str("output", img.Name+ext)
+	if d := checkOutput(output, c.Attributes["output"]); d != nil {
+		a.diags = append(a.diags, d)
+	} else if out, err := filepath.Abs(output); err == nil {
 		img.Output = out
 	}
 	img.Size, _ = a.size("size", defSize, false)

@@ -230,6 +230,10 @@ func (l *loader) load(name string, src []byte) (*plan.Plan, hcl.Diagnostics) {
 	p := &plan.Plan{TemplatePath: name, Dir: l.dir}
 	seen := map[string]*hcl.Block{}
 	for _, b := range content.Blocks.OfType("image") {
+		if d := checkImageName(b); d != nil {
+			diags = append(diags, d)
+			continue
+		}
 		if prev, ok := seen[b.Labels[0]]; ok {
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Duplicate image",
 				Detail: fmt.Sprintf("An image named %q is already defined at %s.", b.Labels[0], prev.DefRange), Subject: b.LabelRanges[0].Ptr()})
