@@ -158,6 +158,17 @@ func lifecycle(t *testing.T, e *env) {
 	exact(t, "support_external_idp", anon.call("GET", "/support_external_idp", nil), 200, ctText, "False")
 	exact(t, "support_openid", anon.call("GET", "/support_openid", nil), 200, ctText, "False")
 	exact(t, "debug_level", anon.call("GET", "/debug_level/js", nil), 200, ctText, "0")
+	// Flask answered 405 for a method a route does not take, 404 for an
+	// <int:...> that is not one.
+	if r := anon.call("GET", "/createapp", nil); r.code != 405 {
+		t.Fatalf("GET /createapp: %d", r.code)
+	}
+	if r := anon.call("DELETE", "/getcerts", nil); r.code != 405 {
+		t.Fatalf("DELETE /getcerts: %d", r.code)
+	}
+	if r := anon.call("POST", "/startapp/x1", nil); r.code != 404 {
+		t.Fatalf("POST /startapp/x1: %d", r.code)
+	}
 	// cloud.py available_clouds: 'default' plus OTHER_CLOUDS with a section.
 	exact(t, "available_clouds", anon.call("GET", "/available_clouds", nil), 200, ctText, `["default", "aws"]`)
 

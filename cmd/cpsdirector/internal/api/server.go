@@ -63,26 +63,34 @@ func (s *Server) Handler() http.Handler {
 	// user.py
 	m.HandleFunc("POST /new_user", s.limited(s.newUser))
 	m.HandleFunc("POST /login", s.limited(s.password(s.login)))
-	m.HandleFunc("/getcerts", s.limited(s.password(s.getCerts)))
+	for _, m2 := range []string{"GET ", "POST "} {
+		m.HandleFunc(m2+"/getcerts", s.limited(s.password(s.getCerts)))
+	}
 	m.HandleFunc("GET /user_config", s.user(s.userConfig))
 	m.HandleFunc("GET /user_credit", s.user(s.userCredit))
 	m.HandleFunc("POST /ca/get_cert.php", s.manager(s.getCert))
 	m.HandleFunc("POST /callback/decrementUserCredit.php", s.manager(s.decrementCredit))
 	// application.py
 	m.HandleFunc("POST /createapp", s.user(s.createApp))
-	m.HandleFunc("POST /startapp/{aid}", s.user(s.startApp))
-	m.HandleFunc("POST /startapp/{aid}/{cloud}", s.user(s.startApp))
-	m.HandleFunc("POST /stopapp/{aid}", s.user(s.stopApp(false)))
-	m.HandleFunc("POST /deleteapp/{aid}", s.user(s.stopApp(true)))
-	m.HandleFunc("POST /renameapp/{aid}", s.user(s.renameApp))
-	m.HandleFunc("/listapp", s.user(s.listApps))
+	m.HandleFunc("POST /startapp/{aid}", intPath(s.user(s.startApp)))
+	m.HandleFunc("POST /startapp/{aid}/{cloud}", intPath(s.user(s.startApp)))
+	m.HandleFunc("POST /stopapp/{aid}", intPath(s.user(s.stopApp(false))))
+	m.HandleFunc("POST /deleteapp/{aid}", intPath(s.user(s.stopApp(true))))
+	m.HandleFunc("POST /renameapp/{aid}", intPath(s.user(s.renameApp)))
+	for _, m2 := range []string{"GET ", "POST "} {
+		m.HandleFunc(m2+"/listapp", s.user(s.listApps))
+	}
 	// service.py
 	m.HandleFunc("GET /available_services", s.availableServices)
 	m.HandleFunc("POST /add/{type}", s.user(s.addService))
 	m.HandleFunc("POST /rename", s.user(s.renameService))
 	m.HandleFunc("POST /remove", s.user(s.removeService))
-	m.HandleFunc("/list", s.user(s.listServices))
-	m.HandleFunc("/list/{aid}", s.user(s.listServices))
+	for _, m2 := range []string{"GET ", "POST "} {
+		m.HandleFunc(m2+"/list", s.user(s.listServices))
+	}
+	for _, m2 := range []string{"GET ", "POST "} {
+		m.HandleFunc(m2+"/list/{aid}", intPath(s.user(s.listServices)))
+	}
 	m.HandleFunc("GET /download/ConPaaS.tar.gz", s.tarball)
 	// cloud.py
 	m.HandleFunc("GET /available_clouds", s.availableClouds)
@@ -302,6 +310,16 @@ func (s *Server) manager(h func(http.ResponseWriter, *http.Request, *db.User, *d
 			return
 		}
 		h(w, r, u, a, id)
+	}
+}
+
+// intPath answers 404 before anything else (authentication included) when
+// the {aid} of the path is not an integer, as Flask's <int:...> routing did.
+func intPath(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := pathInt(w, r, "aid"); ok {
+			h(w, r)
+		}
 	}
 }
 
