@@ -6,6 +6,7 @@ package builders
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sort"
 
 	"github.com/conpaas/cps/images/checksum"
@@ -16,8 +17,9 @@ import (
 type Options struct {
 	// OutputDir overrides the directory of every image's Output.
 	OutputDir string
-	// CacheDir holds downloaded packages and other reusable inputs
-	// (default $CPS_CACHE or /var/cache/cps).
+	// CacheDir holds downloaded packages and cached root filesystem trees;
+	// "" means no cache. Builders never read the environment: cmd/cpsimage
+	// sets it from $CPS_CACHE (default /var/cache/cps) for every kind.
 	CacheDir string
 	// SourceDateEpoch pins every timestamp in the image (reproducible builds);
 	// 0 means "now".
@@ -61,4 +63,17 @@ func Get(kind string) (Builder, error) {
 		return nil, fmt.Errorf("no builder for image kind %q (known: %v)", kind, k)
 	}
 	return b, nil
+}
+
+// PackageCache is the directory an image's downloaded .debs are kept in:
+// the template's distribution.cache_dir, else CacheDir/apt/ARCH (the
+// cached trees go beside it, in CacheDir/trees/ARCH), else "" (no cache).
+func (o Options) PackageCache(img *plan.Image) string {
+	if img.Distribution.CacheDir != "" {
+		return img.Distribution.CacheDir
+	}
+	if o.CacheDir == "" {
+		return ""
+	}
+	return filepath.Join(o.CacheDir, "apt", img.Arch)
 }

@@ -47,7 +47,7 @@ func TestExamplesReproducible(t *testing.T) {
 				img := *p.Image(tc.image)
 				img.Output = filepath.Join(t.TempDir(), tc.image+".img")
 				start := time.Now()
-				res, err := Builder{}.Build(t.Context(), p, &img, builders.Options{SourceDateEpoch: 1700000000})
+				res, err := Builder{}.Build(t.Context(), p, &img, builders.Options{CacheDir: testutil.CacheDir(), SourceDateEpoch: 1700000000})
 				if err != nil {
 					t.Fatal(err)
 				}

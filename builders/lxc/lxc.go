@@ -78,9 +78,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if opt.OutputDir != "" {
 		out = filepath.Join(opt.OutputDir, filepath.Base(out))
 	}
-	if img.Distribution.CacheDir == "" {
-		img.Distribution.CacheDir = filepath.Join(cacheRoot(opt), "apt", img.Arch)
-	}
+	img.Distribution.CacheDir = opt.PackageCache(&img)
 	seed := p.InputsDigest + "/" + img.Name
 	epoch := opt.SourceDateEpoch
 
@@ -191,11 +189,4 @@ func containerize(root string, img *plan.Image) error {
 		}
 	}
 	return nil
-}
-
-func cacheRoot(opt builders.Options) string {
-	if opt.CacheDir != "" {
-		return opt.CacheDir
-	}
-	return cmp.Or(os.Getenv("CPS_CACHE"), "/var/cache/cps")
 }

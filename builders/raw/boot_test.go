@@ -63,7 +63,7 @@ func TestBuildAndBoot(t *testing.T) {
 	img := smallImage(filepath.Join(dir, "conpaas.img"))
 	p := &plan.Plan{InputsDigest: "test-digest", Images: []plan.Image{*img}}
 	start := time.Now()
-	res, err := Builder{}.Build(ctx, p, img, builders.Options{SourceDateEpoch: 1700000000})
+	res, err := Builder{}.Build(ctx, p, img, builders.Options{CacheDir: testutil.CacheDir(), SourceDateEpoch: 1700000000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,9 +59,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	if opt.OutputDir != "" {
 		out = filepath.Join(opt.OutputDir, filepath.Base(out))
 	}
-	if img.Distribution.CacheDir == "" {
-		img.Distribution.CacheDir = filepath.Join(cacheRoot(opt), "apt", img.Arch)
-	}
+	img.Distribution.CacheDir = opt.PackageCache(img)
 	seed := p.InputsDigest + "/" + img.Name
 	epoch := opt.SourceDateEpoch
 
@@ -305,16 +303,6 @@ func normalize(img *plan.Image) error {
 		return fmt.Errorf("image %q: size is not set", img.Name)
 	}
 	return nil
-}
-
-func cacheRoot(opt builders.Options) string {
-	if opt.CacheDir != "" {
-		return opt.CacheDir
-	}
-	if c := os.Getenv("CPS_CACHE"); c != "" {
-		return c
-	}
-	return "/var/cache/cps"
 }
 
 // findKernel returns the newest kernel and its initrd in the tree, as paths

@@ -93,7 +93,7 @@ func diffReport(a, b string) (int64, string, error) {
 // cache give the same bytes.
 func TestReproducible(t *testing.T) {
 	requireBuildTools(t)
-	cache := filepath.Join(cacheRoot(builders.Options{}), "apt", "amd64")
+	cache := builders.Options{CacheDir: testutil.CacheDir()}.PackageCache(&plan.Image{Arch: "amd64"})
 	a, ta := buildOnce(t, t.TempDir(), cache, 1700000000)
 	b, tb := buildOnce(t, t.TempDir(), cache, 1700000000)
 	t.Logf("builds took %s and %s; md5 %s and %s", ta.Round(time.Second), tb.Round(time.Second), a.Sums.MD5, b.Sums.MD5)

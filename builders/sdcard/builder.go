@@ -58,11 +58,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err := os.Mkdir(bootDir, 0o755); err != nil {
 		return nil, err
 	}
-	cache := img.Distribution.CacheDir
-	if cache == "" && opt.CacheDir != "" {
-		cache = filepath.Join(opt.CacheDir, "debs", orDefault(img.Distribution.Suite, "bookworm")+"-"+img.Arch)
-	}
-	if err := Bootstrap(ctx, &img, rootDir, cache, opt.SourceDateEpoch); err != nil {
+	if err := Bootstrap(ctx, &img, rootDir, opt.PackageCache(&img), opt.SourceDateEpoch); err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)
 	}
 	rootUUID := ""

@@ -36,7 +36,7 @@ func TestBuildExtract(t *testing.T) {
 		Checksums:    []string{"md5"},
 		Bootloader:   plan.Bootloader{Type: "raspi", Cmdline: "cps.test=1"},
 	}
-	res, err := b.Build(t.Context(), p, &img, builders.Options{CacheDir: os.Getenv("CPS_CACHE"), SourceDateEpoch: 1700000000})
+	res, err := b.Build(t.Context(), p, &img, builders.Options{CacheDir: testutil.CacheDir(), SourceDateEpoch: 1700000000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func TestBuildComputeNode(t *testing.T) {
 		Checksums:    []string{"md5"},
 	}
 	b, _ := builders.Get(plan.KindSDCard)
-	res, err := b.Build(t.Context(), &plan.Plan{InputsDigest: "e2e"}, &img, builders.Options{CacheDir: os.Getenv("CPS_CACHE"), SourceDateEpoch: 1700000000})
+	res, err := b.Build(t.Context(), &plan.Plan{InputsDigest: "e2e"}, &img, builders.Options{CacheDir: testutil.CacheDir(), SourceDateEpoch: 1700000000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ ln -sf /etc/systemd/system/cps-ready.service /etc/systemd/system/multi-user.targ
 		Provisioners: []plan.Provisioner{{Type: "shell", Script: marker}},
 	}
 	b, _ := builders.Get(plan.KindSDCard)
-	if _, err := b.Build(t.Context(), &plan.Plan{InputsDigest: "boot"}, &img, builders.Options{CacheDir: os.Getenv("CPS_CACHE"), SourceDateEpoch: 1700000000}); err != nil {
+	if _, err := b.Build(t.Context(), &plan.Plan{InputsDigest: "boot"}, &img, builders.Options{CacheDir: testutil.CacheDir(), SourceDateEpoch: 1700000000}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Resize(t.Context(), out, 32<<30, 0); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -63,7 +64,7 @@ func runBuild(ctx context.Context, args []string) error {
 		*catPath = filepath.Join(filepath.Dir(outputPath(order[0], *outDir)), catalogue.DefaultPath)
 	}
 
-	opt := builders.Options{OutputDir: *outDir, SourceDateEpoch: epoch, KeepWorkDir: *keep, Built: map[string]*builders.Result{}}
+	opt := buildOptions(*outDir, epoch, *keep, os.Getenv)
 	for _, img := range order {
 		b, err := builders.Get(img.Kind)
 		if err != nil {
@@ -98,6 +99,16 @@ func runBuild(ctx context.Context, args []string) error {
 			res.Sums.Get(checksum.MD5), res.Path, img.Kind, sizeOf(res.Path), res.DataBytes, time.Since(start).Round(time.Second))
 	}
 	return nil
+}
+
+// buildOptions are the options every builder gets. Only cpsimage reads the
+// environment: the cache directory is $CPS_CACHE (default /var/cache/cps),
+// the same for every kind of image.
+func buildOptions(outDir string, epoch int64, keep bool, getenv func(string) string) builders.Options {
+	return builders.Options{
+		OutputDir: outDir, CacheDir: cmp.Or(getenv("CPS_CACHE"), "/var/cache/cps"),
+		SourceDateEpoch: epoch, KeepWorkDir: keep, Built: map[string]*builders.Result{},
+	}
 }
 
 // buildOrder is the images to build, each after the images it is made

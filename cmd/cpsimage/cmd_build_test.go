@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/conpaas/cps/builders"
+	"github.com/conpaas/cps/internal/testutil"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -41,5 +45,51 @@ func TestBuildOrder(t *testing.T) {
 	}
 	if err := builtInputs(disk, map[string]*builders.Result{"lxc": {Path: "/out/conpaas-lxc.img"}}); err != nil || disk.Provisioners[0].Source != "/out/conpaas-lxc.img" {
 		t.Errorf("built input: %v %+v", err, disk.Provisioners[0])
+	}
+}
+
+// cpsimage build gives every builder the cache directory $CPS_CACHE
+// (default /var/cache/cps); issue 14: the sdcard builder got none, so an SD
+// card build downloaded every package again. The options come from the
+// function runBuild uses, and the SD-card builder is the one cpsimage
+// registers: run with a canceled context it stops at mmdebstrap, after
+// making its package cache directory, which must be CPS_CACHE/apt/ARCH.
+func TestBuildCacheDir(t *testing.T) {
+	for _, c := range []struct{ env, want string }{
+		{"", "/var/cache/cps"}, // the documented default (cpsimage help environment)
+		{"/srv/cps-cache", "/srv/cps-cache"},
+	} {
+		opt := buildOptions("", 0, false, func(k string) string {
+			if k == "CPS_CACHE" {
+				return c.env
+			}
+			return ""
+		})
+		if opt.CacheDir != c.want {
+			t.Errorf("CPS_CACHE=%q: CacheDir %q, want %q", c.env, opt.CacheDir, c.want)
+		}
+	}
+
+	testutil.RequireTool(t, "mmdebstrap")
+	cache := filepath.Join(t.TempDir(), "cache")
+	opt := buildOptions(t.TempDir(), 1700000000, false, func(k string) string {
+		return map[string]string{"CPS_CACHE": cache}[k]
+	})
+	b, err := builders.Get(plan.KindSDCard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No cache_dir in the template, as in every shipped one; the mirror is
+	// a closed local port so nothing leaves the machine.
+	img := plan.Image{Name: "card", Kind: plan.KindSDCard, Arch: "arm64",
+		Distribution: plan.Distribution{Suite: "bookworm", Mirror: "http://127.0.0.1:1/debian"}}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := b.Build(ctx, &plan.Plan{InputsDigest: "cache"}, &img, opt); err == nil {
+		t.Fatal("a canceled build succeeded")
+	}
+	want := filepath.Join(cache, "apt", "arm64")
+	if st, err := os.Stat(want); err != nil || !st.IsDir() {
+		t.Errorf("the sdcard build did not use the package cache %s: %v", want, err)
 	}
 }

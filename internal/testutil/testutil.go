@@ -2,6 +2,7 @@
 package testutil
 
 import (
+	"cmp"
 	"os"
 	"os/exec"
 	"testing"
@@ -36,3 +37,8 @@ func RequireRoot(t testing.TB) {
 		t.Skip("needs root")
 	}
 }
+
+// CacheDir is the cache directory tests pass to builders (builders.Options
+// CacheDir), as cpsimage does: $CPS_CACHE, default /var/cache/cps. Builders
+// themselves never read the environment.
+func CacheDir() string { return cmp.Or(os.Getenv("CPS_CACHE"), "/var/cache/cps") }
