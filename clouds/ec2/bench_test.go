@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/conpaas/cps/clouds/register"
+	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/plan"
 	"github.com/conpaas/cps/test/ec2fake"
@@ -38,7 +39,7 @@ func TestUploadThroughput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	art := register.Artifact{Path: p, Name: "bench", Version: "1", Kind: "raw", Arch: "amd64", Sums: sums, Boot: plan.Bootloader{BIOS: true}}
+	art := register.Artifact{Path: p, Name: "bench", Version: "1", Kind: "raw", Arch: "amd64", Sums: sums, Boot: catalogue.BootModes{catalogue.BootBIOS}}
 	var rates []float64
 	for _, workers := range []int{16, 1} {
 		fk := ec2fake.Start()

@@ -115,6 +115,9 @@ type created struct {
 
 // Register implements register.Target.
 func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Artifact, opt register.Options) ([]catalogue.Registration, error) {
+	if err := checkBoot(art); err != nil {
+		return nil, err
+	}
 	if reg.Region == "" {
 		reg.Region = os.Getenv("AWS_REGION")
 	}

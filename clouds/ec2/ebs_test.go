@@ -45,7 +45,7 @@ func image(t *testing.T, size int64) (string, register.Artifact) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p, register.Artifact{Path: p, Name: "conpaas", Version: "2.1.0", Kind: "raw", Arch: "amd64", Sums: sums, Boot: plan.Bootloader{BIOS: true, UEFI: true}}
+	return p, register.Artifact{Path: p, Name: "conpaas", Version: "2.1.0", Kind: "raw", Arch: "amd64", Sums: sums, Boot: catalogue.BootModes{catalogue.BootBIOS, catalogue.BootUEFI}}
 }
 
 func target(f *ec2fake.Fake, secret string) *EBS {

@@ -22,17 +22,43 @@ func imageInput(name string, reg plan.Register, art register.Artifact) *ec2.Regi
 	if art.Arch == "arm64" || reg.Architecture == "arm64" {
 		arch = ec2types.ArchitectureValuesArm64
 	}
-	bootMode := ec2types.BootModeValuesLegacyBios
-	if art.Boot.UEFI && !art.Boot.BIOS {
-		bootMode = ec2types.BootModeValuesUefi
-	} else if art.Boot.UEFI && art.Boot.BIOS {
-		bootMode = ec2types.BootModeValuesUefiPreferred
-	}
 	return &ec2.RegisterImageInput{
 		Name: aws.String(name), Description: aws.String("ConPaaS " + art.Version + " (" + art.Name + "), md5 " + art.Sums.MD5),
 		Architecture: arch, VirtualizationType: aws.String("hvm"),
-		EnaSupport: aws.Bool(true), SriovNetSupport: aws.String("simple"), BootMode: bootMode,
+		EnaSupport: aws.Bool(true), SriovNetSupport: aws.String("simple"), BootMode: bootMode(art.Boot),
 	}
+}
+
+// checkBoot refuses, before anything is uploaded, an image EC2 could not
+// boot: one whose boot modes are unknown (an AMI's boot mode must be set
+// right or instances never start) and an arm64 one without UEFI (Graviton
+// instances have no BIOS).
+func checkBoot(art register.Artifact) error {
+	if len(art.Boot) == 0 {
+		why := art.BootUnknown
+		if why == "" {
+			why = "the catalogue records no boot modes for it"
+		}
+		return fmt.Errorf("cannot tell how %s boots (%s); say it with register -boot bios, uefi or bios,uefi", art.Path, why)
+	}
+	if art.Arch == catalogue.ArchARM64 && !art.Boot.Has(catalogue.BootUEFI) {
+		return fmt.Errorf("%s is arm64 but boots only %s: arm64 EC2 instances boot only UEFI; build it with an EFI system partition", art.Path, art.Boot)
+	}
+	return nil
+}
+
+// bootMode is the AMI boot mode for the image's boot modes: an image that
+// boots both ways is uefi-preferred (UEFI on instance types that have it,
+// BIOS elsewhere), one that boots only from UEFI is uefi; anything else
+// (BIOS only, or not recorded) legacy-bios, as AWS assumes when none is set.
+func bootMode(b catalogue.BootModes) ec2types.BootModeValues {
+	switch {
+	case b.Has(catalogue.BootUEFI) && b.Has(catalogue.BootBIOS):
+		return ec2types.BootModeValuesUefiPreferred
+	case b.Has(catalogue.BootUEFI):
+		return ec2types.BootModeValuesUefi
+	}
+	return ec2types.BootModeValuesLegacyBios
 }
 
 // ebsImage registers an EBS-backed AMI whose root volume is snap.

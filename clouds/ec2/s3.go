@@ -74,6 +74,9 @@ var accountRE = regexp.MustCompile(`^\d{12}$`)
 
 // Register implements register.Target.
 func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artifact, opt register.Options) ([]catalogue.Registration, error) {
+	if err := checkBoot(art); err != nil {
+		return nil, err
+	}
 	if reg.Region == "" {
 		reg.Region = os.Getenv("AWS_REGION")
 	}

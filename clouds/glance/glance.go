@@ -85,36 +85,47 @@ func NoAuthClient(endpoint string) *gophercloud.ServiceClient {
 // archProperty maps Debian architecture names to the ones Nova understands.
 var archProperty = map[string]string{"amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l", "i386": "i686"}
 
-// diskFormat picks Glance's disk_format from the artifact kind when the
-// register block does not set one.
+// diskFormat is Glance's disk_format: the artifact's recorded format (the
+// file's real layout, which Glance must be told), else what its name says
+// (catalogues from before the format was recorded), else the register
+// block's disk_format, else raw as in the seeds.
 func diskFormat(reg plan.Register, art register.Artifact) string {
+	f := art.Format
+	if f == "" {
+		switch {
+		case strings.HasSuffix(art.Path, ".qcow2"):
+			f = catalogue.FormatQCOW2
+		case strings.HasSuffix(art.Path, ".vmdk"):
+			f = catalogue.FormatVMDK
+		case strings.HasSuffix(art.Path, ".ova"):
+			f = catalogue.FormatOVA
+		}
+	}
+	switch f {
+	case catalogue.FormatQCOW2:
+		return "qcow2"
+	case catalogue.FormatVMDK, catalogue.FormatOVA:
+		return "vmdk"
+	}
 	if reg.DiskFormat != "" {
 		return reg.DiskFormat
 	}
-	switch {
-	case strings.HasSuffix(art.Path, ".qcow2"):
-		return "qcow2"
-	case strings.HasSuffix(art.Path, ".vmdk"):
-		return "vmdk"
-	case strings.HasSuffix(art.Path, ".ova"):
-		return "vmdk"
-	}
-	return "raw" // as in the seeds
+	return "raw"
 }
 
 // Properties returns the image properties: defaults derived from the
 // artifact, overridden by the register block's properties.
 func Properties(reg plan.Register, art register.Artifact) map[string]string {
 	p := map[string]string{"os_distro": "debian", "os_type": "linux"}
-	if a, ok := archProperty[art.Arch]; ok {
+	if a, ok := archProperty[string(art.Arch)]; ok {
 		p["architecture"] = a
 	} else if art.Arch != "" {
-		p["architecture"] = art.Arch
+		p["architecture"] = string(art.Arch)
 	}
-	if art.Boot.UEFI && !art.Boot.BIOS {
+	if art.Boot.Has(catalogue.BootUEFI) && !art.Boot.Has(catalogue.BootBIOS) {
 		p["hw_firmware_type"] = "uefi"
 	}
-	if art.Kind == plan.KindLXC {
+	if art.Kind == catalogue.KindLXC {
 		// A filesystem, not a disk: Nova's ImagePropertiesFilter then
 		// schedules it on LXC compute nodes only.
 		p["hypervisor_type"] = "lxc"

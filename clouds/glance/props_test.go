@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/conpaas/cps/clouds/register"
+	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -18,10 +19,10 @@ func TestProperties(t *testing.T) {
 		fmt  string
 		img  string
 	}{
-		{"raw-amd64-bios", plan.Register{}, register.Artifact{Path: "a.img", Name: "conpaas", Version: "2.1.0", Arch: "amd64", Boot: plan.Bootloader{BIOS: true, UEFI: true}},
+		{"raw-amd64-bios", plan.Register{}, register.Artifact{Path: "a.img", Name: "conpaas", Version: "2.1.0", Arch: "amd64", Boot: catalogue.BootModes{catalogue.BootBIOS, catalogue.BootUEFI}},
 			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0"}, "raw", "conpaas-2.1.0"},
 		{"uefi-arm64-override", plan.Register{Properties: map[string]string{"os_distro": "ubuntu", "name": "x"}},
-			register.Artifact{Path: "a.qcow2", Name: "c", Arch: "arm64", Boot: plan.Bootloader{UEFI: true}},
+			register.Artifact{Path: "a.qcow2", Name: "c", Arch: "arm64", Boot: catalogue.BootModes{catalogue.BootUEFI}},
 			map[string]string{"architecture": "aarch64", "os_distro": "ubuntu", "os_type": "linux", "hw_firmware_type": "uefi", "name": "x"}, "qcow2", "x"},
 		{"lxc-filesystem", plan.Register{}, register.Artifact{Path: "conpaas-lxc.img", Name: "conpaas-lxc", Version: "2.1.0", Kind: plan.KindLXC, Arch: "amd64"},
 			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0", "hypervisor_type": "lxc"}, "raw", "conpaas-lxc-2.1.0"},

@@ -14,17 +14,31 @@ import (
 	"github.com/conpaas/cps/plan"
 )
 
-// Artifact is what is being registered.
+// Artifact is what is being registered: everything a target needs to know
+// about it comes from the catalogue (or, for a file given with -image, from
+// the flags and the file itself), never from a template.
 type Artifact struct {
 	Path    string // the image file
 	Name    string // catalogue name
 	Version string
-	Kind    string // plan.KindRaw, ...
-	Arch    string // amd64, arm64, armhf
+	Kind    catalogue.Kind   // what was built
+	Format  catalogue.Format // how the file is laid out ("" is raw)
+	Arch    catalogue.Arch
+	// Boot says which firmware interfaces the image boots from; when it
+	// is empty, BootUnknown says why (for the error of a target that
+	// needs it).
+	Boot        catalogue.BootModes
+	BootUnknown string
 	// Sums are the artifact's digests (from the catalogue or computed).
 	Sums checksum.Sums
-	// Boot tells registrars which boot modes the image supports.
-	Boot plan.Bootloader
+}
+
+// FileFormat is the file's format, FormatRaw when not recorded.
+func (a Artifact) FileFormat() catalogue.Format {
+	if a.Format == "" {
+		return catalogue.FormatRaw
+	}
+	return a.Format
 }
 
 // Options common to every target.
@@ -88,14 +102,12 @@ func Run(ctx context.Context, reg plan.Register, art Artifact, opt Options, catP
 		return regs, nil
 	}
 	err = catalogue.Update(catPath, func(c *catalogue.Catalogue) error {
-		if c.Find(art.Name) == nil {
-			c.Put(catalogue.Artifact{Name: art.Name, Version: art.Version, Kind: art.Kind, Arch: art.Arch,
-				File: art.Path, Size: art.Sums.Size, MD5: art.Sums.MD5, SHA256: art.Sums.SHA256})
+		a, err := entry(c, art)
+		if err != nil {
+			return err
 		}
 		for _, r := range regs {
-			if err := c.SetRegistration(art.Name, art.Version, r); err != nil {
-				return err
-			}
+			a.SetRegistration(r)
 		}
 		return nil
 	})
@@ -103,4 +115,29 @@ func Run(ctx context.Context, reg plan.Register, art Artifact, opt Options, catP
 		return regs, fmt.Errorf("registered, but recording it in the catalogue failed: %w", err)
 	}
 	return regs, nil
+}
+
+// entry is the catalogue's artifact for art (same name and version),
+// added when the catalogue does not have it. An entry of that name and
+// version with other bytes is an error: recording the registration there
+// would say those bytes are registered.
+func entry(c *catalogue.Catalogue, art Artifact) (*catalogue.Artifact, error) {
+	for i := range c.Artifacts {
+		a := &c.Artifacts[i]
+		if a.Name != art.Name || a.Version != art.Version {
+			continue
+		}
+		if a.MD5 != art.Sums.MD5 {
+			return nil, fmt.Errorf("the catalogue's %s %s is other bytes (md5 %s, this file %s); the registration is not recorded there: register with another -version or -name", a.Name, a.Version, a.MD5, art.Sums.MD5)
+		}
+		return a, nil
+	}
+	c.Put(catalogue.Artifact{Name: art.Name, Version: art.Version, Kind: art.Kind, Format: art.Format, Arch: art.Arch,
+		Boot: art.Boot, File: art.Path, Size: art.Sums.Size, MD5: art.Sums.MD5, SHA256: art.Sums.SHA256})
+	for i := range c.Artifacts {
+		if a := &c.Artifacts[i]; a.Name == art.Name && a.Version == art.Version {
+			return a, nil
+		}
+	}
+	return nil, fmt.Errorf("catalogue: %s %s vanished after it was added", art.Name, art.Version)
 }

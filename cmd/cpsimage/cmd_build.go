@@ -219,7 +219,8 @@ func record(catPath string, p *plan.Plan, img *plan.Image, res *builders.Result)
 	// bytes, and the bytes stay reproducible.
 	built := time.Now().UTC().Truncate(time.Second)
 	a := catalogue.Artifact{
-		Name: img.Name, Version: img.Version, Kind: img.Kind, Arch: img.Arch, File: file,
+		Name: img.Name, Version: img.Version, Kind: catalogue.Kind(img.Kind), Format: catalogue.Kind(img.Kind).BuiltFormat(),
+		Arch: catalogue.Arch(img.Arch), Boot: catalogue.NewBootModes(img.Bootloader.BIOS, img.Bootloader.UEFI), File: file,
 		Size: sizeOf(res.Path), MD5: res.Sums.Get(checksum.MD5), SHA256: res.Sums.Get(checksum.SHA256),
 		InputsDigest: p.InputsDigest, Built: built,
 	}

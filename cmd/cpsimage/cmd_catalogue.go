@@ -79,6 +79,7 @@ func runCatalogue(ctx context.Context, args []string) error {
 		version := fs.String("version", "", "ConPaaS version")
 		kind := fs.String("kind", "raw", "raw, sdcard, ova or lxc")
 		arch := fs.String("arch", "amd64", "Debian architecture")
+		boot := fs.String("boot", "", "the `MODES` it boots from: bios, uefi or bios,uefi (default: read from the image's partition table)")
 		if err := cli.Parse(fs, args); err != nil {
 			return err
 		}
@@ -101,6 +102,22 @@ func runCatalogue(ctx context.Context, args []string) error {
 		} else if k == input.Stream {
 			return cli.Usagef("catalogue add: %s is a pipe or character device; the catalogue records files (or block devices) that can be read again: save it to a file first", file)
 		}
+		ar, err := parseArch(*arch)
+		if err != nil {
+			return cli.Usagef("%v", err)
+		}
+		// The file's format and boot modes are recorded so that register
+		// needs nothing but the catalogue.
+		facts, err := inspectFile(file)
+		if err != nil {
+			return cli.WithCode(cli.ExitFailure, err)
+		}
+		bootModes := facts.Boot
+		if *boot != "" {
+			if bootModes, err = parseBoot(*boot); err != nil {
+				return cli.Usagef("%v", err)
+			}
+		}
 		sums, err := hashFile(ctx, file, []checksum.Algo{checksum.MD5, checksum.SHA256})
 		if err != nil {
 			return cli.WithCode(cli.ExitFailure, err)
@@ -114,7 +131,7 @@ func runCatalogue(ctx context.Context, args []string) error {
 				rel = abs
 			}
 		}
-		a := catalogue.Artifact{Name: *name, Version: *version, Kind: *kind, Arch: *arch, File: rel,
+		a := catalogue.Artifact{Name: *name, Version: *version, Kind: catalogue.Kind(*kind), Format: facts.Format, Arch: ar, Boot: bootModes, File: rel,
 			Size: sums.Size, MD5: sums.Get(checksum.MD5), SHA256: sums.Get(checksum.SHA256), Built: time.Now().UTC().Truncate(time.Second)}
 		if err := catalogue.Update(*path, func(c *catalogue.Catalogue) error { c.Put(a); return nil }); err != nil {
 			return err
@@ -135,7 +152,7 @@ func runCatalogue(ctx context.Context, args []string) error {
 		if fs.NArg() != 1 || *cloud == "" || *target == "" || *imageID == "" {
 			return cli.Usagef("catalogue set-registration NAME --cloud C --target T --image-id ID [--region R]")
 		}
-		r := catalogue.Registration{Cloud: *cloud, Target: *target, Region: *region, CloudName: *cloudName,
+		r := catalogue.Registration{Cloud: catalogue.Cloud(*cloud), Target: *target, Region: *region, CloudName: *cloudName,
 			ImageID: *imageID, SnapshotID: *snapID, Time: time.Now().UTC().Truncate(time.Second)}
 		err := catalogue.Update(*path, func(c *catalogue.Catalogue) error {
 			return c.SetRegistration(fs.Arg(0), *version, r)

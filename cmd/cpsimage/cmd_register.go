@@ -30,7 +30,9 @@ func runRegister(ctx context.Context, args []string) error {
 	target := fs.String("target", "", "registration target: "+strings.Join(register.Names(), ", "))
 	image := fs.String("image", "", "the image `FILE` to register (without a template)")
 	name := fs.String("name", "", "artifact name in the catalogue (default: the file name)")
-	version := fs.String("version", "", "artifact version")
+	version := fs.String("version", "", "-image: the artifact's version (default: the catalogue's for these bytes)")
+	arch := fs.String("arch", "", "-image: the image's Debian architecture, amd64, arm64 or armhf (default: the catalogue's, else amd64)")
+	boot := fs.String("boot", "", "-image: the boot `MODES` bios, uefi or bios,uefi (default: read from the image's partition table, else the catalogue's)")
 	region := fs.String("region", "", "EC2 region (default $AWS_REGION)")
 	copyTo := fs.String("copy-to", "", "comma-separated regions to copy the AMI to")
 	public := fs.Bool("public", false, "make the AMI public")
@@ -81,7 +83,17 @@ func runRegister(ctx context.Context, args []string) error {
 		if *target == "" {
 			return cli.Usagef("-image needs -target (%s)", strings.Join(register.Names(), ", "))
 		}
-		art, err := artifactFromFile(ctx, *image, *name, *version, *cat)
+		fl := fileFlags{name: *name, version: *version}
+		var err error
+		if fl.arch, err = parseArch(*arch); err != nil {
+			return cli.Usagef("%v", err)
+		}
+		if *boot != "" {
+			if fl.boot, err = parseBoot(*boot); err != nil {
+				return cli.Usagef("%v", err)
+			}
+		}
+		art, err := artifactFromFile(ctx, *image, fl, *cat)
 		if err != nil {
 			return err
 		}
@@ -96,6 +108,9 @@ func runRegister(ctx context.Context, args []string) error {
 	p, err := tf.load(ctx, fs.Args())
 	if err != nil {
 		return err
+	}
+	if *version != "" || *arch != "" || *boot != "" {
+		return cli.Usagef("-version, -arch and -boot describe a file given with -image; with a template they come from the catalogue")
 	}
 	if len(p.Registers) == 0 {
 		return cli.Usagef("%s has no register blocks; add one or use -target and -image", p.TemplatePath)
@@ -116,7 +131,6 @@ func runRegister(ctx context.Context, args []string) error {
 			reg.Public = true
 		}
 		override(&reg)
-		img := p.Image(reg.Image)
 		a := c.Find(reg.Image)
 		if a == nil {
 			return cli.WithCode(cli.ExitUsage, fmt.Errorf("image %q is not in the catalogue %s; run `cpsimage build` first", reg.Image, *cat))
@@ -125,10 +139,9 @@ func runRegister(ctx context.Context, args []string) error {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(filepath.Dir(*cat), path)
 		}
-		art := register.Artifact{Path: path, Name: a.Name, Version: a.Version, Kind: a.Kind, Arch: a.Arch,
-			Sums: checksum.Sums{Size: a.Size, MD5: a.MD5, SHA256: a.SHA256}}
-		if img != nil {
-			art.Boot = img.Bootloader
+		art, err := artifactFromCatalogue(a, path)
+		if err != nil {
+			return err
 		}
 		if err := checkUnchanged(ctx, art); err != nil {
 			return err
@@ -158,22 +171,151 @@ func doRegister(ctx context.Context, reg plan.Register, art register.Artifact, o
 	return nil
 }
 
-// artifactFromFile describes a file given with -image, from the catalogue
-// when it is there, else by hashing it.
-func artifactFromFile(ctx context.Context, path, name, version, cat string) (register.Artifact, error) {
+// fileFlags are what -image's flags say about the file.
+type fileFlags struct {
+	name, version string
+	arch          catalogue.Arch
+	boot          catalogue.BootModes // nil: not given
+}
+
+// artifactFromFile describes a file given with -image. Each field comes
+// from the flags, else from the file itself (its format; its boot modes
+// from its partition table), else from the catalogue's entry for these
+// bytes; a flag or the file disagreeing with that entry is an error that
+// names the field, since registering would record two truths.
+func artifactFromFile(ctx context.Context, path string, fl fileFlags, cat string) (register.Artifact, error) {
+	name := fl.name
 	if name == "" {
 		name = trimExt(filepath.Base(path))
+	}
+	facts, err := inspectFile(path)
+	if err != nil {
+		return register.Artifact{}, cli.WithCode(cli.ExitUsage, err)
+	}
+	c, err := catalogue.Load(cat)
+	if err != nil {
+		return register.Artifact{}, cli.WithCode(cli.ExitUsage, err)
 	}
 	sums, err := hashFile(ctx, path, []checksum.Algo{checksum.MD5, checksum.SHA256})
 	if err != nil {
 		return register.Artifact{}, cli.WithCode(cli.ExitUsage, err)
 	}
-	art := register.Artifact{Path: path, Name: name, Version: version, Kind: plan.KindRaw, Arch: "amd64", Sums: sums,
-		Boot: plan.Bootloader{BIOS: true}}
-	if c, err := catalogue.Load(cat); err == nil {
-		if a := c.Find(name); a != nil && a.MD5 == sums.MD5 {
-			art.Version, art.Kind, art.Arch = a.Version, a.Kind, a.Arch
+	art := register.Artifact{Path: path, Name: name, Sums: sums, Version: fl.version, Arch: fl.arch, Boot: fl.boot,
+		Kind: facts.Kind, Format: facts.Format}
+	if art.Boot == nil {
+		art.Boot = facts.Boot
+	}
+	if facts.BootErr != nil {
+		art.BootUnknown = facts.BootErr.Error()
+	}
+	e := sameBytes(c, name, fl.version, sums)
+	if e == nil {
+		// Not in the catalogue: the name and version must not be taken
+		// by other bytes, or the registration would be recorded there.
+		if o := nameVersion(c, name, fl.version); o != nil {
+			return register.Artifact{}, cli.WithCode(cli.ExitUsage, fmt.Errorf("the catalogue %s has %s %s with other bytes (md5 %s; %s has %s): give another -version or -name", cat, name, o.Version, o.MD5, path, sums.MD5))
 		}
+		if art.Kind == "" {
+			art.Kind = catalogue.KindRaw
+		}
+		if art.Arch == "" {
+			art.Arch = catalogue.ArchAMD64
+		}
+		return art, nil
+	}
+	// A disagreement names the field, where each side comes from and what
+	// to do: the catalogue may be wrong (edited, an older cpsimage) or the
+	// flag may be.
+	disagree := func(field, said, got, want, fix string) error {
+		return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s: %s %s, but the catalogue %s records these bytes (%s %s, md5 %s) with %s %s; %s",
+			field, said, got, cat, e.Name, e.Version, e.MD5, field, want, fix))
+	}
+	const dropFlag = "drop the flag, or register the file under another -name"
+	const fixEntry = "the catalogue entry is wrong or the file is not what was built: correct the entry (cpsimage catalogue add) or run cpsimage verify"
+	if art.Version == "" {
+		art.Version = e.Version
+	} else if art.Version != e.Version {
+		return art, disagree("version", "-version is", art.Version, e.Version, dropFlag)
+	}
+	if art.Arch == "" {
+		art.Arch = e.Arch
+	} else if e.Arch != "" && art.Arch != e.Arch {
+		return art, disagree("arch", "-arch is", string(art.Arch), string(e.Arch), dropFlag)
+	}
+	switch {
+	case art.Boot == nil:
+		art.Boot = e.Boot
+	case e.Boot != nil && art.Boot.String() != e.Boot.String():
+		if fl.boot != nil {
+			return art, disagree("boot", "-boot is", art.Boot.String(), e.Boot.String(), dropFlag)
+		}
+		return art, disagree("boot", "the image's partition table says", art.Boot.String(), e.Boot.String(), fixEntry)
+	}
+	if e.Format != "" && art.Format != e.Format {
+		return art, disagree("format", "the file is", string(art.Format), string(e.Format), fixEntry)
+	}
+	if art.Kind == "" {
+		art.Kind = e.Kind
+	} else if e.Kind != "" && art.Kind != e.Kind {
+		return art, disagree("kind", "the file's bytes say", string(art.Kind), string(e.Kind), fixEntry)
+	}
+	if art.Arch == "" {
+		art.Arch = catalogue.ArchAMD64
+	}
+	return art, nil
+}
+
+// sameBytes is the catalogue's entry named name with these bytes: of
+// version version when given, else any.
+func sameBytes(c *catalogue.Catalogue, name, version string, sums checksum.Sums) *catalogue.Artifact {
+	var any *catalogue.Artifact
+	for i := range c.Artifacts {
+		a := &c.Artifacts[i]
+		if a.Name != name || a.MD5 != sums.MD5 || a.Size != sums.Size {
+			continue
+		}
+		if a.Version == version {
+			return a
+		}
+		if any == nil {
+			any = a
+		}
+	}
+	return any
+}
+
+// nameVersion is the catalogue's entry name/version (any bytes), or nil.
+func nameVersion(c *catalogue.Catalogue, name, version string) *catalogue.Artifact {
+	for i := range c.Artifacts {
+		if a := &c.Artifacts[i]; a.Name == name && a.Version == version {
+			return a
+		}
+	}
+	return nil
+}
+
+// artifactFromCatalogue describes the catalogue's artifact a, whose file
+// is at path. Catalogues written before the format and boot modes were
+// recorded lack them: they are then read from the file, never from a
+// template (the catalogue alone says what was built).
+func artifactFromCatalogue(a *catalogue.Artifact, path string) (register.Artifact, error) {
+	art := register.Artifact{Path: path, Name: a.Name, Version: a.Version, Kind: a.Kind, Format: a.Format, Arch: a.Arch, Boot: a.Boot,
+		Sums: checksum.Sums{Size: a.Size, MD5: a.MD5, SHA256: a.SHA256}}
+	if art.Format != "" && art.Boot != nil {
+		return art, nil
+	}
+	facts, err := inspectFile(path)
+	if err != nil {
+		return art, cli.WithCode(cli.ExitUsage, fmt.Errorf("the catalogue's file for %s: %w", a.Name, err))
+	}
+	if art.Format == "" {
+		art.Format = facts.Format
+	}
+	if art.Boot == nil {
+		art.Boot = facts.Boot
+	}
+	if facts.BootErr != nil {
+		art.BootUnknown = facts.BootErr.Error()
 	}
 	return art, nil
 }

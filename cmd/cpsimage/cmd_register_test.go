@@ -29,10 +29,10 @@ func TestRegisterCLI(t *testing.T) {
 	img := filepath.Join(dir, "conpaas.img")
 	fh, _ := os.Create(img)
 	fh.Truncate(8 << 20)
-	fh.WriteAt([]byte("GRUB and a filesystem"), 0)
+	fh.WriteAt([]byte("GRUB and a filesystem"), 0) // no partition table: -boot says how it boots
 	fh.Close()
 	cat := filepath.Join(dir, "catalogue.json")
-	code, out, errOut := run(t, "register", "-target", "ec2-ebs", "-image", img, "-version", "2.1.0", "-region", "ap-southeast-2", "-catalogue", cat)
+	code, out, errOut := run(t, "register", "-target", "ec2-ebs", "-image", img, "-version", "2.1.0", "-boot", "bios", "-region", "ap-southeast-2", "-catalogue", cat)
 	if code != 0 || !strings.Contains(out, "conpaas ec2-ebs ap-southeast-2: ami-") {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
@@ -43,7 +43,7 @@ func TestRegisterCLI(t *testing.T) {
 	// Wrong secret: exit 1, one sentence, catalogue untouched.
 	t.Setenv("EC2_SECRET_KEY", "wrong")
 	before, _ := os.ReadFile(cat)
-	code, _, errOut = run(t, "register", "-target", "ec2-ebs", "-image", img, "-region", "us-west-2", "-catalogue", cat)
+	code, _, errOut = run(t, "register", "-target", "ec2-ebs", "-image", img, "-boot", "bios", "-region", "us-west-2", "-catalogue", cat)
 	after, _ := os.ReadFile(cat)
 	if code != 1 || !strings.Contains(errOut, "secret key is wrong") || string(before) != string(after) {
 		t.Errorf("wrong secret: exit %d: %s", code, errOut)
@@ -64,14 +64,14 @@ func TestRegisterViaInstanceCLI(t *testing.T) {
 	img := filepath.Join(dir, "conpaas.img")
 	fh, _ := os.Create(img)
 	fh.Truncate(8 << 20)
-	fh.WriteAt([]byte("GRUB and a filesystem"), 0)
+	fh.WriteAt([]byte("GRUB and a filesystem"), 0) // no partition table: -boot says how it boots
 	fh.Close()
 	_, priv, _ := ed25519.GenerateKey(nil)
 	blk, _ := ssh.MarshalPrivateKey(priv, "")
 	key := filepath.Join(dir, "id_ed25519")
 	os.WriteFile(key, pem.EncodeToMemory(blk), 0o600)
 	cat := filepath.Join(dir, "catalogue.json")
-	base := []string{"register", "-target", "ec2-ebs", "-image", img, "-region", "eu-west-1", "-catalogue", cat, "-method", "via-instance"}
+	base := []string{"register", "-target", "ec2-ebs", "-image", img, "-boot", "bios", "-region", "eu-west-1", "-catalogue", cat, "-method", "via-instance"}
 	for _, tc := range []struct {
 		args []string
 		want string

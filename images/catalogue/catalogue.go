@@ -33,8 +33,10 @@ type Catalogue struct {
 type Artifact struct {
 	Name         string         `json:"name"`
 	Version      string         `json:"version"`
-	Kind         string         `json:"kind"` // raw | sdcard | ova | lxc
-	Arch         string         `json:"arch"`
+	Kind         Kind           `json:"kind"`             // KindRaw, ...
+	Format       Format         `json:"format,omitempty"` // FormatRaw, ...: the file's layout ("" in catalogues before it was recorded: raw)
+	Arch         Arch           `json:"arch"`
+	Boot         BootModes      `json:"boot,omitempty"` // the firmware interfaces it boots from (none: not bootable, or not recorded)
 	File         string         `json:"file"`
 	Size         int64          `json:"size"`
 	MD5          string         `json:"md5"`
@@ -46,8 +48,8 @@ type Artifact struct {
 
 // Registration says where an artifact can be started.
 type Registration struct {
-	// Cloud is "ec2" or "openstack".
-	Cloud string `json:"cloud"`
+	// Cloud is CloudEC2 or CloudOpenStack.
+	Cloud Cloud `json:"cloud"`
 	// Target is the registration method: ec2-ebs, ec2-s3, glance.
 	Target string `json:"target"`
 	// Region is the EC2 region, or the OpenStack region if any.
@@ -97,27 +99,33 @@ func (c *Catalogue) SetRegistration(name, version string, r Registration) error 
 		if a.Name != name || (version != "" && a.Version != version) {
 			continue
 		}
-		for j := range a.Registered {
-			o := a.Registered[j]
-			if o.Cloud == r.Cloud && o.Target == r.Target && o.Region == r.Region && o.CloudName == r.CloudName {
-				a.Registered[j] = r
-				return nil
-			}
-		}
-		a.Registered = append(a.Registered, r)
-		sort.SliceStable(a.Registered, func(x, y int) bool {
-			p, q := a.Registered[x], a.Registered[y]
-			if p.Cloud != q.Cloud {
-				return p.Cloud < q.Cloud
-			}
-			if p.CloudName != q.CloudName {
-				return p.CloudName < q.CloudName
-			}
-			return p.Region < q.Region
-		})
+		a.SetRegistration(r)
 		return nil
 	}
 	return fmt.Errorf("catalogue has no artifact %q version %q: run `cpsimage build` or `cpsimage catalogue add` first", name, version)
+}
+
+// SetRegistration records r for a, replacing an earlier one for the same
+// cloud, target, region and cloud name.
+func (a *Artifact) SetRegistration(r Registration) {
+	for j := range a.Registered {
+		o := a.Registered[j]
+		if o.Cloud == r.Cloud && o.Target == r.Target && o.Region == r.Region && o.CloudName == r.CloudName {
+			a.Registered[j] = r
+			return
+		}
+	}
+	a.Registered = append(a.Registered, r)
+	sort.SliceStable(a.Registered, func(x, y int) bool {
+		p, q := a.Registered[x], a.Registered[y]
+		if p.Cloud != q.Cloud {
+			return p.Cloud < q.Cloud
+		}
+		if p.CloudName != q.CloudName {
+			return p.CloudName < q.CloudName
+		}
+		return p.Region < q.Region
+	})
 }
 
 func (c *Catalogue) sort() {

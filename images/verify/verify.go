@@ -106,7 +106,7 @@ func inCatalogue(catPath, path string) (*Expected, string, error) {
 	}
 	for _, a := range c.Artifacts {
 		if filepath.Base(a.File) == filepath.Base(path) && a.MD5 != "" {
-			return &Expected{checksum.MD5, a.MD5, "catalogue " + catPath + " (" + a.Name + " " + a.Version + ")"}, a.Kind, nil
+			return &Expected{checksum.MD5, a.MD5, "catalogue " + catPath + " (" + a.Name + " " + a.Version + ")"}, string(a.Kind), nil
 		}
 	}
 	return nil, "", nil

@@ -55,8 +55,8 @@ func Resolve(cat *catalogue.Catalogue, cl config.Cloud) (Choice, error) {
 	var elsewhere []string
 	archSeen := map[string]bool{}
 	for _, a := range named {
-		if a.Arch != "" && a.Arch != cl.Arch {
-			archSeen[a.Arch] = true
+		if a.Arch != "" && string(a.Arch) != cl.Arch {
+			archSeen[string(a.Arch)] = true
 			continue
 		}
 		for _, r := range a.Registered {
@@ -141,7 +141,7 @@ func describe(cl config.Cloud) string {
 }
 
 func describeReg(r catalogue.Registration) string {
-	s := r.Cloud
+	s := string(r.Cloud)
 	if r.CloudName != "" {
 		s += " " + r.CloudName
 	}
