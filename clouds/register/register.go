@@ -101,6 +101,13 @@ func Run(ctx context.Context, reg plan.Register, art Artifact, opt Options, catP
 	if catPath == "" {
 		return regs, nil
 	}
+	if art.Sums.MD5 == "" || art.Sums.SHA256 == "" {
+		// The catalogue records both sums of every artifact (verify
+		// checks them); hash what the caller did not.
+		if art.Sums, err = checksum.File(ctx, art.Path, checksum.Options{Algos: []checksum.Algo{checksum.MD5, checksum.SHA256}}); err != nil {
+			return regs, fmt.Errorf("registered, but hashing %s for the catalogue failed: %w", art.Path, err)
+		}
+	}
 	err = catalogue.Update(catPath, func(c *catalogue.Catalogue) error {
 		a, err := entry(c, art)
 		if err != nil {

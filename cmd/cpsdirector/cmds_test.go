@@ -24,7 +24,7 @@ func TestStartupErrors(t *testing.T) {
 		wantCode int
 		want     string
 	}{
-		{name: "no matching image", catalog: `{"schema_version":1,"artifacts":[{"name":"conpaas","version":"2.1.0","kind":"raw","arch":"amd64","file":"f","size":1,"md5":"","sha256":"","built":"2024-01-01T00:00:00Z","registrations":[{"cloud":"openstack","target":"glance","cloud_name":"othercloud","image_id":"x","time":"2024-01-01T00:00:00Z"}]}]}`,
+		{name: "no matching image", catalog: `{"schema_version":1,"artifacts":[{"name":"conpaas","version":"2.1.0","kind":"raw","arch":"amd64","file":"f","size":1,"md5":"c6017f277f01777121dae3f2fb085e92","sha256":"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03","built":"2024-01-01T00:00:00Z","registrations":[{"cloud":"openstack","target":"glance","cloud_name":"othercloud","image_id":"x","time":"2024-01-01T00:00:00Z"}]}]}`,
 			wantCode: 2, want: "cloud iaas: IMAGE = catalogue:conpaas is not registered for openstack cloud devstack region RegionOne (amd64) (registered: 2.1.0 openstack othercloud)"},
 		{name: "broken catalogue", catalog: "{\n\"schema_version\": 1,\n\"artifacts\": [}\n", wantCode: 2, want: "catalogue.json: line 3"},
 		{name: "bad credentials", edit: func(b []byte) []byte {

@@ -115,7 +115,7 @@ func (s *syncBuffer) String() string {
 const catalogueJSON = `{
   "schema_version": 1,
   "artifacts": [
-    {"name": "conpaas", "version": "2.1.0", "kind": "raw", "arch": "amd64", "file": "conpaas.img", "size": 1, "md5": "c6017f277f01777121dae3f2fb085e92", "sha256": "x", "built": "2024-01-01T00:00:00Z",
+    {"name": "conpaas", "version": "2.1.0", "kind": "raw", "arch": "amd64", "file": "conpaas.img", "size": 1, "md5": "c6017f277f01777121dae3f2fb085e92", "sha256": "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03", "built": "2024-01-01T00:00:00Z",
      "registrations": [
        {"cloud": "ec2", "target": "ec2-ebs", "region": "us-east-1", "image_id": "ami-0c0ffee0c0ffee000", "time": "2024-01-01T00:00:00Z"},
        {"cloud": "openstack", "target": "glance", "cloud_name": "devstack", "region": "RegionOne", "image_id": "5f1c6d2e-glance-conpaas", "time": "2024-01-01T00:00:00Z"}

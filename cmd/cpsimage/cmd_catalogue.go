@@ -23,7 +23,7 @@ func init() {
 		Help: `usage: cpsimage catalogue SUBCOMMAND [-f FILE] [flags]
 
   list                    the artifacts: name, version, kind, arch, size, MD5, registrations
-  show NAME               one artifact as JSON
+  show NAME [--version V] one artifact as JSON (the newest version by default)
   add FILE                add or update the artifact of an image file (checksums computed)
   set-registration NAME   record where an artifact is registered (AMI, Glance image)
 
@@ -57,6 +57,7 @@ func runCatalogue(ctx context.Context, args []string) error {
 		}
 		return w.Flush()
 	case "show":
+		version := fs.String("version", "", "the artifact's `VERSION` (default: the newest)")
 		if err := cli.Parse(fs, args); err != nil {
 			return err
 		}
@@ -68,8 +69,11 @@ func runCatalogue(ctx context.Context, args []string) error {
 			return err
 		}
 		a := c.Find(fs.Arg(0))
+		if *version != "" {
+			a = c.FindVersion(fs.Arg(0), *version)
+		}
 		if a == nil {
-			return cli.WithCode(cli.ExitFailure, fmt.Errorf("%s has no artifact %q", *path, fs.Arg(0)))
+			return cli.WithCode(cli.ExitFailure, fmt.Errorf("%s has no artifact %q %s", *path, fs.Arg(0), *version))
 		}
 		b, _ := json.MarshalIndent(a, "", "  ")
 		fmt.Fprintf(cli.Stdout, "%s\n", b)

@@ -22,10 +22,12 @@ func init() {
 }
 
 func runVerify(ctx context.Context, args []string) error {
-	fs := cli.NewFlagSet("cpsimage", "verify", "[--md5 HEX | -c SUMFILE] [--catalogue FILE] [--structure] [--deep] [--json] FILE...")
+	fs := cli.NewFlagSet("cpsimage", "verify", "[--md5 HEX | -c SUMFILE] [--catalogue FILE [--name N] [--version V]] [--structure] [--deep] [--json] FILE...")
 	md5 := fs.String("md5", "", "the expected MD5 (`HEX`)")
 	sumFile := fs.String("c", "", "take expected values from `SUMFILE` (md5sum/sha256sum format)")
 	cat := fs.String("catalogue", "catalogue.json", "look files up in this catalogue `FILE`")
+	name := fs.String("name", "", "in the catalogue, only the artifact of this `NAME`")
+	version := fs.String("version", "", "in the catalogue, only the artifact of this `VERSION`")
 	structure := fs.Bool("structure", false, "also check the partition table, filesystems, boot code (OVA: descriptor and manifest)")
 	deep := fs.Bool("deep", false, "archives: stream through .tar.gz and check the image inside (implies --structure)")
 	asJSON := fs.Bool("json", false, "print a JSON report")
@@ -36,8 +38,12 @@ func runVerify(ctx context.Context, args []string) error {
 		fs.Usage()
 		return cli.Usagef("name at least one file")
 	}
-	opt := verify.Options{MD5: *md5, Catalogue: *cat, Structure: *structure, Deep: *deep}
+	opt := verify.Options{MD5: *md5, Catalogue: *cat, Name: *name, Version: *version, Structure: *structure, Deep: *deep}
+	// A checksum file's lines by path, and by file name for files named
+	// from another directory (several lines may share a file name: then
+	// the file must match one of them).
 	fromFile := map[string]*verify.Expected{}
+	byBase := map[string][]*verify.Expected{}
 	if *sumFile != "" {
 		f, err := input.Open(ctx, *sumFile)
 		if err != nil {
@@ -52,7 +58,9 @@ func runVerify(ctx context.Context, args []string) error {
 			fmt.Fprintf(cli.Stderr, "cpsimage: %s: %d: improperly formatted checksum line\n", *sumFile, b.Line)
 		}
 		for _, e := range entries {
-			fromFile[filepath.Base(e.File)] = &verify.Expected{Algo: e.Algo, Hex: e.Hex, Source: fmt.Sprintf("%s line %d", *sumFile, e.Line)}
+			x := &verify.Expected{Algo: e.Algo, Hex: e.Hex, Source: fmt.Sprintf("%s line %d", *sumFile, e.Line)}
+			fromFile[filepath.Clean(e.File)] = x
+			byBase[filepath.Base(e.File)] = append(byBase[filepath.Base(e.File)], x)
 		}
 	}
 	var reports []*verify.Report
@@ -63,8 +71,12 @@ func runVerify(ctx context.Context, args []string) error {
 			kind string
 			err  error
 		)
-		if e, ok := fromFile[filepath.Base(path)]; ok {
+		if e, ok := fromFile[filepath.Clean(path)]; ok {
 			exp = e
+		} else if bs := byBase[filepath.Base(path)]; len(bs) == 1 {
+			exp = bs[0]
+		} else if len(bs) > 1 {
+			exp = &verify.Expected{Algo: bs[0].Algo, Source: *sumFile, Candidates: bs}
 		} else if *sumFile != "" {
 			err = fmt.Errorf("%s is not listed in %s", path, *sumFile)
 		} else {
@@ -105,7 +117,12 @@ func runVerify(ctx context.Context, args []string) error {
 			continue
 		}
 		if rep.OK {
-			fmt.Fprintf(cli.Stdout, "%s: OK (%s %s, from %s)\n", path, exp.Algo, rep.Sums[string(exp.Algo)], exp.Source)
+			// rep.Expected: of several catalogue entries, the one the file is.
+			if e := rep.Expected; e != nil {
+				fmt.Fprintf(cli.Stdout, "%s: OK (%s %s, from %s)\n", path, e.Algo, rep.Sums[string(e.Algo)], e.Source)
+			} else {
+				fmt.Fprintf(cli.Stdout, "%s: OK\n", path)
+			}
 		} else {
 			fmt.Fprintf(cli.Stdout, "%s: FAILED\n", path)
 			if rep.Mismatch != "" {

@@ -224,7 +224,9 @@ func TestVerifyFindsSideFiles(t *testing.T) {
 		{"md5", map[string]string{"conpaas.img.md5": hello + "  conpaas.img\n"}, 0, "OK (md5 " + hello + ", from DIR/conpaas.img.md5 line 1)"},
 		{"sha256", map[string]string{"conpaas.img.sha256": helloSHA + "  conpaas.img\n"}, 0, "OK (sha256 " + helloSHA + ", from DIR/conpaas.img.sha256 line 1)"},
 		{"sha256 first", map[string]string{"conpaas.img.sha256": helloSHA + "  conpaas.img\n", "conpaas.img.md5": "00000000000000000000000000000000  conpaas.img\n"}, 0, "from DIR/conpaas.img.sha256"},
-		{"catalogue", map[string]string{"catalogue.json": `{"schema_version":1,"artifacts":[{"name":"conpaas","version":"2.1.0","kind":"raw","file":"conpaas.img","md5":"` + hello + `"}]}`}, 0, "from catalogue DIR/catalogue.json (conpaas 2.1.0)"},
+		{"catalogue", map[string]string{"catalogue.json": `{"schema_version":1,"artifacts":[{"name":"conpaas","version":"2.1.0","kind":"raw","arch":"amd64","file":"conpaas.img","size":6,"md5":"` + hello + `","sha256":"` + helloSHA + `"}]}`}, 0, "from catalogue DIR/catalogue.json (conpaas 2.1.0)"},
+		{"catalogue sha256 differs", map[string]string{"catalogue.json": `{"schema_version":1,"artifacts":[{"name":"conpaas","version":"2.1.0","kind":"raw","arch":"amd64","file":"conpaas.img","size":6,"md5":"` + hello + `","sha256":"` + strings.Repeat("0", 64) + `"}]}`}, 1, "sha256 is " + helloSHA + " but catalogue DIR/catalogue.json (conpaas 2.1.0) says 0000"},
+		{"catalogue malformed", map[string]string{"catalogue.json": `{"schema_version":1,"artifacts":[{"name":"conpaas","version":"2.1.0","kind":"raw","arch":"amd64","file":"conpaas.img","size":6,"md5":"zz","sha256":"` + helloSHA + `"}]}`}, 2, `catalogue DIR/catalogue.json: line 1, column 134: artifact "conpaas" version "2.1.0": md5 "zz" is not 32 hexadecimal digits`},
 		{"wrong md5", map[string]string{"conpaas.img.md5": "00000000000000000000000000000000  conpaas.img\n"}, 1, "but DIR/conpaas.img.md5 line 1 says 00000000000000000000000000000000"},
 		{"md5 of another file", map[string]string{"conpaas.img.md5": hello + "  other.img\n"}, 2, "DIR/conpaas.img.md5 does not list conpaas.img"},
 		{"nothing", nil, 2, "no expected checksum for DIR/conpaas.img: no conpaas.img.md5 or conpaas.img.sha256 beside it, it is not in catalogue.json or DIR/catalogue.json"},
@@ -329,5 +331,91 @@ func TestBuildRecordsBuildTime(t *testing.T) {
 	}
 	if md5s[0] != md5s[1] {
 		t.Errorf("two builds with the same SOURCE_DATE_EPOCH differ: %v", md5s)
+	}
+}
+
+// Two versions built to the same file name: verify tells them apart by
+// size and digest, never by taking the first entry with the file name. (On
+// the old main a correct v1 image was "corrupt or incomplete" because the
+// catalogue lists v2 first.)
+func TestVerifyCatalogueVersionsShareFileName(t *testing.T) {
+	md5sum := func(b []byte) string { // expected values come from md5sum
+		cmd := exec.Command("md5sum")
+		cmd.Stdin = bytes.NewReader(b)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out[:32])
+	}
+	for _, tc := range []struct {
+		name   string
+		v1, v2 []byte
+	}{
+		{"same size", []byte("conpaas version 1\n"), []byte("conpaas version 2\n")},
+		{"other size", []byte("conpaas 1\n"), []byte("conpaas version 2, longer\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			img := filepath.Join(dir, "conpaas.img")
+			cat := filepath.Join(dir, "catalogue.json")
+			// Built in turn to the same output, each recorded.
+			for _, v := range []struct {
+				version string
+				data    []byte
+			}{{"1", tc.v1}, {"2", tc.v2}} {
+				os.WriteFile(img, v.data, 0o644)
+				if code, out, errOut := run(t, "catalogue", "add", "-f", cat, "--version", v.version, img); code != 0 {
+					t.Fatalf("catalogue add: %d %s%s", code, out, errOut)
+				}
+			}
+			c, err := catalogue.Load(cat)
+			if err != nil || len(c.Artifacts) != 2 || c.Artifacts[0].Version != "2" {
+				t.Fatalf("catalogue: %v %+v (want v2 listed first, as the catalogue sorts)", err, c)
+			}
+			// The v1 image, downloaded again: sound, and it is v1.
+			os.WriteFile(img, tc.v1, 0o644)
+			code, out, errOut := run(t, "verify", img)
+			if want := "OK (md5 " + md5sum(tc.v1) + ", from catalogue " + cat + " (conpaas 1))"; code != 0 || !strings.Contains(out, want) {
+				t.Errorf("v1 image: exit %d, want %q:\n%s%s", code, want, out, errOut)
+			}
+			// Moved away from the catalogue: found by file name, same answer.
+			other := filepath.Join(t.TempDir(), "conpaas.img")
+			os.WriteFile(other, tc.v1, 0o644)
+			if code, out, errOut := run(t, "verify", "--catalogue", cat, other); code != 0 || !strings.Contains(out, "(conpaas 1))") {
+				t.Errorf("v1 image elsewhere: exit %d:\n%s%s", code, out, errOut)
+			}
+			// --version 2 asks for v2: the v1 bytes are not it.
+			if code, out, errOut := run(t, "verify", "--version", "2", img); code != 1 || !strings.Contains(out, "but catalogue "+cat+" (conpaas 2) says "+md5sum(tc.v2)) {
+				t.Errorf("v1 image as v2: exit %d:\n%s%s", code, out, errOut)
+			}
+			// Damaged (one byte flipped): neither version; both listed.
+			bad := append([]byte(nil), tc.v1...)
+			bad[0] ^= 1
+			os.WriteFile(img, bad, 0o644)
+			code, out, errOut = run(t, "verify", img)
+			want := "md5 is " + md5sum(bad) + " but catalogue " + cat + " lists conpaas 2 (md5 " + md5sum(tc.v2) + "), conpaas 1 (md5 " + md5sum(tc.v1) + "): the file is none of them"
+			if tc.name == "other size" {
+				// Only v1 has this size: the file is checked against v1.
+				want = "md5 is " + md5sum(bad) + " but catalogue " + cat + " (conpaas 1) says " + md5sum(tc.v1)
+			}
+			if code != 1 || !strings.Contains(out, want) {
+				t.Errorf("damaged v1: exit %d, want %q:\n%s%s", code, want, out, errOut)
+			}
+		})
+	}
+}
+
+// -c with two lines of the same file name in other directories: the
+// file is checked against both and passes if it is one of them.
+func TestVerifySumFileSameNames(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "conpaas.img")
+	os.WriteFile(img, []byte("hello\n"), 0o644)
+	sums := filepath.Join(dir, "SUMS")
+	// b1946... is md5sum's "hello\n".
+	os.WriteFile(sums, []byte("00000000000000000000000000000000  a/conpaas.img\nb1946ac92492d2347c6235b4d2611184  b/conpaas.img\n"), 0o644)
+	if code, out, errOut := run(t, "verify", "-c", sums, img); code != 0 || !strings.Contains(out, "from "+sums+" line 2") {
+		t.Errorf("exit %d:\n%s%s", code, out, errOut)
 	}
 }

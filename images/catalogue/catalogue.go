@@ -73,6 +73,16 @@ func (c *Catalogue) Find(name string) *Artifact {
 	return nil
 }
 
+// FindVersion returns the artifact name at version, or nil.
+func (c *Catalogue) FindVersion(name, version string) *Artifact {
+	for i := range c.Artifacts {
+		if c.Artifacts[i].Name == name && c.Artifacts[i].Version == version {
+			return &c.Artifacts[i]
+		}
+	}
+	return nil
+}
+
 // Put adds a, replacing an artifact with the same name and version but
 // keeping its registrations when the bytes (MD5) did not change.
 func (c *Catalogue) Put(a Artifact) {
@@ -137,32 +147,37 @@ func (c *Catalogue) sort() {
 	})
 }
 
-// Parse decodes a catalogue, rejecting unknown fields and newer schemas.
+// Parse decodes a catalogue, rejecting newer schemas, unknown fields and
+// malformed entries; the error (a *ParseError) gives each problem's line
+// and column.
 func Parse(data []byte) (*Catalogue, error) {
+	ps := &problems{data: data}
+	if !syntax(data, ps) {
+		return nil, ps.err()
+	}
+	l, err := scan(data, ps)
+	if err != nil {
+		return nil, fmt.Errorf("read catalogue: %w", err) // valid JSON that the scanner could not walk: a bug
+	}
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
 	var c Catalogue
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			line, col := lineCol(data, se.Offset)
-			return nil, fmt.Errorf("line %d, column %d: %w", line, col, err)
-		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			line, col := lineCol(data, te.Offset)
-			return nil, fmt.Errorf("line %d, column %d: %w", line, col, err)
+			// Offset is just past the value of the wrong type.
+			ps.add(valueStart(data, te.Offset), "%s is %s, not %s", fieldName(te.Field), jsonKind(te.Value), goType(te.Type))
+		} else {
+			ps.add(dec.InputOffset(), "%v", err)
 		}
-		// Unknown fields and the like: the decoder's position is where
-		// it stopped.
-		line, col := lineCol(data, dec.InputOffset())
-		return nil, fmt.Errorf("line %d, column %d: %w", line, col, err)
+		return nil, ps.err()
 	}
-	if c.SchemaVersion == 0 {
-		return nil, errors.New("missing schema_version: not a cps catalogue")
-	}
-	if c.SchemaVersion > SchemaVersion {
-		return nil, fmt.Errorf("schema_version %d is newer than this program understands (%d): upgrade cps", c.SchemaVersion, SchemaVersion)
+	check(&c, l, ps)
+	if err := ps.err(); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -190,6 +205,11 @@ func Load(path string) (*Catalogue, error) {
 		return nil, fmt.Errorf("read catalogue: %w", err)
 	}
 	c, err := Parse(data)
+	var pe *ParseError
+	if errors.As(err, &pe) {
+		pe.Path = path // each problem's line says which file
+		return nil, pe
+	}
 	if err != nil {
 		return nil, fmt.Errorf("catalogue %s: %w", path, err)
 	}
@@ -232,6 +252,12 @@ func Update(path string, fn func(*Catalogue) error) error {
 	b, err := c.Marshal()
 	if err != nil {
 		return err
+	}
+	// What is written must read back: a caller's bad artifact (a
+	// negative size, a missing sum) is refused here, not by every later
+	// reader of the file.
+	if _, err := Parse(b); err != nil {
+		return fmt.Errorf("refusing to write catalogue %s: %w", path, err)
 	}
 	return atomicfile.WriteFile(path, b, 0o644)
 }

@@ -22,12 +22,74 @@ type Expected struct {
 	Algo   checksum.Algo `json:"algo"`
 	Hex    string        `json:"hex"`
 	Source string        `json:"source"`
+	// From a catalogue entry: the SHA-256 and size it records, which
+	// must match too, and the kind of image it says the file is.
+	SHA256 string `json:"sha256,omitempty"`
+	Size   *int64 `json:"size,omitempty"`
+	Kind   string `json:"kind,omitempty"`
+	// Candidates are the catalogue entries (several versions) that name
+	// a file like this one; the file is checked against each and is
+	// sound if it is one of them. Set only when there are two or more.
+	Candidates []*Expected `json:"candidates,omitempty"`
+}
+
+// matches says whether sums (and size) are what e expects.
+func (e *Expected) matches(sums checksum.Sums) bool {
+	return e.mismatch(sums) == ""
+}
+
+// mismatch says how sums differ from e ("" if they do not).
+func (e *Expected) mismatch(sums checksum.Sums) string {
+	if len(e.Candidates) > 0 {
+		var each []string
+		for _, c := range e.Candidates {
+			if c.matches(sums) {
+				return ""
+			}
+			// "catalogue C (conpaas 1)" among "catalogue C": "conpaas 1".
+			each = append(each, fmt.Sprintf("%s (%s %s)", strings.Trim(strings.TrimPrefix(c.Source, e.Source), " ()"), c.Algo, c.Hex))
+		}
+		return fmt.Sprintf("%s is %s but %s lists %s: the file is none of them, it is corrupt or incomplete, download it again",
+			e.Algo, sums.Get(e.Algo), e.Source, strings.Join(each, ", "))
+	}
+	if got := sums.Get(e.Algo); got != e.Hex {
+		return fmt.Sprintf("%s is %s but %s says %s: the file is corrupt or incomplete, download it again", e.Algo, got, e.Source, e.Hex)
+	}
+	if e.SHA256 != "" && sums.Get(checksum.SHA256) != "" && sums.Get(checksum.SHA256) != e.SHA256 {
+		return fmt.Sprintf("%s is %s but %s says %s: the file is corrupt or incomplete, download it again", checksum.SHA256, sums.Get(checksum.SHA256), e.Source, e.SHA256)
+	}
+	if e.Size != nil && sums.Size != *e.Size {
+		return fmt.Sprintf("the size is %d bytes but %s says %d: the file is corrupt or incomplete, download it again", sums.Size, e.Source, *e.Size)
+	}
+	return ""
+}
+
+// pick resolves candidates once the file's sums are known: the entry the
+// file is (the first, when several entries record the same bytes), or e
+// itself when it is none of them.
+func (e *Expected) pick(sums checksum.Sums) *Expected {
+	var hits []*Expected
+	for _, c := range e.Candidates {
+		if c.matches(sums) {
+			hits = append(hits, c)
+		}
+	}
+	if len(hits) == 0 {
+		return e
+	}
+	h := *hits[0]
+	for _, o := range hits[1:] {
+		h.Source += "; also " + o.Source
+	}
+	return &h
 }
 
 // Options of File.
 type Options struct {
 	MD5       string // --md5: the expected MD5
 	Catalogue string // catalogue file to look the file up in ("" for none)
+	Name      string // only the catalogue's artifacts of this name ("" for any)
+	Version   string // only the catalogue's artifacts of this version ("" for any)
 	Structure bool   // also check the image's structure
 	Deep      bool   // archives: stream through them and check the image inside
 	Progress  checksum.Progress
@@ -60,16 +122,16 @@ func Lookup(path string, opt Options) (*Expected, string, string, error) {
 		if a, ok := algoForLen(len(h)); !ok || a != checksum.MD5 || strings.Trim(h, "0123456789abcdef") != "" {
 			return nil, "", "", fmt.Errorf("--md5 %q is not 32 hexadecimal digits", opt.MD5)
 		}
-		return &Expected{checksum.MD5, h, "--md5"}, "", "", nil
+		return &Expected{Algo: checksum.MD5, Hex: h, Source: "--md5"}, "", "", nil
 	}
 	if opt.Catalogue != "" {
-		exp, kind, err := inCatalogue(opt.Catalogue, path)
+		exp, kind, err := inCatalogue(opt.Catalogue, path, opt)
 		if err != nil || exp != nil {
 			return exp, kind, "", err
 		}
 	}
 	besideCat := filepath.Join(filepath.Dir(path), "catalogue.json")
-	catExp, kind, err := inCatalogue(besideCat, path)
+	catExp, kind, err := inCatalogue(besideCat, path, opt)
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -80,7 +142,7 @@ func Lookup(path string, opt Options) (*Expected, string, string, error) {
 		return catExp, kind, "", nil
 	}
 	if r := releases.ByFile(path); r != nil {
-		return &Expected{checksum.MD5, r.MD5, "published ConPaaS " + r.Release + ": " + r.What}, r.Kind, r.Release, nil
+		return &Expected{Algo: checksum.MD5, Hex: r.MD5, Source: "published ConPaaS " + r.Release + ": " + r.What}, r.Kind, r.Release, nil
 	}
 	return nil, "", "", fmt.Errorf("%w for %s: no %s.md5 or %s.sha256 beside it, it is not in %s nor a published ConPaaS file name; pass --md5 HEX or -c FILE.md5",
 		ErrNoExpected, path, filepath.Base(path), filepath.Base(path), catalogues(opt.Catalogue, besideCat))
@@ -94,9 +156,15 @@ func catalogues(a, b string) string {
 	return a + " or " + b
 }
 
-// inCatalogue looks path up by file name in the catalogue at catPath (nil
-// when there is no such catalogue or entry).
-func inCatalogue(catPath, path string) (*Expected, string, error) {
+// inCatalogue looks path up in the catalogue at catPath (nil when there is
+// no such catalogue or entry). An entry is the file when its path (relative
+// to the catalogue's directory) is path, else when its file name is path's:
+// a catalogue kept beside downloaded images. Several entries can name the
+// same file (versions built to one output name): they are narrowed by
+// --name, --version and the file's size, and the rest are all candidates
+// that File tells apart by the digest. The first entry with the file name
+// is never taken for granted.
+func inCatalogue(catPath, path string, opt Options) (*Expected, string, error) {
 	c, err := catalogue.Load(catPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, "", nil
@@ -104,12 +172,71 @@ func inCatalogue(catPath, path string) (*Expected, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, "", err
+	}
+	catDir, err := filepath.Abs(filepath.Dir(catPath))
+	if err != nil {
+		return nil, "", err
+	}
+	var same, byName []catalogue.Artifact
 	for _, a := range c.Artifacts {
-		if filepath.Base(a.File) == filepath.Base(path) && a.MD5 != "" {
-			return &Expected{checksum.MD5, a.MD5, "catalogue " + catPath + " (" + a.Name + " " + a.Version + ")"}, string(a.Kind), nil
+		if (opt.Name != "" && a.Name != opt.Name) || (opt.Version != "" && a.Version != opt.Version) {
+			continue
+		}
+		f := a.File
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(catDir, f)
+		}
+		switch {
+		case filepath.Clean(f) == abs:
+			same = append(same, a)
+		case filepath.Base(a.File) == filepath.Base(path):
+			byName = append(byName, a)
 		}
 	}
-	return nil, "", nil
+	cands := same
+	if len(cands) == 0 {
+		cands = byName
+	}
+	if len(cands) == 0 {
+		return nil, "", nil
+	}
+	if len(cands) > 1 {
+		// Entries of another size cannot be this file; if none has its
+		// size, all stay, and the mismatch lists them.
+		if _, size, err := input.Stat(path); err == nil && size >= 0 {
+			var sized []catalogue.Artifact
+			for _, a := range cands {
+				if a.Size == size {
+					sized = append(sized, a)
+				}
+			}
+			if len(sized) > 0 {
+				cands = sized
+			}
+		}
+	}
+	exps := make([]*Expected, len(cands))
+	for i, a := range cands {
+		size := a.Size
+		exps[i] = &Expected{Algo: checksum.MD5, Hex: a.MD5, SHA256: a.SHA256, Size: &size, Kind: string(a.Kind),
+			Source: "catalogue " + catPath + " (" + a.Name + " " + a.Version + ")"}
+	}
+	if len(exps) == 1 {
+		return exps[0], exps[0].Kind, nil
+	}
+	agg := &Expected{Algo: checksum.MD5, Source: "catalogue " + catPath, Candidates: exps}
+	// The kind is known before hashing only if every candidate agrees.
+	kind := string(cands[0].Kind)
+	for _, a := range cands[1:] {
+		if string(a.Kind) != kind {
+			kind = ""
+		}
+	}
+	agg.Kind = kind
+	return agg, kind, nil
 }
 
 // inSideFile reads PATH.sha256, else PATH.md5 (nil when neither exists).
@@ -129,7 +256,7 @@ func inSideFile(path string) (*Expected, error) {
 		}
 		for _, e := range entries {
 			if filepath.Base(e.File) == filepath.Base(path) {
-				return &Expected{e.Algo, e.Hex, fmt.Sprintf("%s line %d", path+ext, e.Line)}, nil
+				return &Expected{Algo: e.Algo, Hex: e.Hex, Source: fmt.Sprintf("%s line %d", path+ext, e.Line)}, nil
 			}
 		}
 		return nil, fmt.Errorf("%s does not list %s; pass --md5 HEX or -c SUMFILE", path+ext, filepath.Base(path))
@@ -162,14 +289,24 @@ func File(ctx context.Context, path string, exp *Expected, kind string, opt Opti
 	if err != nil {
 		return nil, err
 	}
+	if exp != nil && len(exp.Candidates) > 0 {
+		// Several catalogue entries name this file: it is the one
+		// whose digest it has.
+		exp = exp.pick(sums)
+		if kind == "" {
+			kind = exp.Kind
+		}
+	}
 	rep := &Report{File: path, Size: sums.Size, Expected: exp, Kind: kind, Sums: map[string]string{}}
 	for _, a := range algos {
 		rep.Sums[string(a)] = sums.Get(a)
 	}
 	rep.OK = true
-	if exp != nil && sums.Get(exp.Algo) != exp.Hex {
-		rep.OK = false
-		rep.Mismatch = fmt.Sprintf("%s is %s but %s says %s: the file is corrupt or incomplete, download it again", exp.Algo, sums.Get(exp.Algo), exp.Source, exp.Hex)
+	if exp != nil {
+		if m := exp.mismatch(sums); m != "" {
+			rep.OK = false
+			rep.Mismatch = m
+		}
 	}
 	if r := releases.ByMD5(sums.Get(checksum.MD5)); r != nil {
 		rep.Release = r.Release + ": " + r.What
