@@ -4,6 +4,8 @@
 // be tested without a template, and so `cpsimage inspect` can print it as JSON.
 package plan
 
+import "path/filepath"
+
 // Kinds of artifact a builder can produce.
 const (
 	KindRaw    = "raw"    // conpaas.img: a bootable x86_64 (or arm64) disk image
@@ -11,6 +13,11 @@ const (
 	KindOVA    = "ova"    // VirtualBox appliance (Nutshell, RPi backend VM)
 	KindLXC    = "lxc"    // ext4 filesystem image Nova's libvirt LXC driver mounts as a container's root
 )
+
+// SDCardSize is the exact size in bytes of the published ConPaaS Raspberry Pi
+// card image (from the seeds: a "32 GB" card holds 31998345216 bytes): the
+// sdcard kind's default size and what verify --structure requires of a card.
+const SDCardSize int64 = 31998345216
 
 // Registration targets.
 const (
@@ -81,6 +88,17 @@ type Image struct {
 	Source string `json:"source,omitempty"`
 	// VM (ova only) describes the virtual hardware.
 	VM *VM `json:"vm,omitempty"`
+}
+
+// OutputPath is where the image's artifact is written: its Output, or,
+// when the command line names an output directory (build -o DIR), the
+// file of that name in DIR. Every reader of an artifact path goes through
+// it, so build, verify and register agree.
+func (img *Image) OutputPath(outDir string) string {
+	if outDir == "" {
+		return img.Output
+	}
+	return filepath.Join(outDir, filepath.Base(img.Output))
 }
 
 // Distribution says which Debian root filesystem to bootstrap.

@@ -74,10 +74,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err := normalize(&img); err != nil {
 		return nil, err
 	}
-	out := cmp.Or(img.Output, img.Name+".img")
-	if opt.OutputDir != "" {
-		out = filepath.Join(opt.OutputDir, filepath.Base(out))
-	}
+	out := img.OutputPath(opt.OutputDir)
 	img.Distribution.CacheDir = opt.PackageCache(&img)
 	seed := p.InputsDigest + "/" + img.Name
 	epoch := opt.SourceDateEpoch

@@ -69,13 +69,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 		return nil, err
 	}
 
-	out := img.Output
-	if out == "" {
-		out = img.Name + ".ova"
-	}
-	if opt.OutputDir != "" {
-		out = filepath.Join(opt.OutputDir, filepath.Base(out))
-	}
+	out := img.OutputPath(opt.OutputDir)
 	base := strings.TrimSuffix(filepath.Base(out), ".ova")
 	diskName := base + "-disk1.vmdk"
 	ovfName := base + ".ovf"

@@ -52,13 +52,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	if err := normalize(img); err != nil {
 		return nil, err
 	}
-	out := img.Output
-	if out == "" {
-		out = img.Name + ".img"
-	}
-	if opt.OutputDir != "" {
-		out = filepath.Join(opt.OutputDir, filepath.Base(out))
-	}
+	out := img.OutputPath(opt.OutputDir)
 	img.Distribution.CacheDir = opt.PackageCache(img)
 	seed := p.InputsDigest + "/" + img.Name
 	epoch := opt.SourceDateEpoch

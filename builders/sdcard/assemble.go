@@ -21,7 +21,7 @@ import (
 // writes nothing.
 func Layout(img *plan.Image) error {
 	if img.Size == 0 {
-		img.Size = DefaultSize
+		img.Size = plan.SDCardSize
 	}
 	if img.Alignment == 0 {
 		img.Alignment = DefaultAlignment

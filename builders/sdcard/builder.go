@@ -29,9 +29,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err := Layout(&img); err != nil {
 		return nil, err
 	}
-	if opt.OutputDir != "" {
-		img.Output = filepath.Join(opt.OutputDir, filepath.Base(orDefault(img.Output, img.Name+".img")))
-	}
+	img.Output = in.OutputPath(opt.OutputDir)
 	if img.Output == "" {
 		return nil, fmt.Errorf("image %q: no output path; set output in the image block or pass -o DIR", img.Name)
 	}

@@ -40,9 +40,9 @@ func TestBuildExtract(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parts := checkImage(t, out, DefaultSize)
+	parts := checkImage(t, out, plan.SDCardSize)
 	t.Logf("data %d bytes, written during assembly %d bytes (%.2fx)", res.DataBytes, res.WrittenBytes, float64(res.WrittenBytes)/float64(res.DataBytes))
-	if res.Sums.MD5 == "" || res.Sums.Size != DefaultSize {
+	if res.Sums.MD5 == "" || res.Sums.Size != plan.SDCardSize {
 		t.Fatalf("sums %+v", res.Sums)
 	}
 	if b, err := os.ReadFile(out + ".md5"); err != nil || !strings.HasPrefix(string(b), res.Sums.MD5) {

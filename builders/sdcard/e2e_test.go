@@ -54,7 +54,7 @@ func TestBuildComputeNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parts := checkImage(t, out, DefaultSize)
+	parts := checkImage(t, out, plan.SDCardSize)
 	t.Logf("data %d bytes, written %d bytes", res.DataBytes, res.WrittenBytes)
 	nova := debugfsCat(t, out, parts[1].start, "/etc/nova/nova.conf")
 	for _, want := range []string{"virt_type = lxc", "rabbit://openstack:openstack@controller", "my_ip = 172.16.0.11"} {

@@ -51,7 +51,7 @@ func buildSmall(t *testing.T) (string, *plan.Image) {
 
 func TestAssembleDefaultLayout(t *testing.T) {
 	path, img := buildSmall(t)
-	parts := checkImage(t, path, DefaultSize)
+	parts := checkImage(t, path, plan.SDCardSize)
 	for i, p := range parts {
 		if p.start != img.Partitions[i].Start || p.size != img.Partitions[i].End-img.Partitions[i].Start {
 			t.Errorf("partition %d: sfdisk says %d+%d, the plan %d-%d", i+1, p.start, p.size, img.Partitions[i].Start, img.Partitions[i].End)
@@ -68,7 +68,7 @@ func TestAssembleDefaultLayout(t *testing.T) {
 func TestResize(t *testing.T) {
 	testutil.RequireTool(t, "resize2fs")
 	path, _ := buildSmall(t)
-	before := checkImage(t, path, DefaultSize)
+	before := checkImage(t, path, plan.SDCardSize)
 	sig := mbrSignature(t, path)
 
 	const card64 = 63996690432 // 2 x the 32 GB image: a "64 GB" card
@@ -83,7 +83,7 @@ func TestResize(t *testing.T) {
 	if after[2].size != before[2].size || after[1].start+after[1].size != after[2].start {
 		t.Errorf("swap not moved to the end with the same size, or root not grown up to it: %+v", after)
 	}
-	if after[1].size <= before[1].size+(DefaultSize-(8<<20)) {
+	if after[1].size <= before[1].size+(plan.SDCardSize-(8<<20)) {
 		t.Errorf("root grew from %d to only %d bytes", before[1].size, after[1].size)
 	}
 	if mbrSignature(t, path) != sig {
@@ -115,10 +115,10 @@ func TestResizeRefuses(t *testing.T) {
 		align int64
 		want  string
 	}{
-		{"smaller", DefaultSize - 4<<20, 0, "smaller than the image (31998345216 bytes)"},
-		{"not sectors", DefaultSize + 100, 0, "not a multiple of 512"},
-		{"too little to grow", DefaultSize + 512, 0, "no room to grow"},
-		{"bad alignment", 2 * DefaultSize, 3 << 20, "not a power of two"},
+		{"smaller", plan.SDCardSize - 4<<20, 0, "smaller than the image (31998345216 bytes)"},
+		{"not sectors", plan.SDCardSize + 100, 0, "not a multiple of 512"},
+		{"too little to grow", plan.SDCardSize + 512, 0, "no room to grow"},
+		{"bad alignment", 2 * plan.SDCardSize, 3 << 20, "not a power of two"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -55,13 +55,13 @@ func runBuild(ctx context.Context, args []string) error {
 	}
 	// Refuse before any work what would be overwritten.
 	for _, img := range order {
-		out := outputPath(img, *outDir)
+		out := img.OutputPath(*outDir)
 		if _, err := os.Stat(out); err == nil && !*force {
 			return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s already exists; remove it or pass -force to replace it", out))
 		}
 	}
 	if *catPath == "" && len(order) > 0 {
-		*catPath = filepath.Join(filepath.Dir(outputPath(order[0], *outDir)), catalogue.DefaultPath)
+		*catPath = filepath.Join(filepath.Dir(order[0].OutputPath(*outDir)), catalogue.DefaultPath)
 	}
 
 	opt := buildOptions(*outDir, epoch, *keep, os.Getenv)
@@ -77,7 +77,7 @@ func runBuild(ctx context.Context, args []string) error {
 		// The catalogue records MD5 and SHA256 whatever side files are asked.
 		img.Checksums = union(img.Checksums, "md5", "sha256")
 		start := time.Now()
-		progress.Logf("build: image %q (%s) -> %s", img.Name, img.Kind, outputPath(img, *outDir))
+		progress.Logf("build: image %q (%s) -> %s", img.Name, img.Kind, img.OutputPath(*outDir))
 		if err := builtInputs(img, opt.Built); err != nil {
 			return err
 		}
@@ -171,13 +171,6 @@ func builtInputs(img *plan.Image, built map[string]*builders.Result) error {
 		pr.Source = res.Path
 	}
 	return nil
-}
-
-func outputPath(img *plan.Image, outDir string) string {
-	if outDir != "" {
-		return filepath.Join(outDir, filepath.Base(img.Output))
-	}
-	return img.Output
 }
 
 func union(have []string, more ...string) []string {

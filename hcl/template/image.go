@@ -12,11 +12,7 @@ import (
 	"github.com/conpaas/cps/plan"
 )
 
-const (
-	mib = 1 << 20
-	// SDCardSize is the ConPaaS Raspberry Pi card image size from the seeds.
-	SDCardSize = 31998345216
-)
+const mib = 1 << 20
 
 var imageSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
@@ -73,7 +69,7 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 	defArch, defSize, defAlign, defTable, ext := "amd64", int64(2<<30), int64(mib), "gpt", ".img"
 	switch img.Kind {
 	case plan.KindSDCard:
-		defArch, defSize, defAlign, defTable = "arm64", SDCardSize, 4*mib, "mbr"
+		defArch, defSize, defAlign, defTable = "arm64", plan.SDCardSize, 4*mib, "mbr"
 	case plan.KindOVA:
 		ext = ".ova"
 	case plan.KindLXC:

@@ -13,9 +13,6 @@ import (
 	"github.com/conpaas/cps/plan"
 )
 
-// SDCardSize is the exact size of a ConPaaS Raspberry Pi card image.
-const SDCardSize = 31998345216
-
 const sdAlign = 4 << 20
 
 // Structure checks a disk image file: a readable partition table whose
@@ -53,8 +50,8 @@ func checkDisk(r io.ReaderAt, size int64, kind string) (checked, problems []stri
 		return checkFilesystem(r, size)
 	}
 	if kind == plan.KindSDCard {
-		if size != SDCardSize {
-			add("size is %d bytes, an SD card image must be exactly %d", size, SDCardSize)
+		if size != plan.SDCardSize {
+			add("size is %d bytes, an SD card image must be exactly %d", size, plan.SDCardSize)
 		} else {
 			ok("size: %d bytes, the SD card size", size)
 		}

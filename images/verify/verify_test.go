@@ -202,7 +202,7 @@ func TestStructureLXC(t *testing.T) {
 }
 
 func TestStructureSDCard(t *testing.T) {
-	img, _ := makeImage(t, ptable.MBR, 4<<20, SDCardSize)
+	img, _ := makeImage(t, ptable.MBR, 4<<20, plan.SDCardSize)
 	checked, ps, err := Structure(img, plan.KindSDCard)
 	if err != nil || len(ps) != 0 {
 		t.Fatalf("sound card image: %v %v", ps, err)
@@ -211,7 +211,7 @@ func TestStructureSDCard(t *testing.T) {
 		t.Errorf("checked lines:\n%s", c)
 	}
 	// Misaligned: the same layout at 1 MiB alignment, and a wrong size.
-	bad, _ := makeImage(t, ptable.MBR, 1<<20, 64<<20+SDCardSize%(1<<20))
+	bad, _ := makeImage(t, ptable.MBR, 1<<20, 64<<20+plan.SDCardSize%(1<<20))
 	_, ps, _ = Structure(bad, plan.KindSDCard)
 	joined := strings.Join(ps, "\n")
 	if !strings.Contains(joined, "exactly 31998345216") || !strings.Contains(joined, "not on a 4 MiB boundary") {
