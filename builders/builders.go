@@ -1,6 +1,8 @@
-// Package builders dispatches a plan's image to the builder of its kind.
-// Each builder package (builders/raw, builders/sdcard, builders/ova) adds
-// itself with Add in an init function; cmd/cpsimage imports them all.
+// Package builders is the registry of image kinds. Each kind lives in its
+// own package (builders/raw, builders/sdcard, builders/ova, builders/lxc),
+// which registers its Spec with one Register call in an init function; the
+// template loader, cpsimage and the docs' add-a-kind test learn everything
+// about a kind from its Spec, so no central code names a kind.
 package builders
 
 import (
@@ -41,28 +43,119 @@ type Result struct {
 	WrittenBytes int64
 }
 
-// Builder builds one kind of image.
+// Builder builds one kind of image. It receives the image as its kind's
+// Prepare left it and must not change it: what `cpsimage inspect` prints
+// is what gets built. What a build derives (the package cache directory,
+// the paths of artifacts built earlier in the run, partition offsets and
+// filesystem identifiers) it keeps in its own copy (see Working).
 type Builder interface {
 	Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt Options) (*Result, error)
 }
 
-var registry = map[string]Builder{}
+// Defaults are a kind's values for what an image block leaves out.
+type Defaults struct {
+	Arch           string // Debian architecture
+	Size           int64  // bytes
+	Alignment      int64  // partition alignment in bytes; 0 when unpartitioned
+	PartitionTable string // "gpt", "mbr", or "" for one bare filesystem
+	Ext            string // the artifact's file extension, with the dot
+}
 
-// Add registers b for kind (plan.KindRaw, ...).
-func Add(kind string, b Builder) { registry[kind] = b }
+// Spec is one kind of image: everything the rest of cps knows about it.
+type Spec struct {
+	Kind     string // plan.KindRaw, ...
+	Builder  Builder
+	Defaults Defaults
+	// FromSource: the image is made from another image's artifact (its
+	// Source names an image block of the template or a file), so that image
+	// is built first. Such a kind bootstraps no root filesystem.
+	FromSource bool
+	// Bare: one filesystem with no partition table and no bootloader, so
+	// the template refuses partition and bootloader blocks.
+	Bare bool
+	// Prepare fills the kind's defaults into an image the template loader
+	// made (every field the template left out), checks what the builder
+	// cannot make, and returns one sentence naming the image when it
+	// cannot. It runs once, right after the template is loaded (before
+	// inspect, build, verify or register); running it again changes
+	// nothing.
+	Prepare func(img *plan.Image) error
+}
+
+var specs = map[string]*Spec{}
+
+// Register adds a kind. Each kind's package calls it once, from init; a
+// missing part is a programming error and panics at start-up.
+func Register(s Spec) {
+	if s.Kind == "" || s.Builder == nil || s.Prepare == nil || s.Defaults.Ext == "" {
+		panic(fmt.Sprintf("builders: kind %q registered without a kind name, builder, Prepare or extension", s.Kind))
+	}
+	if _, dup := specs[s.Kind]; dup {
+		panic(fmt.Sprintf("builders: kind %q registered twice", s.Kind))
+	}
+	specs[s.Kind] = &s
+}
+
+// Kinds are the registered kinds, sorted.
+func Kinds() []string {
+	k := make([]string, 0, len(specs))
+	for n := range specs {
+		k = append(k, n)
+	}
+	sort.Strings(k)
+	return k
+}
+
+// Lookup returns the spec of kind.
+func Lookup(kind string) (*Spec, error) {
+	s, ok := specs[kind]
+	if !ok {
+		return nil, fmt.Errorf("no builder for image kind %q (known: %v)", kind, Kinds())
+	}
+	return s, nil
+}
 
 // Get returns the builder for kind.
 func Get(kind string) (Builder, error) {
-	b, ok := registry[kind]
-	if !ok {
-		var k []string
-		for n := range registry {
-			k = append(k, n)
-		}
-		sort.Strings(k)
-		return nil, fmt.Errorf("no builder for image kind %q (known: %v)", kind, k)
+	s, err := Lookup(kind)
+	if err != nil {
+		return nil, err
 	}
-	return b, nil
+	return s.Builder, nil
+}
+
+// Prepare resolves img with its kind's Prepare: the one step between the
+// template and everything that reads the plan.
+func Prepare(img *plan.Image) error {
+	s, err := Lookup(img.Kind)
+	if err != nil {
+		return err
+	}
+	if img.Output == "" {
+		// The template always sets it; a plan made in code may not.
+		out, err := filepath.Abs(img.Name + s.Defaults.Ext)
+		if err != nil {
+			return fmt.Errorf("image %q: output: %w", img.Name, err)
+		}
+		img.Output = out
+	}
+	return s.Prepare(img)
+}
+
+// Inputs are the names of the images of p that img is made from and that
+// must therefore be built before it: its source (kinds built from a source
+// image) and the images its file provisioners copy in.
+func Inputs(p *plan.Plan, img *plan.Image) []string {
+	var in []string
+	if s, err := Lookup(img.Kind); err == nil && s.FromSource && p.Image(img.Source) != nil {
+		in = append(in, img.Source)
+	}
+	for _, pr := range img.Provisioners {
+		if pr.Image != "" {
+			in = append(in, pr.Image)
+		}
+	}
+	return in
 }
 
 // PackageCache is the directory an image's downloaded .debs are kept in:
@@ -76,4 +169,58 @@ func (o Options) PackageCache(img *plan.Image) string {
 		return ""
 	}
 	return filepath.Join(o.CacheDir, "apt", img.Arch)
+}
+
+// Working is the copy of img a builder works on: the plan's image with
+// what this build derives filled in, the plan itself untouched. Its
+// package cache is PackageCache, and a file provisioner that copies in
+// another image copies that image's artifact built earlier in this run.
+// Partitions, provisioners and packages are copied, so the builder may
+// lay out and name partitions in place.
+func (o Options) Working(img *plan.Image) (*plan.Image, error) {
+	w := *img
+	w.Partitions = append([]plan.Partition(nil), img.Partitions...)
+	w.Provisioners = append([]plan.Provisioner(nil), img.Provisioners...)
+	w.Distribution.Components = append([]string(nil), img.Distribution.Components...)
+	w.Distribution.Packages = append([]string(nil), img.Distribution.Packages...)
+	w.Checksums = append([]string(nil), img.Checksums...)
+	if img.VM != nil {
+		vm := *img.VM
+		vm.NICs = append([]plan.NIC(nil), img.VM.NICs...)
+		w.VM = &vm
+	}
+	w.Distribution.CacheDir = o.PackageCache(img)
+	for i := range w.Provisioners {
+		pr := &w.Provisioners[i]
+		if pr.Image == "" {
+			continue
+		}
+		res := o.Built[pr.Image]
+		if res == nil {
+			return nil, fmt.Errorf("image %q copies in image %q, which this run did not build", img.Name, pr.Image)
+		}
+		pr.Source = res.Path
+	}
+	return &w, nil
+}
+
+// HashAlgos are the digests a builder computes over its artifact: the side
+// files the image asks for (Checksums) plus MD5 and SHA256, which the
+// catalogue records whatever side files are asked.
+func HashAlgos(img *plan.Image) ([]checksum.Algo, error) {
+	want := append([]string(nil), img.Checksums...)
+	for _, m := range []string{"md5", "sha256"} {
+		found := false
+		for _, h := range want {
+			found = found || h == m
+		}
+		if !found {
+			want = append(want, m)
+		}
+	}
+	algos, err := checksum.ParseAlgos(want)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	return algos, nil
 }

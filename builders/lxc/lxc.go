@@ -40,7 +40,10 @@ import (
 	"github.com/conpaas/cps/plan"
 )
 
-func init() { builders.Add(plan.KindLXC, Builder{}) }
+func init() {
+	builders.Register(builders.Spec{Kind: plan.KindLXC, Builder: Builder{}, Prepare: Prepare, Bare: true,
+		Defaults: builders.Defaults{Arch: "amd64", Size: 2 << 30, Ext: ".img"}})
+}
 
 // Builder builds plan.KindLXC images.
 type Builder struct{}
@@ -70,12 +73,11 @@ var containerFiles = []struct {
 
 // Build implements builders.Builder.
 func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt builders.Options) (*builders.Result, error) {
-	img := *in
-	if err := normalize(&img); err != nil {
+	img, err := opt.Working(in)
+	if err != nil {
 		return nil, err
 	}
 	out := img.OutputPath(opt.OutputDir)
-	img.Distribution.CacheDir = opt.PackageCache(&img)
 	seed := p.InputsDigest + "/" + img.Name
 	epoch := opt.SourceDateEpoch
 
@@ -93,10 +95,10 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	}
 	root := filepath.Join(work, "root")
 
-	if err := rootfs.Bootstrap(ctx, &img, root, basePackages, epoch); err != nil {
+	if err := rootfs.Bootstrap(ctx, img, root, basePackages, epoch); err != nil {
 		return nil, err
 	}
-	if err := containerize(root, &img); err != nil {
+	if err := containerize(root, img); err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)
 	}
 
@@ -119,7 +121,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 		return nil, fmt.Errorf("sync %s: %w", f.Name(), err)
 	}
 
-	algos, err := checksum.ParseAlgos(img.Checksums)
+	algos, err := builders.HashAlgos(img)
 	if err != nil {
 		return nil, err
 	}
@@ -141,9 +143,9 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	return &builders.Result{Path: out, Sums: sums, DataBytes: data, WrittenBytes: data}, nil
 }
 
-// normalize fills the defaults of an LXC image and refuses what a
-// container image cannot have.
-func normalize(img *plan.Image) error {
+// Prepare fills the defaults of an LXC image and refuses what a container
+// image cannot have.
+func Prepare(img *plan.Image) error {
 	img.Arch = cmp.Or(img.Arch, "amd64")
 	switch img.Arch {
 	case "amd64", "arm64", "armhf":
@@ -159,6 +161,7 @@ func normalize(img *plan.Image) error {
 	if img.Size <= 0 || img.Size%4096 != 0 {
 		return fmt.Errorf("image %q: size %d is not a positive multiple of 4 KiB (the filesystem's block size)", img.Name, img.Size)
 	}
+	rootfs.DistributionDefaults(&img.Distribution)
 	return nil
 }
 

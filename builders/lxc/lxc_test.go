@@ -28,7 +28,7 @@ func TestNormalize(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			img := tc.img
 			img.Name = "x"
-			err := normalize(&img)
+			err := Prepare(&img)
 			if tc.want == "" {
 				if err != nil || img.Arch == "" {
 					t.Fatalf("normalize: %v (arch %q)", err, img.Arch)

@@ -8,6 +8,7 @@ package ova
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -29,7 +30,40 @@ import (
 	"github.com/conpaas/cps/plan"
 )
 
-func init() { builders.Add(plan.KindOVA, Builder{}) }
+func init() {
+	builders.Register(builders.Spec{Kind: plan.KindOVA, Builder: Builder{}, Prepare: Prepare, FromSource: true,
+		Defaults: builders.Defaults{Arch: "amd64", Size: 2 << 30, Alignment: 1 << 20, PartitionTable: "gpt", Ext: ".ova"}})
+}
+
+// DefaultVM is the ConPaaS backend VM from the seeds: 4 CPUs, 4 GB, NIC1
+// NAT (eth0), NIC2 host-only (eth1, vboxnet0 = 192.168.56.0/24).
+func DefaultVM(name string) plan.VM {
+	return plan.VM{Name: name, OSType: "Debian_64", CPUs: 4, MemoryMiB: 4096, DiskController: "sata",
+		NICs: []plan.NIC{{Type: "nat"}, {Type: "hostonly", Network: "vboxnet0"}}}
+}
+
+// Prepare fills the virtual hardware a template leaves out with DefaultVM's
+// and refuses an appliance without a source disk.
+func Prepare(img *plan.Image) error {
+	if img.Source == "" {
+		return fmt.Errorf("image %q: no source disk; set source to an image block name or a raw image file", img.Name)
+	}
+	def := DefaultVM(img.Name)
+	if img.VM == nil {
+		img.VM = &def
+		return nil
+	}
+	vm := img.VM
+	vm.Name = cmp.Or(vm.Name, def.Name)
+	vm.OSType = cmp.Or(vm.OSType, def.OSType)
+	vm.CPUs = cmp.Or(vm.CPUs, def.CPUs)
+	vm.MemoryMiB = cmp.Or(vm.MemoryMiB, def.MemoryMiB)
+	vm.DiskController = cmp.Or(vm.DiskController, def.DiskController)
+	if len(vm.NICs) == 0 {
+		vm.NICs = def.NICs
+	}
+	return nil
+}
 
 // Builder builds plan.KindOVA images.
 type Builder struct{}
@@ -42,19 +76,10 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	} else if p.Image(img.Source) != nil {
 		return nil, fmt.Errorf("image %q: its source image %q has not been built in this run; build both (no -only) or give a file", img.Name, img.Source)
 	}
-	if srcPath == "" {
-		return nil, fmt.Errorf("image %q: no source disk; set source to an image block name or a raw image file", img.Name)
+	if srcPath == "" || img.VM == nil {
+		return nil, fmt.Errorf("image %q: not prepared (no source disk or vm); run builders.Prepare on it first", img.Name)
 	}
 	vm := img.VM
-	if vm == nil {
-		return nil, fmt.Errorf("image %q: no vm block", img.Name)
-	}
-	if vm.DiskController == "" {
-		vm.DiskController = "sata"
-	}
-	if vm.Name == "" {
-		vm.Name = img.Name
-	}
 	src, err := os.Open(srcPath)
 	if err != nil {
 		return nil, fmt.Errorf("image %q: source disk: %w", img.Name, err)
@@ -176,7 +201,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	if err := f.Sync(); err != nil {
 		return nil, err
 	}
-	algos, err := checksum.ParseAlgos(img.Checksums)
+	algos, err := builders.HashAlgos(img)
 	if err != nil {
 		return nil, err
 	}

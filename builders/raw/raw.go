@@ -33,7 +33,10 @@ import (
 	"github.com/conpaas/cps/plan"
 )
 
-func init() { builders.Add(plan.KindRaw, Builder{}) }
+func init() {
+	builders.Register(builders.Spec{Kind: plan.KindRaw, Builder: Builder{}, Prepare: Prepare,
+		Defaults: builders.Defaults{Arch: "amd64", Size: 2 << 30, Alignment: mib, PartitionTable: ptable.GPT, Ext: ".img"}})
+}
 
 // Builder builds plan.KindRaw images.
 type Builder struct{}
@@ -48,12 +51,12 @@ const mib = 1 << 20
 var basePackages = []string{"linux-image-amd64", "systemd-sysv", "systemd-resolved", "openssh-server", "curl", "ca-certificates"}
 
 // Build implements builders.Builder.
-func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt builders.Options) (*builders.Result, error) {
-	if err := normalize(img); err != nil {
+func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt builders.Options) (*builders.Result, error) {
+	img, err := opt.Working(in)
+	if err != nil {
 		return nil, err
 	}
 	out := img.OutputPath(opt.OutputDir)
-	img.Distribution.CacheDir = opt.PackageCache(img)
 	seed := p.InputsDigest + "/" + img.Name
 	epoch := opt.SourceDateEpoch
 
@@ -209,7 +212,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	io1, _ := writtenSoFar()
 
 	// 5. Checksums over the finished bytes (holes hashed without reading).
-	algos, err := checksum.ParseAlgos(img.Checksums)
+	algos, err := builders.HashAlgos(img)
 	if err != nil {
 		return nil, err
 	}
@@ -239,9 +242,10 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 	return &builders.Result{Path: out, Sums: sums, DataBytes: data, WrittenBytes: written}, nil
 }
 
-// normalize fills the defaults of a raw image and refuses what this builder
-// cannot make.
-func normalize(img *plan.Image) error {
+// Prepare fills the defaults of a raw image (the partition table,
+// alignment, bootloader, partitions and distribution a template leaves
+// out), lays out its partitions, and refuses what this builder cannot make.
+func Prepare(img *plan.Image) error {
 	if img.Arch == "" {
 		img.Arch = "amd64"
 	}
@@ -295,6 +299,10 @@ func normalize(img *plan.Image) error {
 	}
 	if img.Size <= 0 {
 		return fmt.Errorf("image %q: size is not set", img.Name)
+	}
+	rootfs.DistributionDefaults(&img.Distribution)
+	if err := disk.Layout(img.Size, img.Alignment, img.PartitionTable, img.Partitions); err != nil {
+		return fmt.Errorf("image %q: %w", img.Name, err)
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ func TestNormalize(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			img := tc.img
-			err := normalize(&img)
+			err := Prepare(&img)
 			if tc.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("err = %v, want %q", err, tc.want)

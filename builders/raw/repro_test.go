@@ -135,7 +135,7 @@ func TestBenchRaw(t *testing.T) {
 }
 
 func bootstrapArgsForBench(img *plan.Image, dir, cache string) ([]string, error) {
-	if err := normalize(img); err != nil {
+	if err := Prepare(img); err != nil {
 		return nil, err
 	}
 	img.Distribution.CacheDir = cache

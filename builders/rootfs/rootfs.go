@@ -17,6 +17,18 @@ import (
 	"github.com/conpaas/cps/plan"
 )
 
+// DistributionDefaults fills what a template's distribution block (or its
+// absence) leaves out with what mmdebstrap is then run with, so the plan
+// shows it: Debian bookworm from deb.debian.org, main, variant important.
+func DistributionDefaults(d *plan.Distribution) {
+	d.Suite = orDefault(d.Suite, "bookworm")
+	d.Mirror = orDefault(d.Mirror, "http://deb.debian.org/debian")
+	if len(d.Components) == 0 {
+		d.Components = []string{"main"}
+	}
+	d.Variant = orDefault(d.Variant, "important")
+}
+
 // bootstrapArgs is the mmdebstrap command line for img's distribution into
 // dir. Provisioners become mmdebstrap customize hooks: they run after the
 // packages are installed, with the root filesystem's /proc and /dev set up

@@ -5,18 +5,43 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/conpaas/cps/builders"
 	"github.com/conpaas/cps/builders/disk"
+	"github.com/conpaas/cps/builders/rootfs"
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/images/ptable"
 	"github.com/conpaas/cps/internal/progress"
 	"github.com/conpaas/cps/plan"
 )
 
-func init() { builders.Add(plan.KindSDCard, Builder{}) }
+func init() {
+	builders.Register(builders.Spec{Kind: plan.KindSDCard, Builder: Builder{}, Prepare: Prepare,
+		Defaults: builders.Defaults{Arch: "arm64", Size: plan.SDCardSize, Alignment: DefaultAlignment, PartitionTable: ptable.MBR, Ext: ".img"}})
+}
+
+// Prepare fills the defaults of an sdcard image (size, alignment, table,
+// architecture, partitions, and a distribution with the Pi firmware's
+// component), lays out its partitions and refuses what a Raspberry Pi
+// cannot boot.
+func Prepare(img *plan.Image) error {
+	if err := Layout(img); err != nil {
+		return err
+	}
+	d := &img.Distribution
+	if len(d.Components) == 0 {
+		d.Components = []string{"main", "non-free-firmware"}
+	}
+	if !slices.Contains(d.Components, "non-free-firmware") {
+		return fmt.Errorf("image %q: the Pi firmware (raspi-firmware) is in the non-free-firmware component; add it to distribution components", img.Name)
+	}
+	rootfs.DistributionDefaults(d)
+	return nil
+}
 
 // Builder builds `image` blocks of kind sdcard.
 type Builder struct{}
@@ -24,9 +49,11 @@ type Builder struct{}
 // Build bootstraps the arm root filesystem, makes the boot partition's
 // files from it, and assembles the sparse SD-card image at img.Output.
 func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt builders.Options) (*builders.Result, error) {
-	img := *in
-	img.Partitions = append([]plan.Partition(nil), in.Partitions...)
-	if err := Layout(&img); err != nil {
+	img, err := opt.Working(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := Layout(img); err != nil {
 		return nil, err
 	}
 	img.Output = in.OutputPath(opt.OutputDir)
@@ -56,7 +83,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err := os.Mkdir(bootDir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := Bootstrap(ctx, &img, rootDir, opt.PackageCache(&img), opt.SourceDateEpoch); err != nil {
+	if err := Bootstrap(ctx, img, rootDir, img.Distribution.CacheDir, opt.SourceDateEpoch); err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)
 	}
 	rootUUID := ""
@@ -65,7 +92,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 			rootUUID = disk.PartUUID(img.PartitionTable, img.Partitions, i, seed)
 		}
 	}
-	if err := configureRoot(rootDir, &img, seed, rootUUID); err != nil {
+	if err := configureRoot(rootDir, img, seed, rootUUID); err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)
 	}
 	ver, err := BootFiles(rootDir, bootDir, img.Arch, rootUUID, img.Bootloader.Cmdline)
@@ -75,22 +102,15 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	progress.Logf("sdcard: boot partition with kernel %s, root=PARTUUID=%s", ver, rootUUID)
 
 	before := writtenBytes()
-	data, err := Assemble(ctx, &img, bootDir, rootDir, seed, opt.SourceDateEpoch)
+	data, err := Assemble(ctx, img, bootDir, rootDir, seed, opt.SourceDateEpoch)
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)
 	}
 	written := writtenBytes() - before
 
-	algos := []checksum.Algo{checksum.MD5}
-	if len(img.Checksums) > 0 {
-		algos = nil
-		for _, c := range img.Checksums {
-			a, err := checksum.ParseAlgo(c)
-			if err != nil {
-				return nil, fmt.Errorf("image %q: %w", img.Name, err)
-			}
-			algos = append(algos, a)
-		}
+	algos, err := builders.HashAlgos(img)
+	if err != nil {
+		return nil, err
 	}
 	bar := progress.New("checksum", img.Size)
 	sums, err := checksum.File(ctx, img.Output, checksum.Options{Algos: algos, Progress: bar})

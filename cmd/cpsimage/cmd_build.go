@@ -25,7 +25,11 @@ func init() {
 	})
 }
 
-func runBuild(ctx context.Context, args []string) error {
+func runBuild(ctx context.Context, args []string) error { return build(ctx, args, builders.Get) }
+
+// build is `cpsimage build` with the builder of each kind found by
+// builderFor (builders.Get; a test records what builders receive).
+func build(ctx context.Context, args []string, builderFor func(kind string) (builders.Builder, error)) error {
 	fs := cli.NewFlagSet("cpsimage", "build", "[-o DIR] [-only NAME] [-force] [-var NAME=VALUE]... [TEMPLATE]")
 	outDir := fs.String("o", "", "write the images into `DIR` instead of where the template says")
 	only := fs.String("only", "", "build only the image `NAME` (and what it is made from)")
@@ -66,21 +70,18 @@ func runBuild(ctx context.Context, args []string) error {
 
 	opt := buildOptions(*outDir, epoch, *keep, os.Getenv)
 	for _, img := range order {
-		b, err := builders.Get(img.Kind)
+		b, err := builderFor(img.Kind)
 		if err != nil {
 			return cli.WithCode(cli.ExitUsage, err)
 		}
+		// The side files asked for; the builder also computes MD5 and
+		// SHA256 for the catalogue (builders.HashAlgos).
 		want, err := checksum.ParseAlgos(img.Checksums)
 		if err != nil {
 			return cli.WithCode(cli.ExitUsage, err)
 		}
-		// The catalogue records MD5 and SHA256 whatever side files are asked.
-		img.Checksums = union(img.Checksums, "md5", "sha256")
 		start := time.Now()
 		progress.Logf("build: image %q (%s) -> %s", img.Name, img.Kind, img.OutputPath(*outDir))
-		if err := builtInputs(img, opt.Built); err != nil {
-			return err
-		}
 		res, err := b.Build(ctx, p, img, opt)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -129,16 +130,9 @@ func buildOrder(p *plan.Plan, only string) ([]*plan.Image, error) {
 			return nil
 		}
 		state[name] = 1
-		if img.Kind == plan.KindOVA && p.Image(img.Source) != nil {
-			if err := visit(img.Source); err != nil {
+		for _, in := range builders.Inputs(p, img) {
+			if err := visit(in); err != nil {
 				return err
-			}
-		}
-		for _, pr := range img.Provisioners {
-			if pr.Image != "" {
-				if err := visit(pr.Image); err != nil {
-					return err
-				}
 			}
 		}
 		state[name] = 2
@@ -154,37 +148,6 @@ func buildOrder(p *plan.Plan, only string) ([]*plan.Image, error) {
 		}
 	}
 	return order, nil
-}
-
-// builtInputs points the file provisioners that copy in another image at
-// that image's artifact, built earlier in this run.
-func builtInputs(img *plan.Image, built map[string]*builders.Result) error {
-	for i := range img.Provisioners {
-		pr := &img.Provisioners[i]
-		if pr.Image == "" {
-			continue
-		}
-		res := built[pr.Image]
-		if res == nil {
-			return fmt.Errorf("image %q copies in image %q, which this run did not build", img.Name, pr.Image)
-		}
-		pr.Source = res.Path
-	}
-	return nil
-}
-
-func union(have []string, more ...string) []string {
-	out := append([]string(nil), have...)
-	for _, m := range more {
-		found := false
-		for _, h := range out {
-			found = found || h == m
-		}
-		if !found {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 func sizeOf(path string) int64 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/conpaas/cps/builders"
 	"github.com/conpaas/cps/internal/cli"
 	"github.com/conpaas/cps/plan"
 )
@@ -47,8 +48,12 @@ func summary(p *plan.Plan) string {
 	fmt.Fprintf(&b, "template: %s\ninputs digest: %s\n", p.TemplatePath, p.InputsDigest)
 	for _, img := range p.Images {
 		fmt.Fprintf(&b, "\nimage %q (%s, %s, version %q)\n  output: %s\n", img.Name, img.Kind, img.Arch, img.Version, img.Output)
-		if img.Kind != plan.KindOVA {
-			if img.Kind == plan.KindLXC {
+		spec, err := builders.Lookup(img.Kind)
+		if err != nil {
+			spec = &builders.Spec{}
+		}
+		if !spec.FromSource {
+			if spec.Bare {
 				fmt.Fprintf(&b, "  size: %d bytes, one ext4 filesystem (no partition table, no bootloader)\n", img.Size)
 			} else {
 				fmt.Fprintf(&b, "  size: %d bytes, %s table, partitions aligned to %d bytes\n", img.Size, img.PartitionTable, img.Alignment)
@@ -62,7 +67,7 @@ func summary(p *plan.Plan) string {
 				}
 				fmt.Fprintf(&b, "  partition %-8s %-9s %-10s %s\n", pt.Name, pt.FS, size, pt.Mount)
 			}
-			if bl := img.Bootloader; img.Kind != plan.KindLXC {
+			if bl := img.Bootloader; !spec.Bare {
 				fmt.Fprintf(&b, "  bootloader: %s bios=%v uefi=%v cmdline=%q\n", bl.Type, bl.BIOS, bl.UEFI, bl.Cmdline)
 			}
 			fmt.Fprintf(&b, "  provisioners: %d\n", len(img.Provisioners))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/conpaas/cps/builders"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -65,17 +66,15 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 	a := &attrs{m: c.Attributes, ctx: ctx}
 	img := &plan.Image{Name: b.Labels[0]}
 	img.Kind = a.str("kind", "")
-	a.oneOf("kind", img.Kind, plan.KindRaw, plan.KindSDCard, plan.KindOVA, plan.KindLXC)
-	defArch, defSize, defAlign, defTable, ext := "amd64", int64(2<<30), int64(mib), "gpt", ".img"
-	switch img.Kind {
-	case plan.KindSDCard:
-		defArch, defSize, defAlign, defTable = "arm64", plan.SDCardSize, 4*mib, "mbr"
-	case plan.KindOVA:
-		ext = ".ova"
-	case plan.KindLXC:
-		// One filesystem, no partition table.
-		defAlign, defTable = 0, ""
+	// The kind's spec (builders.Register) has its defaults; an unknown kind
+	// is reported here and decoded with zero defaults.
+	spec, err := builders.Lookup(img.Kind)
+	if err != nil {
+		a.errorAt(c.Attributes["kind"], "Invalid value", fmt.Sprintf("\"kind\" is %q; it must be one of %s.", img.Kind, strings.Join(quoteAll(builders.Kinds()), ", ")))
+		spec = &builders.Spec{Defaults: builders.Defaults{Ext: ".img"}}
 	}
+	def := spec.Defaults
+	defArch, defSize, defAlign, defTable, ext := def.Arch, def.Size, def.Alignment, def.PartitionTable, def.Ext
 	img.Arch = a.str("arch", defArch)
 	a.oneOf("arch", img.Arch, "amd64", "arm64", "armhf")
 	img.Version = a.str("version", "")
@@ -120,8 +119,8 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 	} else if img.Source != "" {
 		img.Source = l.resolve(img.Source)
 	}
-	if img.Kind == plan.KindOVA && img.Source == "" {
-		a.errorAt(nil, "Missing source", fmt.Sprintf("image %q of kind \"ova\" needs source = the name of the image block (or the raw image file) that is its disk.", img.Name))
+	if spec.FromSource && img.Source == "" {
+		a.errorAt(nil, "Missing source", fmt.Sprintf("image %q of kind %q needs source = the name of the image block (or the raw image file) that is its disk.", img.Name, img.Kind))
 		a.diags[len(a.diags)-1].Subject = b.DefRange.Ptr()
 	}
 	diags = append(diags, a.diags...)
@@ -150,7 +149,7 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 			da.oneOf("variant", img.Distribution.Variant, "extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "debootstrap", "standard")
 			diags = append(diags, da.diags...)
 		case "partition":
-			if img.Kind == plan.KindLXC {
+			if spec.Bare {
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Partition in an LXC image",
 					Detail: "An image of kind \"lxc\" is one filesystem that Nova mounts whole as the container's root; it has no partitions.", Subject: blk.DefRange.Ptr()})
 				continue
@@ -182,7 +181,7 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 			diags = append(diags, pa.diags...)
 			img.Partitions = append(img.Partitions, p)
 		case "bootloader":
-			if img.Kind == plan.KindLXC {
+			if spec.Bare {
 				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Bootloader in an LXC image",
 					Detail: "An image of kind \"lxc\" does not boot: the compute node's kernel runs the container and Nova starts its /sbin/init.", Subject: blk.DefRange.Ptr()})
 				continue
@@ -237,13 +236,10 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 			diags = append(diags, pa.diags...)
 			img.Provisioners = append(img.Provisioners, pr)
 		case "vm":
-			vm, d := l.vm(blk, ctx, img.Name)
+			vm, d := l.vm(blk, ctx)
 			diags = append(diags, d...)
 			img.VM = vm
 		}
-	}
-	if img.Kind == plan.KindOVA && img.VM == nil {
-		img.VM = defaultVM(img.Name)
 	}
 	return img, diags
 }
@@ -269,19 +265,12 @@ func (l *loader) readInput(p string, at *hcl.Attribute, a *attrs) {
 	}
 }
 
-// defaultVM is the ConPaaS backend VM from the seeds: 4 CPUs, 4 GB, NIC1
-// NAT (eth0), NIC2 host-only (eth1, vboxnet0 = 192.168.56.0/24).
-func defaultVM(name string) *plan.VM {
-	return &plan.VM{Name: name, OSType: "Debian_64", CPUs: 4, MemoryMiB: 4096, DiskController: "sata",
-		NICs: []plan.NIC{{Type: "nat"}, {Type: "hostonly", Network: "vboxnet0"}}}
-}
-
-func (l *loader) vm(b *hcl.Block, ctx *hcl.EvalContext, image string) (*plan.VM, hcl.Diagnostics) {
+func (l *loader) vm(b *hcl.Block, ctx *hcl.EvalContext) (*plan.VM, hcl.Diagnostics) {
 	c, diags := b.Body.Content(vmSchema)
 	a := &attrs{m: c.Attributes, ctx: ctx}
-	def := defaultVM(image)
-	vm := &plan.VM{Name: a.str("name", def.Name), OSType: a.str("os_type", def.OSType), CPUs: a.integer("cpus", def.CPUs),
-		DiskController: a.str("disk_controller", def.DiskController), SHA1Manifest: a.boolean("sha1_manifest", false)}
+	// What the block leaves out is the kind's default (its Prepare).
+	vm := &plan.VM{Name: a.str("name", ""), OSType: a.str("os_type", ""), CPUs: a.integer("cpus", 0),
+		DiskController: a.str("disk_controller", ""), SHA1Manifest: a.boolean("sha1_manifest", false)}
 	if m, set := a.size("memory", 0, false); set {
 		// memory = 4096 means MiB; memory = "4GiB" is bytes.
 		if at := c.Attributes["memory"]; at != nil {
@@ -290,8 +279,6 @@ func (l *loader) vm(b *hcl.Block, ctx *hcl.EvalContext, image string) (*plan.VM,
 			}
 		}
 		vm.MemoryMiB = int(m >> 20)
-	} else {
-		vm.MemoryMiB = def.MemoryMiB
 	}
 	a.oneOf("disk_controller", vm.DiskController, "sata", "ide", "scsi")
 	diags = append(diags, a.diags...)
@@ -303,9 +290,6 @@ func (l *loader) vm(b *hcl.Block, ctx *hcl.EvalContext, image string) (*plan.VM,
 		na.oneOf("type", n.Type, "nat", "hostonly", "bridged", "intnet")
 		diags = append(diags, na.diags...)
 		vm.NICs = append(vm.NICs, n)
-	}
-	if len(vm.NICs) == 0 {
-		vm.NICs = def.NICs
 	}
 	return vm, diags
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/conpaas/cps/builders"
 	"github.com/conpaas/cps/hcl/templates"
 	"github.com/conpaas/cps/internal/input"
 	"github.com/conpaas/cps/plan"
@@ -261,6 +262,19 @@ func (l *loader) load(name string, src []byte) (*plan.Plan, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
+	// Each kind fills its defaults and refuses what it cannot build, once,
+	// here: from now on nothing changes the plan (inspect shows what is
+	// built).
+	for i := range p.Images {
+		img := &p.Images[i]
+		if err := builders.Prepare(img); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Image cannot be built",
+				Detail: strings.TrimSuffix(err.Error(), ".") + ".", Subject: seen[img.Name].DefRange.Ptr()})
+		}
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
 	p.InputsDigest = l.digest(src, vars)
 	return p, diags
 }
@@ -278,7 +292,7 @@ func (l *loader) checkSources(p *plan.Plan, blocks map[string]*hcl.Block) hcl.Di
 				Detail:  fmt.Sprintf("image %q: a file provisioner copies in image %q, which is not another image block of this template.", img.Name, pr.Image),
 				Subject: blocks[img.Name].DefRange.Ptr()})
 		}
-		if img.Kind != plan.KindOVA || img.Source == "" || p.Image(img.Source) != nil {
+		if spec, err := builders.Lookup(img.Kind); err != nil || !spec.FromSource || img.Source == "" || p.Image(img.Source) != nil {
 			continue
 		}
 		if _, err := os.Stat(img.Source); err != nil {
