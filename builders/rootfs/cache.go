@@ -28,15 +28,15 @@ const keepTrees = 4
 // SOURCE_DATE_EPOCH) and by the archive's current InRelease, so a point
 // release or security update in the archive makes a new tree. A warm
 // rebuild unpacks the tar instead of installing packages again.
-func cachedBootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64) error {
+func cachedBootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64, early []File) error {
 	cacheDir := img.Distribution.CacheDir
 	if cacheDir == "" || os.Getenv("CPS_NO_TREE_CACHE") != "" {
-		return bootstrap(ctx, img, dir, extra, epoch)
+		return bootstrap(ctx, img, dir, extra, epoch, early)
 	}
-	key, err := treeKey(ctx, img, extra, epoch)
+	key, err := treeKey(ctx, img, extra, epoch, early)
 	if err != nil {
 		progress.Logf("rootfs: no tree cache (%v)", err)
-		return bootstrap(ctx, img, dir, extra, epoch)
+		return bootstrap(ctx, img, dir, extra, epoch, early)
 	}
 	// Beside the package cache, never inside it: mmdebstrap copies the
 	// package cache into the tree and back.
@@ -57,7 +57,7 @@ func cachedBootstrap(ctx context.Context, img *plan.Image, dir string, extra []s
 			os.RemoveAll(dir)
 		}
 	}
-	if err := bootstrap(ctx, img, dir, extra, epoch); err != nil {
+	if err := bootstrap(ctx, img, dir, extra, epoch, early); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(trees, 0o755); err != nil {
@@ -91,9 +91,9 @@ func runTar(ctx context.Context, args ...string) error {
 }
 
 // treeKey hashes what determines the tree.
-func treeKey(ctx context.Context, img *plan.Image, extra []string, epoch int64) (string, error) {
+func treeKey(ctx context.Context, img *plan.Image, extra []string, epoch int64, early []File) (string, error) {
 	h := sha256.New()
-	args, err := bootstrapArgs(img, "/TREE", img.Distribution.CacheDir, extra)
+	args, err := bootstrapArgs(img, "/TREE", img.Distribution.CacheDir, extra, early...)
 	if err != nil {
 		return "", err
 	}

@@ -34,7 +34,7 @@ func DistributionDefaults(d *plan.Distribution) {
 // packages are installed, with the root filesystem's /proc and /dev set up
 // by mmdebstrap, shell ones inside the chroot (under qemu-user for a
 // foreign architecture).
-func bootstrapArgs(img *plan.Image, dir, cacheDir string, extra []string) ([]string, error) {
+func bootstrapArgs(img *plan.Image, dir, cacheDir string, extra []string, early ...File) ([]string, error) {
 	d := img.Distribution
 	suite := orDefault(d.Suite, "bookworm")
 	mirror := orDefault(d.Mirror, "http://deb.debian.org/debian")
@@ -72,6 +72,13 @@ func bootstrapArgs(img *plan.Image, dir, cacheDir string, extra []string) ([]str
 			`--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb`,
 		)
 	}
+	for _, f := range early {
+		h, err := earlyHook(f)
+		if err != nil {
+			return nil, fmt.Errorf("image %q: %w", img.Name, err)
+		}
+		args = append(args, h)
+	}
 	shell := false
 	for _, p := range img.Provisioners {
 		shell = shell || p.Type == "shell"
@@ -95,6 +102,27 @@ func bootstrapArgs(img *plan.Image, dir, cacheDir string, extra []string) ([]str
 	}
 	args = append(args, suite, dir, mirror)
 	return args, nil
+}
+
+// File is a file the builder puts in the tree before the packages beyond
+// the Essential ones are installed, so their maintainer scripts see it:
+// an initramfs-tools hook or a modprobe.d file must be there when
+// linux-image's postinst makes the initramfs.
+type File struct {
+	Path string // absolute, inside the tree
+	Mode os.FileMode
+	Data []byte
+}
+
+// earlyHook is the mmdebstrap essential hook writing f (mmdebstrap runs it
+// after the Essential packages, before the --include ones). Its content is
+// part of the command line, so the tree cache's key covers it.
+func earlyHook(f File) (string, error) {
+	if !strings.HasPrefix(f.Path, "/") || strings.ContainsAny(f.Path, " \t\n'\"$`\\") || strings.Contains(f.Path, "..") {
+		return "", fmt.Errorf("early file %q: not a plain absolute path", f.Path)
+	}
+	dst := `"$1"` + f.Path
+	return fmt.Sprintf(`--essential-hook=mkdir -p "$(dirname %s)" && printf %%s %s > %s && chmod %o %s`, dst, shq(string(f.Data)), dst, f.Mode.Perm(), dst), nil
 }
 
 // provisionerHook turns one provisioner into mmdebstrap hook arguments. In
@@ -164,12 +192,14 @@ func provisionerHook(img *plan.Image, i int, p plan.Provisioner) ([]string, erro
 // extra (what the builder itself needs, e.g. a kernel), then the
 // provisioners. Downloaded .debs are kept in Distribution.CacheDir so a
 // rebuild fetches nothing. epoch > 0 is passed as SOURCE_DATE_EPOCH.
-func Bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64) error {
-	return cachedBootstrap(ctx, img, dir, extra, epoch)
+// early are files written into the tree before the --include packages are
+// installed.
+func Bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64, early ...File) error {
+	return cachedBootstrap(ctx, img, dir, extra, epoch, early)
 }
 
 // bootstrap runs mmdebstrap.
-func bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64) error {
+func bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64, early []File) error {
 	cacheDir := img.Distribution.CacheDir
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		return fmt.Errorf("mmdebstrap is not installed; run scripts/deps.sh (or apt-get install mmdebstrap qemu-user-static binfmt-support arch-test)")
@@ -179,7 +209,7 @@ func bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string,
 			return fmt.Errorf("package cache: %w", err)
 		}
 	}
-	args, err := bootstrapArgs(img, dir, cacheDir, extra)
+	args, err := bootstrapArgs(img, dir, cacheDir, extra, early...)
 	if err != nil {
 		return err
 	}
@@ -308,6 +338,6 @@ func privateMounts() bool {
 
 // Args is the mmdebstrap command line Bootstrap runs (for benchmarks that
 // time mmdebstrap alone against a full build).
-func Args(img *plan.Image, dir string, extra []string) ([]string, error) {
-	return bootstrapArgs(img, dir, img.Distribution.CacheDir, extra)
+func Args(img *plan.Image, dir string, extra []string, early ...File) ([]string, error) {
+	return bootstrapArgs(img, dir, img.Distribution.CacheDir, extra, early...)
 }

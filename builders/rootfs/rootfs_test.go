@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,6 +89,45 @@ func TestDiagnose(t *testing.T) {
 		got := diagnose(tc.out, img)
 		if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
 			t.Errorf("diagnose(%q) = %q, want %q", tc.out, got, tc.want)
+		}
+	}
+}
+
+// An early file becomes an essential hook that writes it, byte for byte
+// and with its mode, into the tree mmdebstrap passes as $1: run here by
+// sh as mmdebstrap runs it. A path that the hook's quoting cannot carry
+// is refused.
+func TestEarlyHook(t *testing.T) {
+	data := "#!/bin/sh\necho \"it's $1\" `x` \\n %s\n"
+	img := &plan.Image{Name: "t", Arch: "amd64"}
+	args, err := bootstrapArgs(img, "/tmp/root", "", nil, File{Path: "/etc/initramfs-tools/hooks/x", Mode: 0o755, Data: []byte(data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hook string
+	for _, a := range args {
+		if h, ok := strings.CutPrefix(a, "--essential-hook="); ok {
+			hook = h
+		}
+	}
+	if hook == "" {
+		t.Fatalf("no essential hook in %q", args)
+	}
+	root := t.TempDir()
+	if out, err := exec.Command("sh", "-c", hook, "sh", root).CombinedOutput(); err != nil {
+		t.Fatalf("hook %q: %v\n%s", hook, err, out)
+	}
+	p := filepath.Join(root, "etc/initramfs-tools/hooks/x")
+	b, err := os.ReadFile(p)
+	if err != nil || string(b) != data {
+		t.Fatalf("wrote %q (%v), want %q", b, err, data)
+	}
+	if st, _ := os.Stat(p); st.Mode().Perm() != 0o755 {
+		t.Errorf("mode %o, want 755", st.Mode().Perm())
+	}
+	for _, bad := range []string{"etc/x", "/etc/a b", "/etc/$x", "/etc/../x"} {
+		if _, err := bootstrapArgs(img, "/tmp/root", "", nil, File{Path: bad, Mode: 0o644}); err == nil || !strings.Contains(err.Error(), "not a plain absolute path") {
+			t.Errorf("path %q: err = %v", bad, err)
 		}
 	}
 }
