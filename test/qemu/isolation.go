@@ -100,12 +100,7 @@ func (c *Canary) Hits() []string {
 // the gateway tries reach the canary and QEMU's resolver answers.
 func (c *Canary) Probe(allowed ...string) string {
 	var b strings.Builder
-	b.WriteString(`cps_probe() { # WHAT COMMAND...
-	local what=$1; shift
-	if timeout 15 "$@" >/dev/null 2>&1; then r=reached; else r=blocked; fi
-	echo "CPS-PROBE $what $r" > /dev/ttyS0
-}
-`)
+	b.WriteString(probeFunc)
 	tcp := func(host, port string) {
 		fmt.Fprintf(&b, "cps_probe 'tcp %s:%s' bash -c 'exec 3<>/dev/tcp/%s/%s'\n", host, port, host, port)
 	}
@@ -125,6 +120,29 @@ func (c *Canary) Probe(allowed ...string) string {
 	}
 	return b.String()
 }
+
+// GatewayProbe is the part of Probe whose tries can only land on the
+// canary (TCP and UDP to the gateway, 10.0.2.2 and fec0::2, at the
+// canary's port), for a guest on an unrestricted network: it shows the
+// canary sees a hole without the guest reaching anything beyond this
+// host's loopback.
+func (c *Canary) GatewayProbe() string {
+	var b strings.Builder
+	b.WriteString(probeFunc)
+	port := fmt.Sprint(c.Port)
+	for _, h := range []string{"10.0.2.2", "fec0::2"} {
+		fmt.Fprintf(&b, "cps_probe 'tcp %s:%s' bash -c 'exec 3<>/dev/tcp/%s/%s'\n", h, port, h, port)
+		fmt.Fprintf(&b, "cps_probe 'udp %s:%s' bash -c 'echo cps-probe > /dev/udp/%s/%s'\n", h, port, h, port)
+	}
+	return b.String()
+}
+
+const probeFunc = `cps_probe() { # WHAT COMMAND...
+	local what=$1; shift
+	if timeout 15 "$@" >/dev/null 2>&1; then r=reached; else r=blocked; fi
+	echo "CPS-PROBE $what $r" > /dev/ttyS0
+}
+`
 
 var probeLine = regexp.MustCompile(`CPS-PROBE (\S+ \S+) (reached|blocked)`)
 

@@ -44,6 +44,12 @@ type Options struct {
 	NICs []NIC
 	// Args are appended to QEMU's command line.
 	Args []string
+	// Machine is -machine's type: "q35" (default) or "pc" (i440FX, with
+	// an ISA floppy controller, as many clouds' KVM guests have).
+	Machine string
+	// Reboot lets the guest reboot in the same QEMU (the disk keeps what
+	// the first boot wrote); without it QEMU exits when the guest reboots.
+	Reboot bool
 }
 
 // NIC is one virtio network card on QEMU's user network with restrict=on
@@ -60,6 +66,11 @@ type NIC struct {
 	Host string
 	// Forwards are the only addresses the guest reaches.
 	Forwards []Forward
+	// Unrestricted drops restrict=on (and keeps QEMU's IPv6): the guest
+	// reaches the host's loopback through the gateway and whatever the
+	// host reaches. Only for the test that proves a Canary detects such a
+	// hole; never for a boot that tests an image.
+	Unrestricted bool
 }
 
 // Forward relays each TCP connection the guest opens to Guest (an
@@ -108,10 +119,19 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 
+	if o.Machine == "" {
+		o.Machine = "q35"
+	}
+	if o.Machine != "q35" && o.Machine != "pc" {
+		return nil, fmt.Errorf("qemu: machine %q: use q35 or pc", o.Machine)
+	}
 	args := []string{
-		"-machine", "q35,accel=" + o.Accel, "-m", fmt.Sprint(o.MemoryMiB), "-smp", fmt.Sprint(o.CPUs),
-		"-nographic", "-no-reboot", "-serial", "stdio", "-monitor", "none",
+		"-machine", o.Machine + ",accel=" + o.Accel, "-m", fmt.Sprint(o.MemoryMiB), "-smp", fmt.Sprint(o.CPUs),
+		"-nographic", "-serial", "stdio", "-monitor", "none",
 		"-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", o.Image, o.Format),
+	}
+	if !o.Reboot {
+		args = append(args, "-no-reboot")
 	}
 	nics, err := nicArgs(o.NICs, o.Args)
 	if err != nil {
@@ -217,6 +237,12 @@ func nicArgs(nics []NIC, extra []string) ([]string, error) {
 	var args []string
 	for _, n := range nics {
 		opt := "user,model=virtio-net-pci,restrict=on,ipv6=off"
+		if n.Unrestricted {
+			if len(n.Forwards) > 0 {
+				return nil, errors.New("qemu: an unrestricted NIC needs no forwards (the guest reaches everything)")
+			}
+			opt = "user,model=virtio-net-pci"
+		}
 		var network *net.IPNet
 		if n.Net != "" {
 			var err error

@@ -71,6 +71,9 @@ func TestNICArgs(t *testing.T) {
 			[]string{"-nic", "user,model=virtio-net-pci,restrict=on,ipv6=off,net=169.254.0.0/16,guestfwd=tcp:169.254.169.254:80-cmd:nc -N ::1 80"}, ""},
 		{"two cards", []NIC{{}, {Net: "192.168.56.0/24", Host: "192.168.56.1"}}, nil,
 			[]string{"-nic", "user,model=virtio-net-pci,restrict=on,ipv6=off", "-nic", "user,model=virtio-net-pci,restrict=on,ipv6=off,net=192.168.56.0/24,host=192.168.56.1"}, ""},
+		// Only for the test proving the canary sees a hole.
+		{"unrestricted", []NIC{{Unrestricted: true}}, nil, []string{"-nic", "user,model=virtio-net-pci"}, ""},
+		{"unrestricted with forwards", []NIC{{Unrestricted: true, Forwards: []Forward{{Guest: "10.0.2.100:443", Host: "127.0.0.1:1"}}}}, nil, nil, "needs no forwards"},
 		{"nic in args", nil, []string{"-nic", "user"}, nil, "bypass the restricted network"},
 		{"netdev in args", nil, []string{"-netdev", "user,id=n"}, nil, "bypass the restricted network"},
 		{"forward off the loopback", []NIC{{Forwards: []Forward{{Guest: "10.0.2.100:80", Host: "192.0.2.1:80"}}}}, nil, nil, "loopback only"},
