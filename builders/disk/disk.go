@@ -26,43 +26,50 @@ const (
 	mbrMaxSectors = 1<<32 - 1
 )
 
+// problem is a *LayoutError of one problem: Layout's errors say which
+// template attribute to change (see CheckLayout).
+func problem(part int, attr, format string, args ...any) error {
+	return &LayoutError{Problems: []Problem{{Partition: part, Attr: attr, Msg: fmt.Sprintf(format, args...)}}}
+}
+
 // Layout fills Start and End (bytes, End exclusive) of every partition, in
 // table order. Each partition starts on an align boundary (the first never
 // before 1 MiB, as parted and sfdisk do); partitions after a fill partition
 // (Size 0) are packed against the end of the disk so a "swap near the end"
 // stays there; a fill partition takes what is left. It fails with a sentence
-// naming the size needed when the partitions do not fit.
+// naming the size needed when the partitions do not fit; the error is a
+// *LayoutError naming the attribute to change.
 func Layout(size, align int64, table string, parts []plan.Partition) error {
 	if align <= 0 {
 		align = mib
 	}
 	if align%ptable.Sector != 0 || align&(align-1) != 0 {
-		return fmt.Errorf("alignment %d is not a power of two of at least %d bytes; use e.g. 1MiB or 4MiB (the SD card erase block)", align, ptable.Sector)
+		return problem(-1, "alignment", "alignment %d is not a power of two of at least %d bytes; use e.g. 1MiB or 4MiB (the SD card erase block)", align, ptable.Sector)
 	}
 	if size%ptable.Sector != 0 {
-		return fmt.Errorf("image size %d is not a multiple of the %d-byte sector", size, ptable.Sector)
+		return problem(-1, "size", "image size %d is not a multiple of the %d-byte sector", size, ptable.Sector)
 	}
 	if len(parts) == 0 {
-		return fmt.Errorf("the image has no partitions; declare at least one partition block")
+		return problem(-1, "", "the image has no partitions; declare at least one partition block")
 	}
 	first, last, err := usable(size, table)
 	if err != nil {
 		return err
 	}
 	if table == ptable.MBR && len(parts) > 4 {
-		return fmt.Errorf("an MBR table holds at most 4 primary partitions, the image declares %d; use partition_table = \"gpt\" or fewer partitions", len(parts))
+		return problem(-1, "partition_table", "an MBR table holds at most 4 primary partitions, the image declares %d; use partition_table = \"gpt\" or fewer partitions", len(parts))
 	}
 	fill := -1
 	for i, p := range parts {
 		if p.Size < 0 {
-			return fmt.Errorf("partition %q: negative size %d", p.Name, p.Size)
+			return problem(i, "size", "partition %q: negative size %d", p.Name, p.Size)
 		}
 		if p.Size%ptable.Sector != 0 {
-			return fmt.Errorf("partition %q: size %d is not a multiple of %d bytes", p.Name, p.Size, ptable.Sector)
+			return problem(i, "size", "partition %q: size %d is not a multiple of %d bytes", p.Name, p.Size, ptable.Sector)
 		}
 		if p.Size == 0 {
 			if fill >= 0 {
-				return fmt.Errorf("partitions %q and %q both fill the rest of the disk; give one of them a size", parts[fill].Name, p.Name)
+				return problem(i, "size", "partitions %q and %q both fill the rest of the disk; give one of them a size", parts[fill].Name, p.Name)
 			}
 			fill = i
 		}
@@ -106,7 +113,7 @@ func Layout(size, align int64, table string, parts []plan.Partition) error {
 
 func tooSmall(size, short int64) error {
 	need := roundUp(size+short, mib)
-	return fmt.Errorf("the partitions do not fit in an image of %d bytes; set size to at least %d bytes (%d MiB)", size, need, need/mib)
+	return problem(-1, "size", "the partitions do not fit in an image of %d bytes; set size to at least %d bytes (%d MiB)", size, need, need/mib)
 }
 
 // usable returns the first and last (exclusive) byte partitions may use.
@@ -114,16 +121,16 @@ func usable(size int64, table string) (int64, int64, error) {
 	switch table {
 	case ptable.GPT, "":
 		if size < 2*mib {
-			return 0, 0, fmt.Errorf("image size %d is too small for a GPT disk; use at least 2MiB", size)
+			return 0, 0, problem(-1, "size", "image size %d is too small for a GPT disk; use at least 2MiB", size)
 		}
 		return mib, size - gptTail, nil
 	case ptable.MBR:
 		if size/ptable.Sector > mbrMaxSectors {
-			return 0, 0, fmt.Errorf("image size %d is over the 2 TiB an MBR table can address; use partition_table = \"gpt\"", size)
+			return 0, 0, problem(-1, "size", "image size %d is over the 2 TiB an MBR table can address; use partition_table = \"gpt\"", size)
 		}
 		return mib, size, nil
 	default:
-		return 0, 0, fmt.Errorf("unknown partition table %q; use \"gpt\" or \"mbr\"", table)
+		return 0, 0, problem(-1, "partition_table", "unknown partition table %q; use \"gpt\" or \"mbr\"", table)
 	}
 }
 

@@ -162,7 +162,9 @@ func (l *loader) image(b *hcl.Block, ctx *hcl.EvalContext) (*plan.Image, hcl.Dia
 			pa.oneOf("fs", p.FS, fsKinds...)
 			var set bool
 			p.Size, set = pa.size("size", 0, true)
-			if !set || p.Size == 0 {
+			if !set && pc.Attributes["size"] != nil {
+				// An invalid size, already reported: not a fill partition.
+			} else if !set || p.Size == 0 {
 				fill++
 				if fill > 1 {
 					pa.errorAt(pc.Attributes["size"], "Two fill partitions", fmt.Sprintf("partition %q fills the rest of the disk, as an earlier one does; give one of them a size.", p.Name))

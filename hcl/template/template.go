@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/conpaas/cps/builders"
+	"github.com/conpaas/cps/builders/disk"
 	"github.com/conpaas/cps/hcl/templates"
 	"github.com/conpaas/cps/internal/input"
 	"github.com/conpaas/cps/plan"
@@ -243,6 +245,10 @@ func (l *loader) load(name string, src []byte) (*plan.Plan, hcl.Diagnostics) {
 		seen[b.Labels[0]] = b
 		img, d := l.image(b, ctx)
 		diags = append(diags, d...)
+		if img != nil && !d.HasErrors() {
+			// The whole disk layout, before any build starts.
+			diags = append(diags, layoutDiagnostics(b, disk.CheckLayout(img))...)
+		}
 		if img != nil {
 			p.Images = append(p.Images, *img)
 		}
@@ -267,9 +273,19 @@ func (l *loader) load(name string, src []byte) (*plan.Plan, hcl.Diagnostics) {
 	// built).
 	for i := range p.Images {
 		img := &p.Images[i]
-		if err := builders.Prepare(img); err != nil {
+		err := builders.Prepare(img)
+		var le *disk.LayoutError
+		switch {
+		case errors.As(err, &le):
+			// The layout of the partitions the kind added: at the
+			// attribute to change.
+			diags = append(diags, layoutDiagnostics(seen[img.Name], err)...)
+		case err != nil:
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Image cannot be built",
 				Detail: strings.TrimSuffix(err.Error(), ".") + ".", Subject: seen[img.Name].DefRange.Ptr()})
+		default:
+			// The plan as it will be built, checked whole once more.
+			diags = append(diags, layoutDiagnostics(seen[img.Name], disk.CheckLayout(img))...)
 		}
 	}
 	if diags.HasErrors() {
