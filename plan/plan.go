@@ -208,6 +208,10 @@ type Register struct {
 	SSHUser       string `json:"ssh_user,omitempty"`
 	SSHKey        string `json:"ssh_key,omitempty"`
 	SSHKnownHosts string `json:"ssh_known_hosts,omitempty"`
+	// Command line only (-ssh-addr, -ssh-insecure-ignore-host-key): a
+	// tunnel to the instance's SSH port, and no host key check.
+	SSHAddr     string `json:"ssh_addr,omitempty"`
+	SSHInsecure bool   `json:"ssh_insecure_ignore_host_key,omitempty"`
 
 	// OpenStack
 	Cloud           string            `json:"cloud,omitempty"` // clouds.yaml entry

@@ -15,6 +15,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/conpaas/cps/clouds/awsaccess"
+	"github.com/conpaas/cps/clouds/osauth"
 )
 
 // Ports must be open (TCP, inbound) on every ConPaaS VM, from the seeds'
@@ -30,12 +33,12 @@ var Ports = []int{
 // Config selects and authenticates a cloud.
 type Config struct {
 	Driver string // "ec2", "openstack" or "dummy"
-	Region string
-	// EC2.
-	AccessKey, SecretKey string
-	Endpoint             string // overrides the regional endpoint (tests, compatible clouds)
-	// OpenStack (Keystone v3 password auth).
-	AuthURL, Username, Password, Project, Domain string
+	// AWS is the EC2 access (region, keys, endpoint override): the
+	// access config cpsimage's ec2 targets use too.
+	AWS awsaccess.Config
+	// OpenStack is the Keystone authentication and region, as for
+	// cpsimage's glance target.
+	OpenStack osauth.Config
 	// Network is the OpenStack network (id or name) servers are attached
 	// to; empty lets Nova pick. FloatingIP associates a floating address
 	// with each server once it is ACTIVE (AUTO_ASSIGN_FLOATING_IP = false:

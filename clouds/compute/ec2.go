@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
@@ -23,17 +22,20 @@ type ec2Cloud struct {
 }
 
 func openEC2(cfg Config, hc recordingClient) (Cloud, error) {
-	if cfg.Region == "" || cfg.AccessKey == "" || cfg.SecretKey == "" {
+	if cfg.AWS.Region == "" || cfg.AWS.Credentials == nil {
+		return nil, errors.New("ec2: region, access key and secret key are required")
+	}
+	if v, err := cfg.AWS.Credentials.Retrieve(context.Background()); err != nil || v.AccessKeyID == "" || v.SecretAccessKey == "" {
 		return nil, errors.New("ec2: region, access key and secret key are required")
 	}
 	opts := ec2.Options{
-		Region:           cfg.Region,
-		Credentials:      aws.NewCredentialsCache(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")),
+		Region:           cfg.AWS.Region,
+		Credentials:      aws.NewCredentialsCache(cfg.AWS.Credentials),
 		HTTPClient:       hc.Client,
 		RetryMaxAttempts: 4,
 	}
-	if cfg.Endpoint != "" {
-		opts.BaseEndpoint = aws.String(cfg.Endpoint)
+	if cfg.AWS.Endpoint != "" {
+		opts.BaseEndpoint = aws.String(cfg.AWS.Endpoint)
 	}
 	return &ec2Cloud{c: ec2.New(opts), hc: hc, cfg: cfg}, nil
 }

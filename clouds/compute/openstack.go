@@ -39,23 +39,21 @@ type osCloud struct {
 }
 
 func openOpenStack(cfg Config, hc recordingClient) (Cloud, error) {
-	if cfg.AuthURL == "" || cfg.Username == "" || cfg.Project == "" {
+	if a := cfg.OpenStack.Auth; a.IdentityEndpoint == "" || a.Username == "" || a.TenantName == "" {
 		return nil, errors.New("openstack: auth URL, user and project are required")
 	}
 	return &osCloud{cfg: cfg, hc: hc}, nil
 }
 
 func (o *osCloud) authOptions() gophercloud.AuthOptions {
-	return gophercloud.AuthOptions{
-		IdentityEndpoint: o.cfg.AuthURL,
-		Username:         o.cfg.Username,
-		Password:         o.cfg.Password,
-		TenantName:       o.cfg.Project,
-		DomainName:       o.cfg.Domain,
-		// Long-running director: fetch a new token when this one expires.
-		AllowReauth: true,
-	}
+	ao := o.cfg.OpenStack.Auth
+	// Long-running director: fetch a new token when this one expires.
+	ao.AllowReauth = true
+	return ao
 }
+
+func (o *osCloud) authURL() string { return o.cfg.OpenStack.Auth.IdentityEndpoint }
+func (o *osCloud) region() string  { return o.cfg.OpenStack.Endpoints.Region }
 
 // clients authenticates once (lazily, so serve can start without the
 // cloud) and returns the compute and image service clients.
@@ -65,22 +63,22 @@ func (o *osCloud) clients(ctx context.Context) (*gophercloud.ServiceClient, *gop
 	if o.compute != nil {
 		return o.compute, o.image, nil
 	}
-	p, err := openstack.NewClient(o.cfg.AuthURL)
+	p, err := openstack.NewClient(o.authURL())
 	if err != nil {
-		return nil, nil, fmt.Errorf("openstack auth URL %s: %w", o.cfg.AuthURL, err)
+		return nil, nil, fmt.Errorf("openstack auth URL %s: %w", o.authURL(), err)
 	}
 	p.HTTPClient = *o.hc.Client
 	if err := openstack.Authenticate(ctx, p, o.authOptions()); err != nil {
 		return nil, nil, osErr("authenticate", err)
 	}
-	eo := gophercloud.EndpointOpts{Region: o.cfg.Region}
+	eo := gophercloud.EndpointOpts{Region: o.region()}
 	c, err := openstack.NewComputeV2(p, eo)
 	if err != nil {
-		return nil, nil, fmt.Errorf("openstack: no compute endpoint in the Keystone catalogue (region %q): %w", o.cfg.Region, err)
+		return nil, nil, fmt.Errorf("openstack: no compute endpoint in the Keystone catalogue (region %q): %w", o.region(), err)
 	}
 	im, err := openstack.NewImageV2(p, eo)
 	if err != nil {
-		return nil, nil, fmt.Errorf("openstack: no image endpoint in the Keystone catalogue (region %q): %w", o.cfg.Region, err)
+		return nil, nil, fmt.Errorf("openstack: no image endpoint in the Keystone catalogue (region %q): %w", o.region(), err)
 	}
 	o.provider, o.compute, o.image = p, c, im
 	return c, im, nil
@@ -94,7 +92,7 @@ func (o *osCloud) optional(ctx context.Context, kind string) (*gophercloud.Servi
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	eo := gophercloud.EndpointOpts{Region: o.cfg.Region}
+	eo := gophercloud.EndpointOpts{Region: o.region()}
 	var err error
 	switch kind {
 	case "network":
@@ -102,7 +100,7 @@ func (o *osCloud) optional(ctx context.Context, kind string) (*gophercloud.Servi
 			o.network, err = openstack.NewNetworkV2(o.provider, eo)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("openstack: no network (Neutron) endpoint in the Keystone catalogue (region %q): %w", o.cfg.Region, err)
+			return nil, fmt.Errorf("openstack: no network (Neutron) endpoint in the Keystone catalogue (region %q): %w", o.region(), err)
 		}
 		return o.network, nil
 	default:
@@ -110,7 +108,7 @@ func (o *osCloud) optional(ctx context.Context, kind string) (*gophercloud.Servi
 			o.volume, err = openstack.NewBlockStorageV3(o.provider, eo)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("openstack: no block-storage (Cinder) endpoint in the Keystone catalogue (region %q): %w", o.cfg.Region, err)
+			return nil, fmt.Errorf("openstack: no block-storage (Cinder) endpoint in the Keystone catalogue (region %q): %w", o.region(), err)
 		}
 		return o.volume, nil
 	}
@@ -412,9 +410,9 @@ func (o *osCloud) DeleteVolume(ctx context.Context, volume string) error {
 }
 
 func (o *osCloud) Probe(ctx context.Context) (time.Time, error) {
-	p, err := openstack.NewClient(o.cfg.AuthURL)
+	p, err := openstack.NewClient(o.authURL())
 	if err != nil {
-		return time.Time{}, fmt.Errorf("openstack auth URL %s: %w", o.cfg.AuthURL, err)
+		return time.Time{}, fmt.Errorf("openstack auth URL %s: %w", o.authURL(), err)
 	}
 	p.HTTPClient = *o.hc.Client
 	err = openstack.Authenticate(ctx, p, o.authOptions())

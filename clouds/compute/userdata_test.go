@@ -5,6 +5,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/conpaas/cps/clouds/awsaccess"
+	"github.com/conpaas/cps/clouds/osauth"
 	"github.com/conpaas/cps/test/ec2fake"
 	"github.com/conpaas/cps/test/novafake"
 	"github.com/conpaas/cps/test/userdatafixture"
@@ -28,13 +30,13 @@ func TestUserDataReachesTheCloud(t *testing.T) {
 		image string
 		sent  func() []byte
 	}{
-		{"ec2", Config{Driver: "ec2", Region: "us-east-1", AccessKey: ec2.AccessKey, SecretKey: ec2.Secret, Endpoint: ec2.URL}, "ami-12345678", func() []byte {
+		{"ec2", Config{Driver: "ec2", AWS: awsaccess.Static("us-east-1", ec2.AccessKey, ec2.Secret, ec2.URL)}, "ami-12345678", func() []byte {
 			for _, in := range ec2.Instances {
 				return in.UserData
 			}
 			return nil
 		}},
-		{"openstack", Config{Driver: "openstack", AuthURL: nova.AuthURL(), Username: nova.User, Password: nova.Password, Project: nova.Project, Domain: nova.Domain, Region: nova.Region},
+		{"openstack", Config{Driver: "openstack", OpenStack: osauth.Password(nova.AuthURL(), nova.User, nova.Password, nova.Project, nova.Domain, nova.Region)},
 			"img-conpaas-lxc", func() []byte {
 				if vs := nova.Servers(); len(vs) == 1 {
 					return vs[0].UserData

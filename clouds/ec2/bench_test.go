@@ -47,7 +47,7 @@ func TestUploadThroughput(t *testing.T) {
 		tg := target(fk, fk.Secret)
 		tg.Workers = workers
 		start := time.Now()
-		if _, err := tg.Register(context.Background(), plan.Register{Region: "us-east-1"}, art, register.Options{}); err != nil {
+		if _, err := register.PrepareAndRun(context.Background(), tg, plan.Register{Region: "us-east-1"}, art, register.Options{}, ""); err != nil {
 			t.Fatal(err)
 		}
 		el := time.Since(start)

@@ -9,6 +9,7 @@
 package ec2
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -21,14 +22,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ebs"
 	ebstypes "github.com/aws/aws-sdk-go-v2/service/ebs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/conpaas/cps/clouds/awsaccess"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/sparse"
@@ -39,7 +38,9 @@ import (
 // BlockSize is the EBS direct APIs' block size.
 const BlockSize = 512 << 10
 
-func init() { register.Add(plan.TargetEC2EBS, &EBS{}) }
+func init() {
+	register.Add(plan.TargetEC2EBS, func(env register.Env) register.Target { return &EBS{Access: env.AWS} })
+}
 
 // Methods (plan.Register.Method).
 const (
@@ -52,57 +53,102 @@ const (
 
 // EBS is the ec2-ebs registration target.
 type EBS struct {
-	// Endpoint overrides the AWS endpoints (tests: the fake).
-	Endpoint string
-	// Credentials overrides the credential chain (tests).
-	Credentials aws.CredentialsProvider
+	// Access is how to reach AWS.
+	Access awsaccess.Config
 	// Workers is how many blocks are uploaded at once (default 16).
 	Workers int
-
-	// Device is where via-instance attaches the scratch volume (default
-	// /dev/xvdf; the register block's device wins). Nitro instances show
-	// it to the guest as an NVMe disk (/dev/nvme1n1, ...), not under this
-	// name: GuestDevice is the path written to on the instance.
-	Device string
-	// GuestDevice is the path of the volume inside the instance (the
-	// register block's guest_device wins). Default: Device if it exists
-	// there (Xen instances, or udev rules that link it), else the Nitro
-	// by-id link of the volume, /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_volXXXX,
-	// which names the volume and so can never be another disk.
-	GuestDevice string
 	// DeviceTimeout is how long the guest device may take to appear after
 	// the attachment (default 2 minutes).
 	DeviceTimeout time.Duration
-	// SSH configures the connection to the instance (via-instance).
+	// SSH holds defaults for the connection to the instance (via-instance);
+	// the block's settings win.
 	SSH SSH
+
+	set EBSSettings
+	cfg aws.Config // after Check
 }
 
-// awsConfig loads the standard chain (env, shared config/profile, IMDS),
-// also accepting the seeds' EC2_ACCESS_KEY / EC2_SECRET_KEY.
-func (t *EBS) awsConfig(ctx context.Context, region string) (aws.Config, error) {
-	opts := []func(*config.LoadOptions) error{config.WithRegion(region),
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 8; o.MaxBackoff = 5 * time.Second })
-		})}
-	switch {
-	case t.Credentials != nil:
-		opts = append(opts, config.WithCredentialsProvider(t.Credentials))
-	case os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("EC2_ACCESS_KEY") != "":
-		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(os.Getenv("EC2_ACCESS_KEY"), os.Getenv("EC2_SECRET_KEY"), "")))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+// AMISettings are what every EC2 register block says about the AMI.
+type AMISettings struct {
+	Region string
+	// CopyTo lists regions the AMI is copied to.
+	CopyTo []string
+	Public bool
+	Tags   map[string]string
+	// Architecture, if set, must be the artifact's (x86_64 or arm64).
+	Architecture string
+}
+
+func amiSettings(reg plan.Register, access awsaccess.Config) AMISettings {
+	return AMISettings{Region: cmp.Or(reg.Region, access.Region), CopyTo: reg.CopyTo, Public: reg.Public, Tags: reg.Tags, Architecture: reg.Architecture}
+}
+
+// amiSettingNames are the block's names of AMISettings.
+var amiSettingNames = []string{"region", "copy_to", "public", "tags", "architecture"}
+
+// EBSSettings is an ec2-ebs register block.
+type EBSSettings struct {
+	AMISettings
+	// Method is MethodDirect or MethodViaInstance.
+	Method string
+	// via-instance: the running instance, where the scratch volume is
+	// attached (default /dev/xvdf; Nitro instances show it to the guest
+	// as an NVMe disk, not under this name) and its path inside the
+	// instance (default: Device if it exists there, else the Nitro by-id
+	// link of the volume, /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_volXXXX,
+	// which names the volume and so can never be another disk), and how
+	// to log in.
+	Instance, Device, GuestDevice  string
+	SSHUser, SSHKey, SSHKnownHosts string
+	SSHAddr                        string
+	SSHInsecure                    bool
+}
+
+// Accepts implements register.Target: a raw disk image (a filesystem, an
+// SD card or an appliance would be written byte for byte as the root disk).
+func (t *EBS) Accepts(art register.Artifact) error {
+	return acceptAMI(plan.TargetEC2EBS, art)
+}
+
+// acceptAMI is what both EC2 targets accept: raw disks of an architecture
+// EC2 has.
+func acceptAMI(target string, art register.Artifact) error {
+	err := register.Accept(target, art, []catalogue.Kind{catalogue.KindRaw}, []catalogue.Format{catalogue.FormatRaw},
+		"register a raw disk image (the kind raw, e.g. conpaas.img; qemu-img convert -O raw makes one of a qcow2 or VMDK), or use the glance target")
 	if err != nil {
-		return cfg, fmt.Errorf("AWS configuration: %w", err)
+		return err
 	}
-	if t.Endpoint != "" {
-		cfg.BaseEndpoint = aws.String(t.Endpoint)
+	if art.Arch != "" && art.Arch != catalogue.ArchAMD64 && art.Arch != catalogue.ArchARM64 {
+		return fmt.Errorf("%s is a %s image; EC2 runs only amd64 (x86_64) and arm64", art.Path, art.Arch)
 	}
-	// Fail early and clearly without credentials, instead of at the first
-	// signed request.
-	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
-		return cfg, fmt.Errorf("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or EC2_ACCESS_KEY and EC2_SECRET_KEY), or AWS_PROFILE: %w", err)
+	return nil
+}
+
+// Prepare implements register.Target.
+func (t *EBS) Prepare(reg plan.Register) error {
+	if err := register.Foreign(reg, append([]string{"method", "instance", "device", "guest_device", "ssh_user", "ssh_key", "ssh_known_hosts", "ssh_addr", "ssh_insecure_ignore_host_key"}, amiSettingNames...)...); err != nil {
+		return err
 	}
-	return cfg, nil
+	t.set = EBSSettings{AMISettings: amiSettings(reg, t.Access), Method: cmp.Or(reg.Method, MethodDirect), Instance: reg.Instance,
+		Device: reg.Device, GuestDevice: reg.GuestDevice, SSHUser: reg.SSHUser, SSHKey: reg.SSHKey, SSHKnownHosts: reg.SSHKnownHosts,
+		SSHAddr: reg.SSHAddr, SSHInsecure: reg.SSHInsecure}
+	switch t.set.Method {
+	case MethodDirect:
+	case MethodViaInstance:
+		if t.set.Instance == "" {
+			return errors.New("method via-instance needs the id of a running EC2 instance to attach the volume to: set instance in the register block or -instance ID")
+		}
+	default:
+		return fmt.Errorf("unknown method %q (use %q: EBS direct APIs, or %q: write a volume through an instance over SSH)", t.set.Method, MethodDirect, MethodViaInstance)
+	}
+	return nil
+}
+
+// Check implements register.Target: the credentials and the region.
+func (t *EBS) Check(ctx context.Context) error {
+	cfg, err := checkAccess(ctx, t.Access, t.set.AMISettings)
+	t.cfg = cfg
+	return err
 }
 
 // created is what a run made, for cleanup.
@@ -114,36 +160,14 @@ type created struct {
 }
 
 // Register implements register.Target.
-func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Artifact, opt register.Options) ([]catalogue.Registration, error) {
-	if err := checkBoot(art); err != nil {
+func (t *EBS) Register(ctx context.Context, art register.Artifact, opt register.Options) ([]catalogue.Registration, error) {
+	if err := checkBoot(art, t.set.AMISettings); err != nil {
 		return nil, err
 	}
-	if reg.Region == "" {
-		reg.Region = os.Getenv("AWS_REGION")
-	}
-	if reg.Region == "" {
-		return nil, errors.New("no region: set region in the register block, -region, or AWS_REGION")
-	}
-	method := reg.Method
-	switch method {
-	case "", MethodDirect:
-		method = MethodDirect
-	case MethodViaInstance:
-		if reg.Instance == "" {
-			return nil, errors.New("method via-instance needs the id of a running EC2 instance to attach the volume to: set instance in the register block or -instance ID")
-		}
-	default:
-		return nil, fmt.Errorf("unknown method %q (use %q: EBS direct APIs, or %q: write a volume through an instance over SSH)", reg.Method, MethodDirect, MethodViaInstance)
-	}
-	cfg, err := t.awsConfig(ctx, reg.Region)
-	if err != nil {
-		return nil, err
-	}
-	ebsc := ebs.NewFromConfig(cfg)
-	ec2c := ec2.NewFromConfig(cfg)
-	name := amiName(art, opt, time.Now())
-	old, err := checkNames(ctx, cfg, append([]string{reg.Region}, reg.CopyTo...), name, art, opt)
-	if err != nil {
+	r := &amiRun{cfg: t.cfg, ec2: ec2.NewFromConfig(t.cfg), set: t.set.AMISettings, art: art, target: plan.TargetEC2EBS,
+		name: amiName(art, opt, time.Now())}
+	var err error
+	if r.old, err = checkNames(ctx, t.cfg, append([]string{r.set.Region}, r.set.CopyTo...), r.name, art, opt); err != nil {
 		return nil, err
 	}
 	f, err := os.Open(art.Path)
@@ -155,7 +179,7 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 	if err != nil {
 		return nil, err
 	}
-	done := map[string]*created{reg.Region: {region: reg.Region}}
+	r.done = map[string]*created{r.set.Region: {region: r.set.Region}}
 	ok := false
 	defer func() {
 		if ok || opt.KeepOnError {
@@ -165,21 +189,21 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 		// Detaching a scratch volume before deleting it takes a while.
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		for region, c := range done {
-			t.cleanup(cctx, cfg, region, c)
+		for region, c := range r.done {
+			t.cleanup(cctx, t.cfg, region, c)
 		}
 	}()
 
 	var snap string
-	if method == MethodViaInstance {
-		snap, err = t.viaInstance(ctx, ec2c, f, st.Size(), reg, art, name, done[reg.Region])
+	if t.set.Method == MethodViaInstance {
+		snap, err = t.viaInstance(ctx, r, f, st.Size())
 	} else {
-		snap, err = t.upload(ctx, ebsc, f, st.Size(), art, name, done[reg.Region])
+		snap, err = t.upload(ctx, r, f, st.Size())
 	}
 	if err != nil {
 		return nil, err
 	}
-	regs, err := t.publish(ctx, cfg, ec2c, snap, name, reg, art, old, done)
+	regs, err := r.publish(ctx, snap)
 	if err != nil {
 		return nil, err
 	}
@@ -187,27 +211,46 @@ func (t *EBS) Register(ctx context.Context, reg plan.Register, art register.Arti
 	return regs, nil
 }
 
-// publish registers the AMI from a completed snapshot in reg.Region, tags
-// it, makes it public if asked and copies it to reg.CopyTo, recording what
-// it creates in done. Both methods end here.
-func (t *EBS) publish(ctx context.Context, cfg aws.Config, ec2c *ec2.Client, snap, name string, reg plan.Register, art register.Artifact, old existing, done map[string]*created) ([]catalogue.Registration, error) {
-	progress.Logf("ec2-ebs: %s: snapshot %s complete, registering %s", reg.Region, snap, name)
-	if err := old.deregister(ctx, ec2c, reg.Region); err != nil {
+// amiRun is one run's state, shared by its steps: the AWS configuration,
+// the block's AMI settings, the artifact, the AMI's name, the AMIs of that
+// name that -replace replaces, and what the run created (for cleanup).
+type amiRun struct {
+	cfg    aws.Config
+	ec2    *ec2.Client
+	set    AMISettings
+	art    register.Artifact
+	target string
+	name   string
+	old    existing
+	done   map[string]*created
+}
+
+// publish registers the AMI from a completed snapshot (both ec2-ebs
+// methods end here).
+func (r *amiRun) publish(ctx context.Context, snap string) ([]catalogue.Registration, error) {
+	progress.Logf("%s: %s: snapshot %s complete, registering %s", r.target, r.set.Region, snap, r.name)
+	return r.register(ctx, ebsImage(r.name, snap, r.art), snap, "")
+}
+
+// register registers the AMI in (after -replace's deregistration of the
+// old one), tags it, makes it public if asked and copies it to the CopyTo
+// regions, recording what it creates: the end of every EC2 method.
+func (r *amiRun) register(ctx context.Context, in *ec2.RegisterImageInput, snap, location string) ([]catalogue.Registration, error) {
+	if err := r.old.deregister(ctx, r.ec2, r.set.Region); err != nil {
 		return nil, err
 	}
-	out, err := ec2c.RegisterImage(ctx, ebsImage(name, snap, reg, art))
+	out, err := r.ec2.RegisterImage(ctx, in)
 	if err != nil {
-		return nil, fmt.Errorf("RegisterImage in %s: %w", reg.Region, explain(err))
+		return nil, fmt.Errorf("RegisterImage in %s: %w", r.set.Region, explain(err))
 	}
 	ami := aws.ToString(out.ImageId)
-	done[reg.Region].images = append(done[reg.Region].images, ami)
-	if err := t.finish(ctx, ec2c, ami, snap, reg, art); err != nil {
+	r.done[r.set.Region].images = append(r.done[r.set.Region].images, ami)
+	if err := r.finish(ctx, r.ec2, ami, snap); err != nil {
 		return nil, err
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	regs := []catalogue.Registration{{Cloud: "ec2", Target: plan.TargetEC2EBS, Region: reg.Region, ImageID: ami, SnapshotID: snap, Time: now}}
-
-	copies, err := t.copyTo(ctx, cfg, ami, name, reg, art, plan.TargetEC2EBS, old, done)
+	regs := []catalogue.Registration{{Cloud: catalogue.CloudEC2, Target: r.target, Region: r.set.Region, ImageID: ami, SnapshotID: snap, Location: location, Time: now}}
+	copies, err := r.copyTo(ctx, ami)
 	regs = append(regs, copies...)
 	if err != nil {
 		return nil, err
@@ -216,16 +259,16 @@ func (t *EBS) publish(ctx context.Context, cfg aws.Config, ec2c *ec2.Client, sna
 }
 
 // finish tags the AMI (and its snapshot) and makes it public if asked.
-func (t *EBS) finish(ctx context.Context, c *ec2.Client, ami, snap string, reg plan.Register, art register.Artifact) error {
-	tags := []ec2types.Tag{{Key: aws.String("conpaas:name"), Value: aws.String(art.Name)},
-		{Key: aws.String("conpaas:version"), Value: aws.String(art.Version)}, {Key: aws.String("conpaas:md5"), Value: aws.String(art.Sums.MD5)}}
-	keys := make([]string, 0, len(reg.Tags))
-	for k := range reg.Tags {
+func (r *amiRun) finish(ctx context.Context, c *ec2.Client, ami, snap string) error {
+	tags := []ec2types.Tag{{Key: aws.String("conpaas:name"), Value: aws.String(r.art.Name)},
+		{Key: aws.String("conpaas:version"), Value: aws.String(r.art.Version)}, {Key: aws.String("conpaas:md5"), Value: aws.String(r.art.Sums.MD5)}}
+	keys := make([]string, 0, len(r.set.Tags))
+	for k := range r.set.Tags {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		tags = append(tags, ec2types.Tag{Key: aws.String(k), Value: aws.String(reg.Tags[k])})
+		tags = append(tags, ec2types.Tag{Key: aws.String(k), Value: aws.String(r.set.Tags[k])})
 	}
 	res := []string{ami}
 	if snap != "" {
@@ -234,7 +277,7 @@ func (t *EBS) finish(ctx context.Context, c *ec2.Client, ami, snap string, reg p
 	if _, err := c.CreateTags(ctx, &ec2.CreateTagsInput{Resources: res, Tags: tags}); err != nil {
 		return fmt.Errorf("CreateTags: %w", explain(err))
 	}
-	if reg.Public {
+	if r.set.Public {
 		_, err := c.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{ImageId: aws.String(ami),
 			LaunchPermission: &ec2types.LaunchPermissionModifications{Add: []ec2types.LaunchPermission{{Group: ec2types.PermissionGroupAll}}}})
 		if err != nil {
@@ -245,7 +288,8 @@ func (t *EBS) finish(ctx context.Context, c *ec2.Client, ami, snap string, reg p
 }
 
 // upload writes the image's non-zero blocks into a new snapshot.
-func (t *EBS) upload(ctx context.Context, c *ebs.Client, f *os.File, size int64, art register.Artifact, name string, done *created) (string, error) {
+func (t *EBS) upload(ctx context.Context, r *amiRun, f *os.File, size int64) (string, error) {
+	c, art, name, done := ebs.NewFromConfig(r.cfg), r.art, r.name, r.done[r.set.Region]
 	gib := (size + 1<<30 - 1) >> 30
 	ext, err := sparse.DataExtents(f)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/conpaas/cps/clouds/awsaccess"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
@@ -49,7 +50,7 @@ func image(t *testing.T, size int64) (string, register.Artifact) {
 }
 
 func target(f *ec2fake.Fake, secret string) *EBS {
-	return &EBS{Endpoint: f.URL, Credentials: credentials.NewStaticCredentialsProvider(f.AccessKey, secret, "")}
+	return &EBS{Access: awsaccess.Config{Endpoint: f.URL, Credentials: credentials.NewStaticCredentialsProvider(f.AccessKey, secret, "")}}
 }
 
 func TestRegisterEBS(t *testing.T) {
@@ -60,8 +61,7 @@ func TestRegisterEBS(t *testing.T) {
 	cat := filepath.Join(t.TempDir(), "catalogue.json")
 	reg := plan.Register{Name: "aws", Target: plan.TargetEC2EBS, Region: "us-east-1", CopyTo: []string{"eu-west-1", "sa-east-1"},
 		Public: true, Tags: map[string]string{"project": "conpaas"}}
-	register.Add(plan.TargetEC2EBS, target(f, f.Secret))
-	regs, err := register.Run(context.Background(), reg, art, register.Options{}, cat)
+	regs, err := register.PrepareAndRun(context.Background(), target(f, f.Secret), reg, art, register.Options{}, cat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,13 +98,13 @@ func TestRegisterEBSRerun(t *testing.T) {
 	_, art := image(t, 64<<20)
 	tg := target(f, f.Secret)
 	reg := plan.Register{Target: plan.TargetEC2EBS, Region: "us-east-1", CopyTo: []string{"eu-west-1"}}
-	first, err := tg.Register(context.Background(), reg, art, register.Options{})
+	first, err := register.PrepareAndRun(context.Background(), tg, reg, art, register.Options{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	blocks, snaps := f.Requests["PutSnapshotBlock"], f.Requests["StartSnapshot"]
 
-	_, err = tg.Register(context.Background(), reg, art, register.Options{})
+	_, err = register.PrepareAndRun(context.Background(), tg, reg, art, register.Options{}, "")
 	for _, want := range []string{"already used in us-east-1 by " + first[0].ImageID, "this very image", "-replace", "-force-new-name", "nothing was uploaded"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("re-run: %v, want an error saying %q", err, want)
@@ -115,11 +115,11 @@ func TestRegisterEBSRerun(t *testing.T) {
 	}
 	// A name taken only in a region the AMI is copied to is found too.
 	f.AddImage("sa-east-1", "ami-0000000000000aaaa", f.Images[first[0].ImageID].Name)
-	if _, err := tg.Register(context.Background(), plan.Register{Region: "us-west-2", CopyTo: []string{"sa-east-1"}}, art, register.Options{}); err == nil || !strings.Contains(err.Error(), "already used in sa-east-1") {
+	if _, err := register.PrepareAndRun(context.Background(), tg, plan.Register{Region: "us-west-2", CopyTo: []string{"sa-east-1"}}, art, register.Options{}, ""); err == nil || !strings.Contains(err.Error(), "already used in sa-east-1") {
 		t.Errorf("name taken in a copy region: %v", err)
 	}
 
-	second, err := tg.Register(context.Background(), reg, art, register.Options{ForceNewName: true})
+	second, err := register.PrepareAndRun(context.Background(), tg, reg, art, register.Options{ForceNewName: true}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestRegisterEBSRerun(t *testing.T) {
 		t.Errorf("-force-new-name: %q beside %q", n2, n1)
 	}
 
-	third, err := tg.Register(context.Background(), reg, art, register.Options{Replace: true})
+	third, err := register.PrepareAndRun(context.Background(), tg, reg, art, register.Options{Replace: true}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestRegisterEBSFailures(t *testing.T) {
 		{"unknown region", func(f *ec2fake.Fake) *EBS { return target(f, f.Secret) }, "mars-north-1", "not a valid region"},
 		{"failed block", func(f *ec2fake.Fake) *EBS { f.FailPut = 2; return target(f, f.Secret) }, "us-east-1", "PutSnapshotBlock"},
 		{"unreachable", func(f *ec2fake.Fake) *EBS {
-			return &EBS{Endpoint: "http://127.0.0.1:9", Credentials: credentials.NewStaticCredentialsProvider("a", "b", "")}
+			return &EBS{Access: awsaccess.Config{Endpoint: "http://127.0.0.1:9", Credentials: credentials.NewStaticCredentialsProvider("a", "b", "")}}
 		}, "us-east-1", "cannot reach"},
 	}
 	for _, tc := range cases {
@@ -165,8 +165,7 @@ func TestRegisterEBSFailures(t *testing.T) {
 			tg := tc.setup(f)
 			tg.Workers = 1
 			cat := filepath.Join(t.TempDir(), "catalogue.json")
-			register.Add(plan.TargetEC2EBS, tg)
-			_, err := register.Run(context.Background(), plan.Register{Target: plan.TargetEC2EBS, Region: tc.region}, art, register.Options{}, cat)
+			_, err := register.PrepareAndRun(context.Background(), tg, plan.Register{Target: plan.TargetEC2EBS, Region: tc.region}, art, register.Options{}, cat)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -199,7 +198,7 @@ func TestRegisterEBSCanceled(t *testing.T) {
 			}
 		}
 	}()
-	_, err := tg.Register(ctx, plan.Register{Region: "us-east-1"}, art, register.Options{})
+	_, err := register.PrepareAndRun(ctx, tg, plan.Register{Region: "us-east-1"}, art, register.Options{}, "")
 	if err == nil {
 		t.Fatal("a canceled upload succeeded")
 	}
@@ -214,7 +213,7 @@ func TestRegisterEBSThrottled(t *testing.T) {
 	defer f.Close()
 	f.Throttle = 3
 	_, art := image(t, 64<<20)
-	regs, err := target(f, f.Secret).Register(context.Background(), plan.Register{Target: plan.TargetEC2EBS, Region: "eu-west-1"}, art, register.Options{})
+	regs, err := register.PrepareAndRun(context.Background(), target(f, f.Secret), plan.Register{Target: plan.TargetEC2EBS, Region: "eu-west-1"}, art, register.Options{}, "")
 	if err != nil || len(regs) != 1 {
 		t.Fatalf("%v %v", regs, err)
 	}
@@ -229,7 +228,7 @@ func TestNoCredentials(t *testing.T) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	_, art := image(t, 1<<20)
-	_, err := (&EBS{Endpoint: "http://127.0.0.1:9"}).Register(context.Background(), plan.Register{Region: "us-east-1"}, art, register.Options{})
+	_, err := register.PrepareAndRun(context.Background(), &EBS{Access: awsaccess.Config{Endpoint: "http://127.0.0.1:9"}}, plan.Register{Region: "us-east-1"}, art, register.Options{}, "")
 	if err == nil || !strings.Contains(err.Error(), "no AWS credentials") {
 		t.Fatalf("err = %v", err)
 	}

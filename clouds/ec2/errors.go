@@ -50,3 +50,25 @@ func explainS3(err error, bucket string) error {
 	}
 	return explain(err)
 }
+
+// explainRegion is explain for the first call in a region, where a wrong
+// region shows: a region name AWS does not have has no endpoint (its host
+// does not resolve), an opt-in region the account has not enabled answers
+// OptInRequired, and EC2-compatible endpoints say so in an AuthFailure.
+func explainRegion(err error, region string) error {
+	const check = "check region in the register block, -region or AWS_REGION (and -copy-to)"
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch {
+		case ae.ErrorCode() == "OptInRequired":
+			return fmt.Errorf("region %s is not enabled for this account (OptInRequired): enable it in the AWS console, or %s", region, check)
+		case ae.ErrorCode() == "InvalidParameterValue" && strings.Contains(ae.ErrorMessage(), "region"),
+			ae.ErrorCode() == "AuthFailure" && strings.Contains(ae.ErrorMessage(), "region"):
+			return fmt.Errorf("EC2 does not know region %s (%s: %s); %s", region, ae.ErrorCode(), ae.ErrorMessage(), check)
+		}
+	}
+	if strings.Contains(err.Error(), "no such host") {
+		return fmt.Errorf("no EC2 endpoint for region %s (its host does not resolve): the region name is wrong, or this machine has no DNS; %s", region, check)
+	}
+	return explain(err)
+}

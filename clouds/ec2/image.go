@@ -9,31 +9,58 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/conpaas/cps/clouds/awsaccess"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/internal/progress"
-	"github.com/conpaas/cps/plan"
 )
 
-// imageInput is what every ConPaaS AMI has in common: HVM, ENA and SR-IOV,
-// the architecture and the boot mode of the image's bootloader.
-func imageInput(name string, reg plan.Register, art register.Artifact) *ec2.RegisterImageInput {
-	arch := ec2types.ArchitectureValuesX8664
-	if art.Arch == "arm64" || reg.Architecture == "arm64" {
-		arch = ec2types.ArchitectureValuesArm64
+// checkAccess loads the AWS configuration for the block's region and
+// proves the credentials and every region the AMI goes to with one cheap
+// call each (DescribeRegions), before the file is hashed or anything
+// uploaded; its errors name the setting that is wrong.
+func checkAccess(ctx context.Context, access awsaccess.Config, set AMISettings) (aws.Config, error) {
+	cfg, err := access.Load(ctx, set.Region)
+	if err != nil {
+		return cfg, err
 	}
+	for _, region := range append([]string{cfg.Region}, set.CopyTo...) {
+		rc := cfg.Copy()
+		rc.Region = region
+		_, err := ec2.NewFromConfig(rc).DescribeRegions(ctx, &ec2.DescribeRegionsInput{RegionNames: []string{region}})
+		if err != nil {
+			return cfg, fmt.Errorf("EC2 in %s: %w", region, explainRegion(err, region))
+		}
+	}
+	return cfg, nil
+}
+
+// imageInput is what every ConPaaS AMI has in common: HVM, ENA and SR-IOV,
+// the architecture and the boot mode of the image.
+func imageInput(name string, art register.Artifact) *ec2.RegisterImageInput {
 	return &ec2.RegisterImageInput{
 		Name: aws.String(name), Description: aws.String("ConPaaS " + art.Version + " (" + art.Name + "), md5 " + art.Sums.MD5),
-		Architecture: arch, VirtualizationType: aws.String("hvm"),
+		Architecture: amiArch(art.Arch), VirtualizationType: aws.String("hvm"),
 		EnaSupport: aws.Bool(true), SriovNetSupport: aws.String("simple"), BootMode: bootMode(art.Boot),
 	}
 }
 
+// amiArch is EC2's name of a Debian architecture.
+func amiArch(a catalogue.Arch) ec2types.ArchitectureValues {
+	if a == catalogue.ArchARM64 {
+		return ec2types.ArchitectureValuesArm64
+	}
+	return ec2types.ArchitectureValuesX8664
+}
+
 // checkBoot refuses, before anything is uploaded, an image EC2 could not
 // boot: one whose boot modes are unknown (an AMI's boot mode must be set
-// right or instances never start) and an arm64 one without UEFI (Graviton
-// instances have no BIOS).
-func checkBoot(art register.Artifact) error {
+// right or instances never start), an arm64 one without UEFI (Graviton
+// instances have no BIOS), and one the block's architecture contradicts.
+func checkBoot(art register.Artifact, set AMISettings) error {
+	if set.Architecture != "" && ec2types.ArchitectureValues(set.Architecture) != amiArch(art.Arch) && set.Architecture != string(art.Arch) {
+		return fmt.Errorf("the register block says architecture %s but %s is %s (the catalogue's arch, or -arch): remove architecture from the block, the AMI's is the image's", set.Architecture, art.Path, art.Arch)
+	}
 	if len(art.Boot) == 0 {
 		why := art.BootUnknown
 		if why == "" {
@@ -50,7 +77,7 @@ func checkBoot(art register.Artifact) error {
 // bootMode is the AMI boot mode for the image's boot modes: an image that
 // boots both ways is uefi-preferred (UEFI on instance types that have it,
 // BIOS elsewhere), one that boots only from UEFI is uefi; anything else
-// (BIOS only, or not recorded) legacy-bios, as AWS assumes when none is set.
+// legacy-bios, as AWS assumes when none is set.
 func bootMode(b catalogue.BootModes) ec2types.BootModeValues {
 	switch {
 	case b.Has(catalogue.BootUEFI) && b.Has(catalogue.BootBIOS):
@@ -62,38 +89,38 @@ func bootMode(b catalogue.BootModes) ec2types.BootModeValues {
 }
 
 // ebsImage registers an EBS-backed AMI whose root volume is snap.
-func ebsImage(name, snap string, reg plan.Register, art register.Artifact) *ec2.RegisterImageInput {
-	in := imageInput(name, reg, art)
+func ebsImage(name, snap string, art register.Artifact) *ec2.RegisterImageInput {
+	in := imageInput(name, art)
 	in.RootDeviceName = aws.String("/dev/xvda")
 	in.BlockDeviceMappings = []ec2types.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"),
 		Ebs: &ec2types.EbsBlockDevice{SnapshotId: aws.String(snap), DeleteOnTermination: aws.Bool(true), VolumeType: ec2types.VolumeTypeGp3}}}
 	return in
 }
 
-// copyTo copies ami to reg.CopyTo's regions, waits for each copy, tags it
-// and returns their registrations. Copies are recorded in done for cleanup.
-func (t *EBS) copyTo(ctx context.Context, cfg aws.Config, ami, name string, reg plan.Register, art register.Artifact, target string, old existing, done map[string]*created) ([]catalogue.Registration, error) {
+// copyTo copies ami to the CopyTo regions, waits for each copy, tags it
+// and returns their registrations. Copies are recorded for cleanup.
+func (r *amiRun) copyTo(ctx context.Context, ami string) ([]catalogue.Registration, error) {
 	var regs []catalogue.Registration
 	now := time.Now().UTC().Truncate(time.Second)
-	for _, dst := range reg.CopyTo {
-		if dst == reg.Region {
+	for _, dst := range r.set.CopyTo {
+		if dst == r.set.Region {
 			continue
 		}
-		dcfg := cfg.Copy()
+		dcfg := r.cfg.Copy()
 		dcfg.Region = dst
 		dc := ec2.NewFromConfig(dcfg)
-		if done[dst] == nil {
-			done[dst] = &created{region: dst}
+		if r.done[dst] == nil {
+			r.done[dst] = &created{region: dst}
 		}
-		if err := old.deregister(ctx, dc, dst); err != nil {
+		if err := r.old.deregister(ctx, dc, dst); err != nil {
 			return regs, err
 		}
-		cp, err := dc.CopyImage(ctx, &ec2.CopyImageInput{Name: aws.String(name), SourceImageId: aws.String(ami), SourceRegion: aws.String(reg.Region)})
+		cp, err := dc.CopyImage(ctx, &ec2.CopyImageInput{Name: aws.String(r.name), SourceImageId: aws.String(ami), SourceRegion: aws.String(r.set.Region)})
 		if err != nil {
 			return regs, fmt.Errorf("CopyImage to %s: %w", dst, explain(err))
 		}
 		id := aws.ToString(cp.ImageId)
-		done[dst].images = append(done[dst].images, id)
+		r.done[dst].images = append(r.done[dst].images, id)
 		w := ec2.NewImageAvailableWaiter(dc, func(o *ec2.ImageAvailableWaiterOptions) {
 			o.MinDelay = 50 * time.Millisecond
 			o.MaxDelay = 15 * time.Second
@@ -101,11 +128,11 @@ func (t *EBS) copyTo(ctx context.Context, cfg aws.Config, ami, name string, reg 
 		if err := w.Wait(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}}, 2*time.Hour); err != nil {
 			return regs, fmt.Errorf("waiting for the copy %s in %s: %w", id, dst, explain(err))
 		}
-		if err := t.finish(ctx, dc, id, "", reg, art); err != nil {
+		if err := r.finish(ctx, dc, id, ""); err != nil {
 			return regs, err
 		}
-		progress.Logf("%s: copied %s to %s as %s", target, ami, dst, id)
-		regs = append(regs, catalogue.Registration{Cloud: "ec2", Target: target, Region: dst, ImageID: id, Time: now})
+		progress.Logf("%s: copied %s to %s as %s", r.target, ami, dst, id)
+		regs = append(regs, catalogue.Registration{Cloud: catalogue.CloudEC2, Target: r.target, Region: dst, ImageID: id, Time: now})
 	}
 	return regs, nil
 }

@@ -24,6 +24,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/conpaas/cps/clouds/awsaccess"
 	"github.com/conpaas/cps/clouds/ec2/bundle"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
@@ -32,7 +33,9 @@ import (
 	"github.com/conpaas/cps/plan"
 )
 
-func init() { register.Add(plan.TargetEC2S3, &S3{}) }
+func init() {
+	register.Add(plan.TargetEC2S3, func(env register.Env) register.Target { return &S3{Access: env.AWS} })
+}
 
 // S3 is the ec2-s3 registration target. Method "bundle" (the default, the
 // seeds' register-image-ec2-s3.sh) makes an instance-store AMI from an
@@ -40,18 +43,32 @@ func init() { register.Add(plan.TargetEC2S3, &S3{}) }
 // the raw image to S3, turns it into an EBS snapshot with ImportSnapshot
 // and registers an EBS-backed AMI from it (no EC2 certificate needed).
 type S3 struct {
-	// Endpoint overrides the EC2 endpoint, S3Endpoint the S3 one (path-style
-	// addressing; tests: the fake and a local S3 server).
-	Endpoint, S3Endpoint string
-	// S3Credentials, if set, are used for S3 instead of the chain (tests
-	// whose S3 server has its own keys).
-	Credentials, S3Credentials aws.CredentialsProvider
+	// Access is how to reach AWS (and S3, and the bundle signing identity).
+	Access awsaccess.Config
 	// Workers is how many parts are uploaded at once (default 4).
 	Workers int
 	// Poll is how often an import task is polled (default 10s).
 	Poll time.Duration
 	// PartSize overrides the bundle part size (tests).
 	PartSize int
+
+	set  S3Settings
+	keys bundle.Keys
+	cfg  aws.Config
+	s3   *s3.Client
+	objs *s3Created
+}
+
+// S3Settings is an ec2-s3 register block.
+type S3Settings struct {
+	AMISettings
+	// Method is "bundle" or "import".
+	Method string
+	// Bucket and Prefix hold the run's folder.
+	Bucket, Prefix string
+	// The bundle's signing identity (ec2-bundle-image's -u, -c, -k,
+	// --ec2cert); the Access config's values are the defaults.
+	AccountID, Cert, PrivateKey, EC2Cert string
 }
 
 // s3Created is what a run made in S3, for cleanup.
@@ -72,61 +89,70 @@ func (c *s3Created) add(key string) {
 
 var accountRE = regexp.MustCompile(`^\d{12}$`)
 
-// Register implements register.Target.
-func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artifact, opt register.Options) ([]catalogue.Registration, error) {
-	if err := checkBoot(art); err != nil {
-		return nil, err
-	}
-	if reg.Region == "" {
-		reg.Region = os.Getenv("AWS_REGION")
-	}
-	if reg.Region == "" {
-		return nil, errors.New("no region: set region in the register block, -region, or AWS_REGION")
-	}
-	if reg.Method == "" {
-		reg.Method = "bundle"
-	}
-	if reg.Method != "bundle" && reg.Method != "import" {
-		return nil, fmt.Errorf("ec2-s3 method %q is unknown (use \"bundle\" or \"import\")", reg.Method)
+// Accepts implements register.Target.
+func (t *S3) Accepts(art register.Artifact) error { return acceptAMI(plan.TargetEC2S3, art) }
+
+// Prepare implements register.Target.
+func (t *S3) Prepare(reg plan.Register) error {
+	if err := register.Foreign(reg, append([]string{"method", "bucket", "account_id", "cert", "private_key", "ec2_cert"}, amiSettingNames...)...); err != nil {
+		return err
 	}
 	bucket, prefix, _ := strings.Cut(strings.Trim(reg.Bucket, "/"), "/")
+	t.set = S3Settings{AMISettings: amiSettings(reg, t.Access), Method: cmp.Or(reg.Method, "bundle"), Bucket: bucket, Prefix: prefix,
+		AccountID: strings.ReplaceAll(cmp.Or(reg.AccountID, t.Access.AccountID), "-", ""), Cert: cmp.Or(reg.Cert, t.Access.Cert),
+		PrivateKey: cmp.Or(reg.PrivateKey, t.Access.PrivateKey), EC2Cert: cmp.Or(reg.EC2Cert, t.Access.EC2Cert)}
+	if t.set.Method != "bundle" && t.set.Method != "import" {
+		return fmt.Errorf("ec2-s3 method %q is unknown (use \"bundle\" or \"import\")", t.set.Method)
+	}
 	if bucket == "" {
-		return nil, errors.New("ec2-s3 needs a bucket: set bucket in the register block or -bucket (NAME or NAME/PREFIX)")
+		return errors.New("ec2-s3 needs a bucket: set bucket in the register block or -bucket (NAME or NAME/PREFIX)")
 	}
-	var keys bundle.Keys
-	if reg.Method == "bundle" {
+	if t.set.Method == "bundle" {
 		var err error
-		if keys, reg, err = bundleKeys(reg); err != nil {
-			return nil, err
+		if t.keys, err = bundleKeys(t.set); err != nil {
+			return err
 		}
 	}
-	ebs := &EBS{Endpoint: t.Endpoint, Credentials: t.Credentials}
-	cfg, err := ebs.awsConfig(ctx, reg.Region)
+	return nil
+}
+
+// Check implements register.Target: the EC2 credentials and regions, then
+// the S3 side (credentials, the bucket's region), before anything is hashed.
+func (t *S3) Check(ctx context.Context) error {
+	cfg, err := checkAccess(ctx, t.Access, t.set.AMISettings)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		if t.S3Endpoint != "" {
-			o.BaseEndpoint, o.UsePathStyle = aws.String(t.S3Endpoint), true
+	t.cfg = cfg
+	t.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if t.Access.S3Endpoint != "" {
+			o.BaseEndpoint, o.UsePathStyle = aws.String(t.Access.S3Endpoint), true
 		}
-		if t.S3Credentials != nil {
-			o.Credentials = t.S3Credentials
+		if t.Access.S3Credentials != nil {
+			o.Credentials = t.Access.S3Credentials
 		}
 	})
-	ec2c := ec2.NewFromConfig(cfg)
+	t.objs = &s3Created{bucket: t.set.Bucket}
+	return t.checkBucket(ctx, cfg.Region)
+}
+
+// Register implements register.Target.
+func (t *S3) Register(ctx context.Context, art register.Artifact, opt register.Options) ([]catalogue.Registration, error) {
+	if err := checkBoot(art, t.set.AMISettings); err != nil {
+		return nil, err
+	}
 	now := time.Now()
-	name := amiName(art, opt, now)
-	old, err := checkNames(ctx, cfg, append([]string{reg.Region}, reg.CopyTo...), name, art, opt)
-	if err != nil {
+	r := &amiRun{cfg: t.cfg, ec2: ec2.NewFromConfig(t.cfg), set: t.set.AMISettings, art: art, target: plan.TargetEC2S3, name: amiName(art, opt, now)}
+	var err error
+	if r.old, err = checkNames(ctx, t.cfg, append([]string{r.set.Region}, r.set.CopyTo...), r.name, art, opt); err != nil {
 		return nil, err
 	}
 	// Each run writes under a folder of its own, named after the AMI and
 	// the run's time, so no earlier bundle (of this image or another, still
 	// registered or not) can be overwritten, and cleanup deletes only what
 	// this run wrote.
-	folder := path.Join(prefix, amiName(art, register.Options{ForceNewName: true}, now))
-	objs := &s3Created{bucket: bucket}
-	if err := t.checkBucket(ctx, s3c, reg.Region, folder, objs); err != nil {
+	folder := path.Join(t.set.Prefix, amiName(art, register.Options{ForceNewName: true}, now))
+	if err := t.checkFolder(ctx, folder); err != nil {
 		return nil, err
 	}
 	f, err := os.Open(art.Path)
@@ -135,7 +161,7 @@ func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artif
 	}
 	defer f.Close()
 
-	done := map[string]*created{reg.Region: {region: reg.Region}}
+	r.done = map[string]*created{r.set.Region: {region: r.set.Region}}
 	ok := false
 	defer func() {
 		if ok || opt.KeepOnError {
@@ -143,98 +169,66 @@ func (t *S3) Register(ctx context.Context, reg plan.Register, art register.Artif
 		}
 		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		for region, c := range done {
-			ebs.cleanup(cctx, cfg, region, c)
+		for region, c := range r.done {
+			(&EBS{}).cleanup(cctx, t.cfg, region, c)
 		}
-		t.cleanupS3(cctx, s3c, objs)
+		t.cleanupS3(cctx)
 	}()
-	if err := t.ensureBucket(ctx, s3c, reg.Region, objs); err != nil {
+	if err := t.ensureBucket(ctx, r.set.Region); err != nil {
 		return nil, err
 	}
-	var (
-		in       *ec2.RegisterImageInput
-		snap     string
-		location string
-	)
-	switch reg.Method {
+	var regs []catalogue.Registration
+	switch t.set.Method {
 	case "bundle":
-		location, err = t.uploadBundle(ctx, s3c, f, bucket, folder, reg, art, keys, objs)
+		location, err := t.uploadBundle(ctx, f, folder, art)
 		if err != nil {
 			return nil, err
 		}
-		in = imageInput(name, reg, art)
+		in := imageInput(r.name, art)
 		in.ImageLocation = aws.String(location)
 		in.RootDeviceName = aws.String("/dev/sda1")
-	case "import":
-		snap, err = t.importSnapshot(ctx, s3c, ec2c, f, bucket, folder, name, art, objs, done[reg.Region])
+		progress.Logf("ec2-s3: %s: registering %s", r.set.Region, r.name)
+		regs, err = r.register(ctx, in, "", location)
 		if err != nil {
 			return nil, err
 		}
-		in = ebsImage(name, snap, reg, art)
-	}
-	progress.Logf("ec2-s3: %s: registering %s", reg.Region, name)
-	if err := old.deregister(ctx, ec2c, reg.Region); err != nil {
-		return nil, err
-	}
-	out, err := ec2c.RegisterImage(ctx, in)
-	if err != nil {
-		return nil, fmt.Errorf("RegisterImage in %s: %w", reg.Region, explain(err))
-	}
-	ami := aws.ToString(out.ImageId)
-	done[reg.Region].images = append(done[reg.Region].images, ami)
-	if err := ebs.finish(ctx, ec2c, ami, snap, reg, art); err != nil {
-		return nil, err
-	}
-	regs := []catalogue.Registration{{Cloud: "ec2", Target: plan.TargetEC2S3, Region: reg.Region, ImageID: ami, SnapshotID: snap,
-		Location: location, Time: time.Now().UTC().Truncate(time.Second)}}
-	copies, err := ebs.copyTo(ctx, cfg, ami, name, reg, art, plan.TargetEC2S3, old, done)
-	regs = append(regs, copies...)
-	if err != nil {
-		return nil, err
+	case "import":
+		snap, err := t.importSnapshot(ctx, r, f, folder)
+		if err != nil {
+			return nil, err
+		}
+		progress.Logf("ec2-s3: %s: registering %s", r.set.Region, r.name)
+		regs, err = r.register(ctx, ebsImage(r.name, snap, art), snap, "")
+		if err != nil {
+			return nil, err
+		}
 	}
 	ok = true
 	return regs, nil
 }
 
-// bundleKeys finds the bundle's keys and account as ec2-bundle-image does:
-// the register block, then $EC2_CERT, $EC2_PRIVATE_KEY, $AWS_ACCOUNT_ID and
-// EC2's certificate from $EC2_AMITOOL_HOME/etc/ec2/amitools/cert-ec2.pem.
-func bundleKeys(reg plan.Register) (bundle.Keys, plan.Register, error) {
-	reg.Cert = cmp.Or(reg.Cert, os.Getenv("EC2_CERT"))
-	reg.PrivateKey = cmp.Or(reg.PrivateKey, os.Getenv("EC2_PRIVATE_KEY"))
-	reg.AccountID = strings.ReplaceAll(cmp.Or(reg.AccountID, os.Getenv("AWS_ACCOUNT_ID")), "-", "")
-	if reg.EC2Cert == "" {
-		candidates := []string{"/etc/ec2/amitools/cert-ec2.pem"}
-		if home := os.Getenv("EC2_AMITOOL_HOME"); home != "" {
-			candidates = append([]string{filepath.Join(home, "etc/ec2/amitools/cert-ec2.pem")}, candidates...)
-		}
-		for _, p := range candidates {
-			if _, err := os.Stat(p); err == nil {
-				reg.EC2Cert = p
-				break
-			}
-		}
-	}
+// bundleKeys loads the bundle's keys as ec2-bundle-image takes them.
+func bundleKeys(set S3Settings) (bundle.Keys, error) {
 	switch {
-	case reg.Cert == "" || reg.PrivateKey == "":
-		return bundle.Keys{}, reg, errors.New("an S3-backed AMI bundle needs your X.509 certificate and private key: set cert and private_key in the register block (or EC2_CERT and EC2_PRIVATE_KEY), or use method \"import\"")
-	case reg.EC2Cert == "":
-		return bundle.Keys{}, reg, errors.New("an S3-backed AMI bundle needs EC2's certificate: set ec2_cert to cert-ec2.pem from ec2-ami-tools (for your region's partition), or use method \"import\"")
-	case !accountRE.MatchString(reg.AccountID):
-		return bundle.Keys{}, reg, fmt.Errorf("an S3-backed AMI bundle needs your 12-digit AWS account id (got %q): set account_id or AWS_ACCOUNT_ID", reg.AccountID)
+	case set.Cert == "" || set.PrivateKey == "":
+		return bundle.Keys{}, errors.New("an S3-backed AMI bundle needs your X.509 certificate and private key: set cert and private_key in the register block (or EC2_CERT and EC2_PRIVATE_KEY), or use method \"import\"")
+	case set.EC2Cert == "":
+		return bundle.Keys{}, errors.New("an S3-backed AMI bundle needs EC2's certificate: set ec2_cert to cert-ec2.pem from ec2-ami-tools (for your region's partition), or use method \"import\"")
+	case !accountRE.MatchString(set.AccountID):
+		return bundle.Keys{}, fmt.Errorf("an S3-backed AMI bundle needs your 12-digit AWS account id (got %q): set account_id or AWS_ACCOUNT_ID", set.AccountID)
 	}
-	k, err := bundle.LoadKeys(reg.Cert, reg.PrivateKey, reg.EC2Cert)
-	return k, reg, err
+	return bundle.LoadKeys(set.Cert, set.PrivateKey, set.EC2Cert)
 }
 
-// checkBucket proves the S3 side before anything is uploaded: the
-// credentials (a listing answers with S3's error code, where HeadBucket's
-// 403 has no body to tell a wrong secret from a missing permission), the
-// bucket's region (an S3-backed AMI is read from a bucket in its own
-// region), and that the run's folder is empty. A bucket that does not
-// exist is noted for ensureBucket.
-func (t *S3) checkBucket(ctx context.Context, c *s3.Client, region, folder string, objs *s3Created) error {
-	list, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(objs.bucket), Prefix: aws.String(folder + "/"), MaxKeys: aws.Int32(1)})
+// checkBucket proves the S3 side before anything is hashed or uploaded:
+// the credentials (a listing answers with S3's error code, where
+// HeadBucket's 403 has no body to tell a wrong secret from a missing
+// permission) and the bucket's region (an S3-backed AMI is read from a
+// bucket in its own region). A bucket that does not exist is noted for
+// ensureBucket.
+func (t *S3) checkBucket(ctx context.Context, region string) error {
+	objs := t.objs
+	_, err := t.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(objs.bucket), Prefix: aws.String(t.set.Prefix), MaxKeys: aws.Int32(1)})
 	var nb *s3types.NoSuchBucket
 	if errors.As(err, &nb) {
 		objs.missing = true
@@ -243,10 +237,7 @@ func (t *S3) checkBucket(ctx context.Context, c *s3.Client, region, folder strin
 	if err != nil {
 		return fmt.Errorf("S3 bucket %s: %w", objs.bucket, explainS3(err, objs.bucket))
 	}
-	if len(list.Contents) > 0 {
-		return fmt.Errorf("s3://%s/%s/ already holds %s; this run would not overwrite it: run again (the folder is named after the time)", objs.bucket, folder, aws.ToString(list.Contents[0].Key))
-	}
-	loc, err := c.GetBucketLocation(ctx, &s3.GetBucketLocationInput{Bucket: aws.String(objs.bucket)})
+	loc, err := t.s3.GetBucketLocation(ctx, &s3.GetBucketLocationInput{Bucket: aws.String(objs.bucket)})
 	if err != nil {
 		return fmt.Errorf("S3 bucket %s: %w", objs.bucket, explainS3(err, objs.bucket))
 	}
@@ -262,9 +253,25 @@ func (t *S3) checkBucket(ctx context.Context, c *s3.Client, region, folder strin
 	return nil
 }
 
+// checkFolder makes sure the run's folder is empty.
+func (t *S3) checkFolder(ctx context.Context, folder string) error {
+	if t.objs.missing {
+		return nil
+	}
+	list, err := t.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(t.objs.bucket), Prefix: aws.String(folder + "/"), MaxKeys: aws.Int32(1)})
+	if err != nil {
+		return fmt.Errorf("S3 bucket %s: %w", t.objs.bucket, explainS3(err, t.objs.bucket))
+	}
+	if len(list.Contents) > 0 {
+		return fmt.Errorf("s3://%s/%s/ already holds %s; this run would not overwrite it: run again (the folder is named after the time)", t.objs.bucket, folder, aws.ToString(list.Contents[0].Key))
+	}
+	return nil
+}
+
 // ensureBucket creates the bucket checkBucket found missing, as
 // ec2-upload-bundle does; a bucket made here is removed again on failure.
-func (t *S3) ensureBucket(ctx context.Context, c *s3.Client, region string, objs *s3Created) error {
+func (t *S3) ensureBucket(ctx context.Context, region string) error {
+	objs := t.objs
 	if !objs.missing {
 		return nil
 	}
@@ -272,7 +279,7 @@ func (t *S3) ensureBucket(ctx context.Context, c *s3.Client, region string, objs
 	if region != "us-east-1" {
 		in.CreateBucketConfiguration = &s3types.CreateBucketConfiguration{LocationConstraint: s3types.BucketLocationConstraint(region)}
 	}
-	if _, err := c.CreateBucket(ctx, in); err != nil {
+	if _, err := t.s3.CreateBucket(ctx, in); err != nil {
 		return fmt.Errorf("create S3 bucket %s: %w", objs.bucket, explainS3(err, objs.bucket))
 	}
 	objs.createdBucket = true
@@ -282,7 +289,8 @@ func (t *S3) ensureBucket(ctx context.Context, c *s3.Client, region string, objs
 
 // uploadBundle bundles the image while uploading its parts (Workers at a
 // time), then the manifest; it returns the manifest's location.
-func (t *S3) uploadBundle(ctx context.Context, c *s3.Client, f *os.File, bucket, prefix string, reg plan.Register, art register.Artifact, keys bundle.Keys, objs *s3Created) (string, error) {
+func (t *S3) uploadBundle(ctx context.Context, f *os.File, prefix string, art register.Artifact) (string, error) {
+	c, bucket, objs := t.s3, t.set.Bucket, t.objs
 	r, err := sparse.NewReader(ctx, f)
 	if err != nil {
 		return "", err
@@ -294,10 +302,7 @@ func (t *S3) uploadBundle(ctx context.Context, c *s3.Client, f *os.File, bucket,
 	bar := progress.New("bundle "+filepath.Base(art.Path), r.Size())
 	defer bar.Finish()
 	r.OnRead = bar.Add64
-	arch := "x86_64"
-	if art.Arch == "arm64" || reg.Architecture == "arm64" {
-		arch = "arm64"
-	}
+	arch := string(amiArch(art.Arch))
 	workers := t.Workers
 	if workers <= 0 {
 		workers = 4
@@ -333,8 +338,8 @@ func (t *S3) uploadBundle(ctx context.Context, c *s3.Client, f *os.File, bucket,
 		defer mu.Unlock()
 		return first
 	}
-	manifest, err := bundle.Write(ctx, r, r.Size(), bundle.Options{Name: filepath.Base(art.Path), Arch: arch, Account: reg.AccountID,
-		ModTime: st.ModTime(), Keys: keys, PartSize: t.PartSize}, func(p bundle.Part) error {
+	manifest, err := bundle.Write(ctx, r, r.Size(), bundle.Options{Name: filepath.Base(art.Path), Arch: arch, Account: t.set.AccountID,
+		ModTime: st.ModTime(), Keys: t.keys, PartSize: t.PartSize}, func(p bundle.Part) error {
 		if err := failed(); err != nil {
 			return err
 		}
@@ -394,7 +399,8 @@ func putObject(ctx context.Context, c *s3.Client, bucket, key string, data []byt
 
 // importSnapshot uploads the raw image (multipart, holes as zeros read from
 // no disk), imports it as an EBS snapshot and deletes the staging object.
-func (t *S3) importSnapshot(ctx context.Context, c *s3.Client, ec2c *ec2.Client, f *os.File, bucket, prefix, name string, art register.Artifact, objs *s3Created, done *created) (string, error) {
+func (t *S3) importSnapshot(ctx context.Context, run *amiRun, f *os.File, prefix string) (string, error) {
+	c, ec2c, bucket, name, art, objs, done := t.s3, run.ec2, t.set.Bucket, run.name, run.art, t.objs, run.done[run.set.Region]
 	r, err := sparse.NewReader(ctx, f)
 	if err != nil {
 		return "", err
@@ -464,7 +470,8 @@ func (t *S3) importSnapshot(ctx context.Context, c *s3.Client, ec2c *ec2.Client,
 
 // cleanupS3 deletes the objects a failed run uploaded, and the bucket if the
 // run created it.
-func (t *S3) cleanupS3(ctx context.Context, c *s3.Client, objs *s3Created) {
+func (t *S3) cleanupS3(ctx context.Context) {
+	c, objs := t.s3, t.objs
 	for _, k := range objs.keys {
 		if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(objs.bucket), Key: aws.String(k)}); err != nil {
 			progress.Logf("ec2-s3: cleanup: could not delete s3://%s/%s: %v", objs.bucket, k, err)

@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/conpaas/cps/clouds/awsaccess"
 	"github.com/conpaas/cps/clouds/ec2/bundle/bundletest"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
@@ -47,8 +48,8 @@ func newS3Env(t *testing.T) *s3env {
 	t.Cleanup(e.f.Close)
 	e.f.S3 = ec2fake.S3Side{Endpoint: ep, Region: s3server.Region, AccessKey: ak, Secret: sk, EC2Key: e.ec2.Key, UserCert: e.user.Cert}
 	e.s3 = s3.New(s3.Options{Region: s3server.Region, BaseEndpoint: aws.String(ep), UsePathStyle: true, Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")})
-	e.tg = &S3{Endpoint: e.f.URL, S3Endpoint: ep, Credentials: credentials.NewStaticCredentialsProvider(e.f.AccessKey, e.f.Secret, ""),
-		S3Credentials: credentials.NewStaticCredentialsProvider(ak, sk, ""), Poll: 10 * time.Millisecond, PartSize: 1 << 20}
+	e.tg = &S3{Access: awsaccess.Config{Endpoint: e.f.URL, S3Endpoint: ep, Credentials: credentials.NewStaticCredentialsProvider(e.f.AccessKey, e.f.Secret, ""),
+		S3Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")}, Poll: 10 * time.Millisecond, PartSize: 1 << 20}
 	return e
 }
 
@@ -82,8 +83,7 @@ func TestRegisterS3Bundle(t *testing.T) {
 	cat := filepath.Join(t.TempDir(), "catalogue.json")
 	reg := e.reg("bundle", "cps-bundles/conpaas/2.1.0")
 	reg.Public, reg.CopyTo = true, []string{"eu-west-1"}
-	register.Add(plan.TargetEC2S3, e.tg)
-	regs, err := register.Run(context.Background(), reg, art, register.Options{}, cat)
+	regs, err := register.PrepareAndRun(context.Background(), e.tg, reg, art, register.Options{}, cat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,13 +145,13 @@ func TestRegisterS3Rerun(t *testing.T) {
 	file, art := image(t, 8<<20)
 	want, _ := os.ReadFile(file)
 	reg := e.reg("bundle", "cps-rerun/conpaas")
-	first, err := e.tg.Register(context.Background(), reg, art, register.Options{})
+	first, err := register.PrepareAndRun(context.Background(), e.tg, reg, art, register.Options{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := e.objects(t, "cps-rerun")
 
-	_, err = e.tg.Register(context.Background(), reg, art, register.Options{})
+	_, err = register.PrepareAndRun(context.Background(), e.tg, reg, art, register.Options{}, "")
 	if err == nil || !strings.Contains(err.Error(), "already used in us-east-1 by "+first[0].ImageID) || !strings.Contains(err.Error(), "-force-new-name") {
 		t.Fatalf("re-run: %v", err)
 	}
@@ -161,7 +161,7 @@ func TestRegisterS3Rerun(t *testing.T) {
 	time.Sleep(time.Second) // another run, another second: another folder
 
 	for _, opt := range []register.Options{{ForceNewName: true}, {Replace: true}} {
-		regs, err := e.tg.Register(context.Background(), reg, art, opt)
+		regs, err := register.PrepareAndRun(context.Background(), e.tg, reg, art, opt, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +213,7 @@ func TestPutObjectNeverOverwrites(t *testing.T) {
 func TestRegisterS3Import(t *testing.T) {
 	e := newS3Env(t)
 	path, art := image(t, 70<<20)
-	regs, err := e.tg.Register(context.Background(), e.reg("import", "cps-import/staging"), art, register.Options{})
+	regs, err := register.PrepareAndRun(context.Background(), e.tg, e.reg("import", "cps-import/staging"), art, register.Options{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestRegisterS3Failures(t *testing.T) {
 				tc.edit(&reg)
 			}
 			images := len(e.f.Images)
-			_, err := e.tg.Register(context.Background(), reg, art, register.Options{KeepOnError: tc.keep})
+			_, err := register.PrepareAndRun(context.Background(), e.tg, reg, art, register.Options{KeepOnError: tc.keep}, "")
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want %q", err, tc.want)
 			}
@@ -302,7 +302,7 @@ func TestRegisterS3FailureKeepsOthers(t *testing.T) {
 	before := e.objects(t, "cps-shared")
 	e.f.S3.UserCert = bundletest.NewPair(t, "other").Cert // RegisterImage fails after the upload
 	_, art := image(t, 8<<20)
-	if _, err := e.tg.Register(ctx, e.reg("bundle", "cps-shared/conpaas"), art, register.Options{}); err == nil {
+	if _, err := register.PrepareAndRun(ctx, e.tg, e.reg("bundle", "cps-shared/conpaas"), art, register.Options{}, ""); err == nil {
 		t.Fatal("registered a bundle signed by a key EC2 does not know")
 	}
 	if got := e.objects(t, "cps-shared"); !reflect.DeepEqual(got, before) {
@@ -323,7 +323,7 @@ func TestRegisterS3Canceled(t *testing.T) {
 		}
 		cancel()
 	}()
-	_, err := e.tg.Register(ctx, e.reg("bundle", "cps-cancel"), art, register.Options{})
+	_, err := register.PrepareAndRun(ctx, e.tg, e.reg("bundle", "cps-cancel"), art, register.Options{}, "")
 	if err == nil || ctx.Err() == nil {
 		t.Fatalf("got %v, want a canceled run", err)
 	}
@@ -356,12 +356,12 @@ func TestRegisterS3BucketWithoutACLs(t *testing.T) {
 		rp.ServeHTTP(w, r)
 	}))
 	defer proxy.Close()
-	e.tg.S3Endpoint = proxy.URL
+	e.tg.Access.S3Endpoint = proxy.URL
 	if _, err := e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		t.Fatal(err)
 	}
 	path, art := image(t, 8<<20)
-	regs, err := e.tg.Register(ctx, e.reg("bundle", bucket+"/b"), art, register.Options{})
+	regs, err := register.PrepareAndRun(ctx, e.tg, e.reg("bundle", bucket+"/b"), art, register.Options{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

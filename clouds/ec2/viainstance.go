@@ -52,10 +52,8 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/progress"
-	"github.com/conpaas/cps/plan"
 )
 
 // SSH is how the via-instance method reaches the instance. The register
@@ -107,7 +105,8 @@ const (
 	waitMax = 15 * time.Second
 )
 
-func (t *EBS) viaInstance(ctx context.Context, c *ec2.Client, img *os.File, size int64, reg plan.Register, art register.Artifact, name string, done *created) (string, error) {
+func (t *EBS) viaInstance(ctx context.Context, r *amiRun, img *os.File, size int64) (string, error) {
+	c, reg, art, name, done := r.ec2, &t.set, r.art, r.name, r.done[r.set.Region]
 	in, err := t.findInstance(ctx, c, reg.Region, reg.Instance)
 	if err != nil {
 		return "", err
@@ -125,7 +124,7 @@ func (t *EBS) viaInstance(ctx context.Context, c *ec2.Client, img *os.File, size
 
 	// The scratch volume.
 	gib := (size + 1<<30 - 1) >> 30
-	device := first(reg.Device, t.Device, "/dev/xvdf")
+	device := first(reg.Device, "/dev/xvdf")
 	tags := []ec2types.Tag{{Key: aws.String("Name"), Value: aws.String("cpsimage scratch for " + name)},
 		{Key: aws.String("conpaas:name"), Value: aws.String(art.Name)}, {Key: aws.String("conpaas:md5"), Value: aws.String(art.Sums.MD5)}}
 	cv, err := c.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(az), Size: aws.Int32(int32(gib)),
@@ -152,7 +151,7 @@ func (t *EBS) viaInstance(ctx context.Context, c *ec2.Client, img *os.File, size
 	}
 
 	// The bytes.
-	paths := []string{first(reg.GuestDevice, t.GuestDevice)}
+	paths := []string{reg.GuestDevice}
 	if paths[0] == "" {
 		paths = []string{device, "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_" + strings.ReplaceAll(vol, "-", "")}
 	}
@@ -334,9 +333,9 @@ func (l *lockedBuffer) String() string {
 }
 
 // dial logs in to the instance and starts SFTP.
-func (t *EBS) dial(ctx context.Context, reg plan.Register, in ec2types.Instance) (*remote, error) {
+func (t *EBS) dial(ctx context.Context, reg *EBSSettings, in ec2types.Instance) (*remote, error) {
 	user := first(reg.SSHUser, t.SSH.User, "admin")
-	addr := t.SSH.Addr
+	addr := first(reg.SSHAddr, t.SSH.Addr)
 	if addr == "" {
 		addr = first(aws.ToString(in.PublicIpAddress), aws.ToString(in.PrivateIpAddress))
 		if addr == "" {
@@ -478,7 +477,7 @@ func sshError(err, keyErr error, where, addr, khFile, keyDesc, keyName string, p
 
 // authMethods are the keys to offer: ssh_key, or ssh-agent's keys and the
 // default key files.
-func (t *EBS) authMethods(reg plan.Register) ([]ssh.AuthMethod, string, func(), error) {
+func (t *EBS) authMethods(reg *EBSSettings) ([]ssh.AuthMethod, string, func(), error) {
 	nop := func() {}
 	if p := first(reg.SSHKey, t.SSH.KeyFile); p != "" {
 		s, err := loadKey(p)
@@ -538,8 +537,8 @@ func loadKey(path string) (ssh.Signer, error) {
 // ask for (those of the keys known_hosts has for addr, so that a server
 // offering several key types is checked against the one recorded instead of
 // failing as a mismatch) and the known_hosts file used.
-func (t *EBS) hostKeyCheck(reg plan.Register, addr string) (ssh.HostKeyCallback, []string, string, error) {
-	if t.SSH.InsecureIgnoreHostKey {
+func (t *EBS) hostKeyCheck(reg *EBSSettings, addr string) (ssh.HostKeyCallback, []string, string, error) {
+	if reg.SSHInsecure || t.SSH.InsecureIgnoreHostKey {
 		progress.Logf("ec2-ebs: warning: not checking the host key of %s", addr)
 		return ssh.InsecureIgnoreHostKey(), nil, "", nil
 	}

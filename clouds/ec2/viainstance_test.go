@@ -231,8 +231,7 @@ func TestRegisterViaInstance(t *testing.T) {
 			cat := filepath.Join(t.TempDir(), "catalogue.json")
 			reg := plan.Register{Name: "aws", Target: plan.TargetEC2EBS, Region: "us-east-1", Method: MethodViaInstance, Instance: x.in.ID,
 				SSHUser: user, Tags: map[string]string{"project": "conpaas"}}
-			register.Add(plan.TargetEC2EBS, x.target())
-			regs, err := register.Run(context.Background(), reg, art, register.Options{}, cat)
+			regs, err := register.PrepareAndRun(context.Background(), x.target(), reg, art, register.Options{}, cat)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -337,7 +336,7 @@ func TestRegisterViaInstanceFailures(t *testing.T) {
 			reg := plan.Register{Target: plan.TargetEC2EBS, Region: "us-east-1", Method: MethodViaInstance, Instance: x.in.ID}
 			var opt register.Options
 			tc.setup(x, &reg, tg, &opt)
-			_, err := tg.Register(context.Background(), reg, art, opt)
+			_, err := register.PrepareAndRun(context.Background(), tg, reg, art, opt, "")
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -367,7 +366,7 @@ func TestRegisterViaInstanceCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	x.srv.onWrite = cancel
 	tg := x.target()
-	_, err := tg.Register(ctx, plan.Register{Region: "us-east-1", Method: MethodViaInstance, Instance: x.in.ID}, art, register.Options{})
+	_, err := register.PrepareAndRun(ctx, tg, plan.Register{Region: "us-east-1", Method: MethodViaInstance, Instance: x.in.ID}, art, register.Options{}, "")
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
 	}

@@ -51,7 +51,7 @@ func TestBenchGlance(t *testing.T) {
 	progress.Quiet = true
 	ctx := context.Background()
 	tg := &Target{Endpoint: srv.URL}
-	sc, _, _ := tg.Client(ctx, plan.Register{})
+	sc, _, _ := tg.Client(ctx, "")
 	// The usual path: the image's MD5 is in the catalogue (the build wrote
 	// it), so the upload hashes only SHA-512 (for os_hash_value) while
 	// sending. Then the path for a file with no known sums, which hashes
@@ -62,7 +62,7 @@ func TestBenchGlance(t *testing.T) {
 	}
 	timed := func(name string, sums checksum.Sums) time.Duration {
 		t0 := time.Now()
-		regs, err := tg.Register(ctx, plan.Register{}, register.Artifact{Path: p, Name: name, Arch: "amd64", Sums: sums}, register.Options{})
+		regs, err := register.PrepareAndRun(ctx, tg, plan.Register{}, register.Artifact{Path: p, Name: name, Arch: "amd64", Sums: sums}, register.Options{}, "")
 		if err != nil {
 			t.Fatal(err)
 		}

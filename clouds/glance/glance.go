@@ -6,6 +6,7 @@
 package glance
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,34 +35,94 @@ import (
 // Keystone. Meant for tests and for Glance deployed with auth_strategy=noauth.
 const EnvEndpoint = "CPS_GLANCE_ENDPOINT"
 
-func init() { register.Add(plan.TargetGlance, &Target{}) }
+func init() {
+	register.Add(plan.TargetGlance, func(env register.Env) register.Target {
+		return &Target{Endpoint: env.GlanceEndpoint, OpenStack: env.OpenStack}
+	})
+}
 
 // Target is the glance registration target.
 type Target struct {
-	// Endpoint, if set, overrides $CPS_GLANCE_ENDPOINT (noauth mode).
+	// Endpoint, if set, is a Glance reached without Keystone (noauth).
 	Endpoint string
+	// OpenStack returns the authentication for a clouds.yaml entry (""
+	// for the OS_* variables): osauth.FromEnv in cpsimage.
+	OpenStack func(cloud string) (osauth.Config, error)
 	// BeforeUpload, if set, is called with the new image id before the data
 	// is sent (tests use it to inject failures).
 	BeforeUpload func(id string)
 	// onRead, if set, sees the running byte count of the upload stream
 	// (tests cancel mid-upload with it).
 	onRead func(sent int64)
+
+	set    Settings
+	sc     *gophercloud.ServiceClient // after Check
+	region string
 }
 
-// Client returns an image v2 service client for reg: noauth at an explicit
-// endpoint, else through Keystone (clouds/osauth: clouds.yaml entry
-// reg.Cloud or $OS_CLOUD, else the OS_* variables), and the region.
-func (t *Target) Client(ctx context.Context, reg plan.Register) (*gophercloud.ServiceClient, string, error) {
-	ep := t.Endpoint
-	if ep == "" {
-		ep = os.Getenv(EnvEndpoint)
+// Settings is a glance register block.
+type Settings struct {
+	// Cloud is the clouds.yaml entry ("": $OS_CLOUD, else the OS_* variables).
+	Cloud string
+	// Region, if set, overrides the cloud's (OS_REGION_NAME, region_name).
+	Region string
+	// DiskFormat and ContainerFormat, if set, must agree with the
+	// artifact's format; Visibility defaults to private.
+	DiskFormat, ContainerFormat, Visibility string
+	// Properties override the derived ones ("name" names the image).
+	Properties map[string]string
+}
+
+// Accepts implements register.Target: disk images in the formats Glance
+// stores (raw, qcow2, VMDK, an OVA), and LXC filesystems (for Nova's LXC
+// driver); not SD-card images, which only a Raspberry Pi boots.
+func (t *Target) Accepts(art register.Artifact) error {
+	return register.Accept(plan.TargetGlance, art, []catalogue.Kind{catalogue.KindRaw, catalogue.KindLXC, catalogue.KindOVA},
+		[]catalogue.Format{catalogue.FormatRaw, catalogue.FormatQCOW2, catalogue.FormatVMDK, catalogue.FormatOVA},
+		"an SD card boots only on a Raspberry Pi: flash it (cpsimage flash), or register the raw image of the same services")
+}
+
+// Prepare implements register.Target.
+func (t *Target) Prepare(reg plan.Register) error {
+	if err := register.Foreign(reg, "cloud", "region", "disk_format", "container_format", "visibility", "properties"); err != nil {
+		return err
 	}
-	if ep != "" {
-		return NoAuthClient(ep), "", nil
+	t.set = Settings{Cloud: reg.Cloud, Region: reg.Region, DiskFormat: reg.DiskFormat, ContainerFormat: reg.ContainerFormat, Visibility: reg.Visibility, Properties: reg.Properties}
+	switch t.set.Visibility {
+	case "", "private", "public", "shared", "community":
+		return nil
 	}
-	cfg, err := osauth.FromEnv(reg.Cloud)
+	return fmt.Errorf("visibility %q: use private, shared, community or public", t.set.Visibility)
+}
+
+// Check implements register.Target: authenticates (or reaches a noauth
+// Glance) and finds the image service, before the file is hashed.
+func (t *Target) Check(ctx context.Context) error {
+	var err error
+	t.sc, t.region, err = t.client(ctx, t.set.Cloud, t.set.Region)
+	return err
+}
+
+// Client returns an image v2 service client: noauth at Endpoint, else
+// through Keystone (clouds/osauth: clouds.yaml entry cloud, else the OS_*
+// variables, as OpenStack returns them), and the region.
+func (t *Target) Client(ctx context.Context, cloud string) (*gophercloud.ServiceClient, string, error) {
+	return t.client(ctx, cloud, "")
+}
+
+func (t *Target) client(ctx context.Context, cloud, region string) (*gophercloud.ServiceClient, string, error) {
+	if t.Endpoint != "" {
+		return NoAuthClient(t.Endpoint), "", nil
+	}
+	if t.OpenStack == nil {
+		return nil, "", errors.New("no OpenStack access configured")
+	}
+	cfg, err := t.OpenStack(cloud)
 	if err != nil {
 		return nil, "", err
+	}
+	if region != "" {
+		cfg.Endpoints.Region = region
 	}
 	pc, err := cfg.Authenticate(ctx)
 	if err != nil {
@@ -89,7 +150,7 @@ var archProperty = map[string]string{"amd64": "x86_64", "arm64": "aarch64", "arm
 // file's real layout, which Glance must be told), else what its name says
 // (catalogues from before the format was recorded), else the register
 // block's disk_format, else raw as in the seeds.
-func diskFormat(reg plan.Register, art register.Artifact) string {
+func diskFormat(reg Settings, art register.Artifact) string {
 	f := art.Format
 	if f == "" {
 		switch {
@@ -113,9 +174,31 @@ func diskFormat(reg plan.Register, art register.Artifact) string {
 	return "raw"
 }
 
+// containerFormat is Glance's container_format: ova for an appliance,
+// else the block's, else bare (as in the seeds).
+func containerFormat(reg Settings, art register.Artifact) string {
+	if art.Format == catalogue.FormatOVA || (art.Format == "" && strings.HasSuffix(art.Path, ".ova")) {
+		return "ova"
+	}
+	return cmp.Or(reg.ContainerFormat, "bare")
+}
+
+// checkFormats refuses a block whose disk_format or container_format
+// contradicts the artifact: Glance would store the bytes under a format
+// they are not in, and Nova would fail to boot them.
+func checkFormats(reg Settings, art register.Artifact) error {
+	if reg.DiskFormat != "" && reg.DiskFormat != diskFormat(Settings{}, art) && art.FileFormat() != catalogue.FormatRaw {
+		return fmt.Errorf("the register block says disk_format %q but %s is a %s file: remove disk_format, the artifact's format is used", reg.DiskFormat, art.Path, art.FileFormat())
+	}
+	if reg.ContainerFormat != "" && reg.ContainerFormat != containerFormat(Settings{}, art) && art.FileFormat() == catalogue.FormatOVA {
+		return fmt.Errorf("the register block says container_format %q but %s is an OVA: remove container_format", reg.ContainerFormat, art.Path)
+	}
+	return nil
+}
+
 // Properties returns the image properties: defaults derived from the
 // artifact, overridden by the register block's properties.
-func Properties(reg plan.Register, art register.Artifact) map[string]string {
+func Properties(reg Settings, art register.Artifact) map[string]string {
 	p := map[string]string{"os_distro": "debian", "os_type": "linux"}
 	if a, ok := archProperty[string(art.Arch)]; ok {
 		p["architecture"] = a
@@ -143,7 +226,7 @@ func Properties(reg plan.Register, art register.Artifact) map[string]string {
 // disk format appended for any but raw (NAME-VERSION-vmdk), so a raw and a
 // VMDK of one image can both be registered under names that say which is
 // which (raw, what the seeds register, keeps the plain name).
-func ImageName(reg plan.Register, art register.Artifact) string {
+func ImageName(reg Settings, art register.Artifact) string {
 	if n := reg.Properties["name"]; n != "" {
 		return n
 	}
@@ -158,7 +241,11 @@ func ImageName(reg plan.Register, art register.Artifact) string {
 }
 
 // Register implements register.Target.
-func (t *Target) Register(ctx context.Context, reg plan.Register, art register.Artifact, opt register.Options) ([]catalogue.Registration, error) {
+func (t *Target) Register(ctx context.Context, art register.Artifact, opt register.Options) ([]catalogue.Registration, error) {
+	reg, sc, region := t.set, t.sc, t.region
+	if err := checkFormats(reg, art); err != nil {
+		return nil, err
+	}
 	f, err := os.Open(art.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open image: %w", err)
@@ -167,10 +254,6 @@ func (t *Target) Register(ctx context.Context, reg plan.Register, art register.A
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("stat image: %w", err)
-	}
-	sc, region, err := t.Client(ctx, reg)
-	if err != nil {
-		return nil, err
 	}
 	name := ImageName(reg, art)
 	props := Properties(reg, art)
@@ -181,7 +264,7 @@ func (t *Target) Register(ctx context.Context, reg plan.Register, art register.A
 		props["conpaas_md5"] = art.Sums.MD5
 	}
 	rec := func(id string) []catalogue.Registration {
-		return []catalogue.Registration{{Cloud: "openstack", Target: plan.TargetGlance, Region: region,
+		return []catalogue.Registration{{Cloud: catalogue.CloudOpenStack, Target: plan.TargetGlance, Region: region,
 			CloudName: reg.Cloud, ImageID: id, Time: time.Now().UTC()}}
 	}
 
@@ -215,13 +298,7 @@ func (t *Target) Register(ctx context.Context, reg plan.Register, art register.A
 	if reg.Visibility != "" {
 		vis = images.ImageVisibility(reg.Visibility)
 	}
-	cf := reg.ContainerFormat
-	if cf == "" {
-		cf = "bare"
-		if strings.HasSuffix(art.Path, ".ova") {
-			cf = "ova"
-		}
-	}
+	cf := containerFormat(reg, art)
 	img, err := images.Create(ctx, sc, images.CreateOpts{Name: name, Visibility: &vis,
 		DiskFormat: diskFormat(reg, art), ContainerFormat: cf, Properties: props}).Extract()
 	if err != nil {

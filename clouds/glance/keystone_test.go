@@ -15,6 +15,7 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
+	"github.com/conpaas/cps/clouds/osauth"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/plan"
@@ -138,14 +139,12 @@ func TestKeystoneGlance(t *testing.T) {
 			setenv(t, c.env)
 			issued, authorized, rejected := ks.Issued.Load(), ks.Authorized.Load(), ks.Rejected.Load()
 			seen := len(ks.Requests())
-			tg := &Target{}
-			name := "glance-keystone-" + c.name
-			register.Add(name, tg)
-			reg := plan.Register{Name: "os", Target: name, Image: "conpaas", Cloud: c.cloud}
+			tg := &Target{OpenStack: osauth.FromEnv}
+			reg := plan.Register{Name: "os", Target: plan.TargetGlance, Image: "conpaas", Cloud: c.cloud}
 			art := register.Artifact{Path: img, Name: "ks-" + c.name, Version: "1.0", Kind: plan.KindRaw, Arch: "amd64"}
 			cat := filepath.Join(t.TempDir(), "catalogue.json")
 
-			regs, err := register.Run(ctx, reg, art, register.Options{}, cat)
+			regs, err := register.PrepareAndRun(ctx, tg, reg, art, register.Options{}, cat)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,7 +220,7 @@ func TestKeystoneGlance(t *testing.T) {
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			art := register.Artifact{Path: img, Name: "ks-" + c.name, Version: "1.0", Kind: plan.KindRaw}
-			_, err := (&Target{}).Register(cctx, plan.Register{Name: "os", Target: plan.TargetGlance, Cloud: c.cloud}, art, register.Options{})
+			_, err := register.PrepareAndRun(cctx, &Target{OpenStack: osauth.FromEnv}, plan.Register{Name: "os", Target: plan.TargetGlance, Cloud: c.cloud}, art, register.Options{}, "")
 			if err == nil {
 				t.Fatal("registration succeeded, want an error")
 			}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/conpaas/cps/clouds/osauth"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/plan"
@@ -13,26 +14,26 @@ import (
 func TestProperties(t *testing.T) {
 	cases := []struct {
 		name string
-		reg  plan.Register
+		reg  Settings
 		art  register.Artifact
 		want map[string]string
 		fmt  string
 		img  string
 	}{
-		{"raw-amd64-bios", plan.Register{}, register.Artifact{Path: "a.img", Name: "conpaas", Version: "2.1.0", Arch: "amd64", Boot: catalogue.BootModes{catalogue.BootBIOS, catalogue.BootUEFI}},
+		{"raw-amd64-bios", Settings{}, register.Artifact{Path: "a.img", Name: "conpaas", Version: "2.1.0", Arch: "amd64", Boot: catalogue.BootModes{catalogue.BootBIOS, catalogue.BootUEFI}},
 			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0"}, "raw", "conpaas-2.1.0"},
-		{"uefi-arm64-override", plan.Register{Properties: map[string]string{"os_distro": "ubuntu", "name": "x"}},
+		{"uefi-arm64-override", Settings{Properties: map[string]string{"os_distro": "ubuntu", "name": "x"}},
 			register.Artifact{Path: "a.qcow2", Name: "c", Arch: "arm64", Boot: catalogue.BootModes{catalogue.BootUEFI}},
 			map[string]string{"architecture": "aarch64", "os_distro": "ubuntu", "os_type": "linux", "hw_firmware_type": "uefi", "name": "x"}, "qcow2", "x"},
-		{"lxc-filesystem", plan.Register{}, register.Artifact{Path: "conpaas-lxc.img", Name: "conpaas-lxc", Version: "2.1.0", Kind: plan.KindLXC, Arch: "amd64"},
+		{"lxc-filesystem", Settings{}, register.Artifact{Path: "conpaas-lxc.img", Name: "conpaas-lxc", Version: "2.1.0", Kind: plan.KindLXC, Arch: "amd64"},
 			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0", "hypervisor_type": "lxc"}, "raw", "conpaas-lxc-2.1.0"},
-		{"explicit-format", plan.Register{DiskFormat: "vmdk"}, register.Artifact{Path: "a.img", Name: "c", Arch: "armhf"},
+		{"explicit-format", Settings{DiskFormat: "vmdk"}, register.Artifact{Path: "a.img", Name: "c", Arch: "armhf"},
 			map[string]string{"architecture": "armv7l", "os_distro": "debian", "os_type": "linux"}, "vmdk", "c-vmdk"},
 		// A raw and a VMDK (and a qcow2) of one image get names that differ
 		// and say which is which; raw keeps the seeds' plain name.
-		{"vmdk-of-the-same-image", plan.Register{}, register.Artifact{Path: "conpaas.vmdk", Name: "conpaas", Version: "2.1.0", Arch: "amd64"},
+		{"vmdk-of-the-same-image", Settings{}, register.Artifact{Path: "conpaas.vmdk", Name: "conpaas", Version: "2.1.0", Arch: "amd64"},
 			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0"}, "vmdk", "conpaas-2.1.0-vmdk"},
-		{"qcow2-of-the-same-image", plan.Register{}, register.Artifact{Path: "conpaas.qcow2", Name: "conpaas", Version: "2.1.0", Arch: "amd64"},
+		{"qcow2-of-the-same-image", Settings{}, register.Artifact{Path: "conpaas.qcow2", Name: "conpaas", Version: "2.1.0", Arch: "amd64"},
 			map[string]string{"architecture": "x86_64", "os_distro": "debian", "os_type": "linux", "conpaas_version": "2.1.0"}, "qcow2", "conpaas-2.1.0-qcow2"},
 	}
 	for _, c := range cases {
@@ -61,7 +62,7 @@ func TestMissingCredentials(t *testing.T) {
 	for _, k := range []string{EnvEndpoint, "OS_CLOUD", "OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME", "OS_TOKEN"} {
 		t.Setenv(k, "")
 	}
-	_, _, err := (&Target{}).Client(context.Background(), plan.Register{})
+	_, _, err := (&Target{OpenStack: osauth.FromEnv}).Client(context.Background(), "")
 	if err == nil || !strings.Contains(err.Error(), "OS_AUTH_URL") {
 		t.Fatalf("error %v, want one naming OS_AUTH_URL", err)
 	}

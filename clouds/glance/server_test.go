@@ -57,7 +57,7 @@ func sparseImage(t *testing.T, size int64, offs ...int64) (string, checksum.Sums
 
 func listIDs(t *testing.T, tg *Target, name string) []string {
 	t.Helper()
-	sc, _, _ := tg.Client(context.Background(), plan.Register{})
+	sc, _, _ := tg.Client(context.Background(), "")
 	pages, err := images.List(sc, images.ListOpts{Name: name}).AllPages(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -86,10 +86,7 @@ func TestRealGlance(t *testing.T) {
 	tg := &Target{Endpoint: srv.URL}
 	ctx := context.Background()
 	cat := filepath.Join(t.TempDir(), "catalogue.json")
-	register.Add("glance-test", tg)
-	reg.Target = "glance-test"
-
-	regs, err := register.Run(ctx, reg, art, register.Options{}, cat)
+	regs, err := register.PrepareAndRun(ctx, tg, reg, art, register.Options{}, cat)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +94,7 @@ func TestRealGlance(t *testing.T) {
 		t.Fatalf("registrations = %+v", regs)
 	}
 	id := regs[0].ImageID
-	sc, _, _ := tg.Client(ctx, reg)
+	sc, _, _ := tg.Client(ctx, "")
 
 	t.Run("metadata", func(t *testing.T) {
 		im, err := images.Get(ctx, sc, id).Extract()
@@ -152,7 +149,7 @@ func TestRealGlance(t *testing.T) {
 	t.Run("idempotent", func(t *testing.T) {
 		a := art
 		a.Sums = sums
-		regs, err := tg.Register(ctx, reg, a, register.Options{})
+		regs, err := register.PrepareAndRun(ctx, tg, reg, a, register.Options{}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,10 +191,7 @@ func TestRealGlance(t *testing.T) {
 			var created string
 			ftg := c.tg(cancel)
 			ftg.BeforeUpload = func(id string) { created = id }
-			register.Add("glance-fail", ftg)
-			r := reg
-			r.Target = "glance-fail"
-			_, err := register.Run(cctx, r, a, register.Options{}, cat)
+			_, err := register.PrepareAndRun(cctx, ftg, reg, a, register.Options{}, cat)
 			if err == nil {
 				t.Fatal("registration succeeded, want an error")
 			}
@@ -257,7 +251,7 @@ func TestGlanceRerun(t *testing.T) {
 				once.Do(srv.Kill)
 			}
 		}}
-		if _, err := tg.Register(ctx, reg, art, register.Options{}); err == nil {
+		if _, err := register.PrepareAndRun(ctx, tg, reg, art, register.Options{}, ""); err == nil {
 			t.Fatal("the upload survived glance-api's death")
 		}
 		srv.Restart(top)
@@ -272,7 +266,7 @@ func TestGlanceRerun(t *testing.T) {
 			}
 			stale = id
 		}
-		regs, err := (&Target{Endpoint: srv.URL}).Register(ctx, reg, art, register.Options{})
+		regs, err := register.PrepareAndRun(ctx, &Target{Endpoint: srv.URL}, reg, art, register.Options{}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +281,7 @@ func TestGlanceRerun(t *testing.T) {
 	tg := &Target{Endpoint: srv.URL}
 	t.Run("other-bytes", func(t *testing.T) {
 		before := statuses(t, sc, "conpaas-2.1.0")
-		_, err := tg.Register(ctx, reg, changed, register.Options{})
+		_, err := register.PrepareAndRun(ctx, tg, reg, changed, register.Options{}, "")
 		if err == nil || !strings.Contains(err.Error(), "with other bytes") || !strings.Contains(err.Error(), "-replace") || !strings.Contains(err.Error(), "nothing was uploaded") {
 			t.Fatalf("got %v", err)
 		}
@@ -296,7 +290,7 @@ func TestGlanceRerun(t *testing.T) {
 		}
 	})
 	t.Run("force-new-name", func(t *testing.T) {
-		regs, err := tg.Register(ctx, reg, changed, register.Options{ForceNewName: true})
+		regs, err := register.PrepareAndRun(ctx, tg, reg, changed, register.Options{ForceNewName: true}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -307,7 +301,7 @@ func TestGlanceRerun(t *testing.T) {
 	})
 	t.Run("replace", func(t *testing.T) {
 		old := statuses(t, sc, "conpaas-2.1.0")
-		regs, err := tg.Register(ctx, reg, changed, register.Options{Replace: true})
+		regs, err := register.PrepareAndRun(ctx, tg, reg, changed, register.Options{Replace: true}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -342,7 +336,7 @@ func TestGlanceSHA512(t *testing.T) {
 	defer proxy.Close()
 	img, sums := sparseImage(t, 4<<20, 0)
 	art := register.Artifact{Path: img, Name: "sha", Version: "1", Kind: plan.KindRaw, Arch: "amd64", Sums: checksum.Sums{Size: sums.Size, MD5: sums.MD5}}
-	_, err := (&Target{Endpoint: proxy.URL}).Register(context.Background(), plan.Register{}, art, register.Options{})
+	_, err := register.PrepareAndRun(context.Background(), &Target{Endpoint: proxy.URL}, plan.Register{}, art, register.Options{}, "")
 	if err == nil || !strings.Contains(err.Error(), "os_hash_value (sha512) "+strings.Repeat("0", 128)+" differs from ours "+sums.SHA512) {
 		t.Fatalf("got %v, want the SHA-512 mismatch", err)
 	}

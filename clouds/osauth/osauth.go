@@ -47,6 +47,13 @@ func (c Config) setting(env, yaml string) string {
 	return env
 }
 
+// Password is a password login to a project (the director's settings:
+// USER, PASSWORD, PROJECT and DOMAIN for both the user and the project).
+func Password(authURL, user, password, project, domain, region string) Config {
+	return Config{Auth: gophercloud.AuthOptions{IdentityEndpoint: authURL, Username: user, Password: password,
+		TenantName: project, DomainName: domain, AllowReauth: true}, Endpoints: gophercloud.EndpointOpts{Region: region}}
+}
+
 // FromEnv reads the settings as the OpenStack CLI does: the clouds.yaml
 // entry cloud (else $OS_CLOUD) when one is named, else the OS_* variables.
 // OS_AUTH_TYPE=token (or v3token) with OS_TOKEN authenticates with a token.

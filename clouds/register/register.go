@@ -1,13 +1,22 @@
 // Package register is the common frame of `cpsimage register`: a target
 // (ec2-ebs, ec2-s3, glance) turns a built artifact into an image its cloud
 // can start, and the frame records the result in the catalogue. Targets add
-// themselves with Add from their own packages.
+// a factory with Add from their own packages; each decodes its own block,
+// says which artifacts it accepts, and gets its access settings as
+// arguments (Env), never from the environment.
 package register
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"reflect"
+	"slices"
 	"sort"
+	"strings"
+
+	"github.com/conpaas/cps/clouds/awsaccess"
+	"github.com/conpaas/cps/clouds/osauth"
 
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
@@ -53,50 +62,93 @@ type Options struct {
 	Replace, ForceNewName bool
 }
 
-// Target registers artifacts on one kind of cloud.
+// Target registers artifacts on one kind of cloud. A target is made
+// fresh for each register block by its factory (New), so its settings are
+// its own; Run calls its methods in this order.
 type Target interface {
-	// Register uploads and registers art as described by reg and returns one
-	// registration per region/cloud the image can now be started in. On
-	// error (or ctx cancellation) it deletes what it created unless
-	// opt.KeepOnError.
-	Register(ctx context.Context, reg plan.Register, art Artifact, opt Options) ([]catalogue.Registration, error)
+	// Accepts says whether the target can register art (its kind,
+	// format, architecture); the error is one sentence saying what to do.
+	Accepts(art Artifact) error
+	// Prepare decodes the register block (the command line's flags
+	// already applied) into the target's own settings: defaults, checks,
+	// and a refusal of settings that belong to other targets.
+	Prepare(reg plan.Register) error
+	// Check proves what can be proved before the file is hashed or
+	// anything uploaded: the credentials, the region, the endpoint, the
+	// bucket. Its errors name the setting that is wrong.
+	Check(ctx context.Context) error
+	// Register uploads and registers art and returns one registration
+	// per region/cloud the image can now be started in. On error (or ctx
+	// cancellation) it deletes what it created unless opt.KeepOnError.
+	Register(ctx context.Context, art Artifact, opt Options) ([]catalogue.Registration, error)
 }
 
-var targets = map[string]Target{}
+// Env is what the binary hands every target: the access settings it read
+// from the environment and the command line. Targets read no environment.
+type Env struct {
+	AWS awsaccess.Config
+	// OpenStack returns the authentication for a clouds.yaml entry (""
+	// for the OS_* variables); cpsimage passes osauth.FromEnv.
+	OpenStack func(cloud string) (osauth.Config, error)
+	// GlanceEndpoint, if set, is a Glance reached without Keystone
+	// (auth_strategy = noauth).
+	GlanceEndpoint string
+}
 
-// Add makes a target available under name (plan.TargetEC2EBS, ...).
-func Add(name string, t Target) { targets[name] = t }
+// Factory makes a target.
+type Factory func(env Env) Target
 
-// Get returns the target named name.
-func Get(name string) (Target, error) {
-	t, ok := targets[name]
+var factories = map[string]Factory{}
+
+// Add makes a target available under name (plan.TargetEC2EBS, ...); each
+// target package calls it from init.
+func Add(name string, f Factory) { factories[name] = f }
+
+// New makes the target named name.
+func New(name string, env Env) (Target, error) {
+	f, ok := factories[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown registration target %q (known: %v)", name, Names())
+		return nil, fmt.Errorf("unknown registration target %q (known: %s)", name, strings.Join(Names(), ", "))
 	}
-	return t, nil
+	return f(env), nil
 }
 
 // Names lists the known targets.
 func Names() []string {
 	var n []string
-	for k := range targets {
+	for k := range factories {
 		n = append(n, k)
 	}
 	sort.Strings(n)
 	return n
 }
 
-// Run registers art with the target named in reg and records every
-// resulting registration in the catalogue at catPath. The catalogue is only
-// written after the target succeeded, so a failed run leaves it unchanged.
-func Run(ctx context.Context, reg plan.Register, art Artifact, opt Options, catPath string) ([]catalogue.Registration, error) {
-	t, err := Get(reg.Target)
-	if err != nil {
-		return nil, err
+// Prepare readies t for the block reg and art: Accepts, Prepare, then
+// Check, so a wrong kind, a wrong setting or a wrong password is found
+// before the file is hashed or anything uploaded.
+func Prepare(ctx context.Context, t Target, reg plan.Register, art Artifact) error {
+	if err := t.Accepts(art); err != nil {
+		return fmt.Errorf("%s: %w", reg.Target, err)
 	}
-	regs, err := t.Register(ctx, reg, art, opt)
+	if err := t.Prepare(reg); err != nil {
+		return fmt.Errorf("register %q (%s): %w", cmp.Or(reg.Name, reg.Target), reg.Target, err)
+	}
+	if err := t.Check(ctx); err != nil {
+		return fmt.Errorf("%s: %w", reg.Target, err)
+	}
+	return nil
+}
+
+// Run registers art with t (already Prepared) and records every resulting
+// registration in the catalogue at catPath. The catalogue is only written
+// after the target succeeded, so a failed run leaves it unchanged.
+func Run(ctx context.Context, t Target, target string, art Artifact, opt Options, catPath string) ([]catalogue.Registration, error) {
+	if err := t.Accepts(art); err != nil { // the catalogue may have said more than the file did
+		return nil, fmt.Errorf("%s: %w", target, err)
+	}
+	regs, err := t.Register(ctx, art, opt)
 	if err != nil {
-		return nil, fmt.Errorf("register %s with %s: %w", art.Name, reg.Target, err)
+		return nil, fmt.Errorf("register %s with %s: %w", art.Name, target, err)
 	}
 	if catPath == "" {
 		return regs, nil
@@ -122,6 +174,66 @@ func Run(ctx context.Context, reg plan.Register, art Artifact, opt Options, catP
 		return regs, fmt.Errorf("registered, but recording it in the catalogue failed: %w", err)
 	}
 	return regs, nil
+}
+
+// PrepareAndRun is Prepare then Run, for callers that have the whole
+// artifact at hand (tests, and templates whose artifact the catalogue
+// describes).
+func PrepareAndRun(ctx context.Context, t Target, reg plan.Register, art Artifact, opt Options, catPath string) ([]catalogue.Registration, error) {
+	if err := Prepare(ctx, t, reg, art); err != nil {
+		return nil, err
+	}
+	return Run(ctx, t, reg.Target, art, opt, catPath)
+}
+
+// Accept is the common form of Accepts: the kinds and formats a target
+// takes, and a sentence saying what to use instead.
+func Accept(target string, art Artifact, kinds []catalogue.Kind, formats []catalogue.Format, instead string) error {
+	if art.Kind != "" && !slices.Contains(kinds, art.Kind) {
+		return fmt.Errorf("%s is a %s image, and %s registers only %s; %s", art.Path, art.Kind, target, list(kinds), instead)
+	}
+	if f := art.FileFormat(); !slices.Contains(formats, f) {
+		return fmt.Errorf("%s is a %s file, and %s uploads only %s; %s", art.Path, f, target, list(formats), instead)
+	}
+	return nil
+}
+
+func list[T ~string](v []T) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = string(x)
+	}
+	if len(s) == 1 {
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+// Foreign refuses settings of reg that target does not have: a bucket in a
+// glance block, a cloud in an ec2-ebs one. own are the settings' names as
+// the template writes them (the plan's JSON names); name, target and
+// image are every block's.
+func Foreign(reg plan.Register, own ...string) error {
+	v := reflect.ValueOf(reg)
+	var bad []string
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "name" || name == "target" || name == "image" || slices.Contains(own, name) || v.Field(i).IsZero() {
+			continue
+		}
+		bad = append(bad, name)
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(own)
+	sort.Strings(bad)
+	what := strings.Join(bad, ", ") + " is not a setting"
+	if len(bad) > 1 {
+		what = strings.Join(bad, ", ") + " are not settings"
+	}
+	return fmt.Errorf("%s of %s (its settings: %s); remove it or use the target it belongs to", what, reg.Target, strings.Join(own, ", "))
 }
 
 // entry is the catalogue's artifact for art (same name and version),

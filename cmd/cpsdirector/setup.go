@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/conpaas/cps/clouds/awsaccess"
 	"github.com/conpaas/cps/clouds/compute"
+	"github.com/conpaas/cps/clouds/osauth"
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/config"
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/imagesel"
 	"github.com/conpaas/cps/images/catalogue"
@@ -54,10 +56,10 @@ func resolveImages(cfg *config.Config) (map[string]imagesel.Choice, []imagesel.C
 
 func computeConfig(cl config.Cloud) compute.Config {
 	return compute.Config{
-		Driver: cl.Driver, Region: cl.Region,
-		AccessKey: cl.User, SecretKey: cl.Password, Endpoint: cl.Endpoint,
-		AuthURL: cl.AuthURL, Username: cl.User, Password: cl.Password, Project: cl.Project, Domain: cl.Domain,
-		Network: cl.Network, FloatingIP: cl.FloatingIP,
+		Driver:    cl.Driver,
+		AWS:       awsaccess.Static(cl.Region, cl.User, cl.Password, cl.Endpoint),
+		OpenStack: osauth.Password(cl.AuthURL, cl.User, cl.Password, cl.Project, cl.Domain, cl.Region),
+		Network:   cl.Network, FloatingIP: cl.FloatingIP,
 	}
 }
 

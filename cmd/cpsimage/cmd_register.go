@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/conpaas/cps/clouds/ec2"
-	_ "github.com/conpaas/cps/clouds/glance"
+	"github.com/conpaas/cps/clouds/awsaccess"
+	_ "github.com/conpaas/cps/clouds/ec2"
+	"github.com/conpaas/cps/clouds/glance"
+	"github.com/conpaas/cps/clouds/osauth"
 	"github.com/conpaas/cps/clouds/register"
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/checksum"
@@ -25,140 +28,209 @@ func init() {
 	})
 }
 
-func runRegister(ctx context.Context, args []string) error {
+// registerFlags are register's flags. The settings of a register block
+// (blockFlags) override the template's blocks, or make the block of a file
+// given with -image; each target refuses the ones it does not have.
+type registerFlags struct {
+	fs                                       *flag.FlagSet
+	target, image, name, version, arch, boot *string
+	only, cat                                *string
+	keep, replace, forceNewName              *bool
+	tf                                       *templateFlags
+}
+
+// blockFlags maps a flag to the register block setting it sets.
+var blockFlags = []struct {
+	flag, usage string
+	set         func(r *plan.Register, v string)
+}{
+	{"region", "EC2 region (default $AWS_REGION), or the OpenStack region (default $OS_REGION_NAME)", func(r *plan.Register, v string) { r.Region = v }},
+	{"copy-to", "comma-separated regions to copy the AMI to", func(r *plan.Register, v string) { r.CopyTo = strings.Split(v, ",") }},
+	{"cloud", "glance: the clouds.yaml entry (default $OS_CLOUD, else the OS_* variables)", func(r *plan.Register, v string) { r.Cloud = v }},
+	{"method", "ec2-ebs: \"direct\" (EBS direct APIs, the default) or \"via-instance\" (write a volume attached to -instance over SSH, snapshot it); ec2-s3: \"bundle\" (default) or \"import\"", func(r *plan.Register, v string) { r.Method = v }},
+	{"instance", "ec2-ebs via-instance: the running EC2 instance `ID` to attach the scratch volume to", func(r *plan.Register, v string) { r.Instance = v }},
+	{"device", "ec2-ebs via-instance: where to attach the volume (default /dev/xvdf)", func(r *plan.Register, v string) { r.Device = v }},
+	{"guest-device", "ec2-ebs via-instance: the volume's `PATH` on the instance (default: -device, else the Nitro NVMe by-id link)", func(r *plan.Register, v string) { r.GuestDevice = v }},
+	{"ssh-user", "ec2-ebs via-instance: SSH user (default admin; root uses the sftp subsystem, others sftp-server under sudo -n)", func(r *plan.Register, v string) { r.SSHUser = v }},
+	{"ssh-key", "ec2-ebs via-instance: private key `FILE` of the instance's key pair (default: ssh-agent, ~/.ssh/id_*)", func(r *plan.Register, v string) { r.SSHKey = v }},
+	{"ssh-known-hosts", "ec2-ebs via-instance: known_hosts `FILE` the host key must be in (default ~/.ssh/known_hosts)", func(r *plan.Register, v string) { r.SSHKnownHosts = v }},
+	{"ssh-addr", "ec2-ebs via-instance: connect to `HOST[:PORT]` instead of the instance's address (a tunnel)", func(r *plan.Register, v string) { r.SSHAddr = v }},
+	{"bucket", "ec2-s3: S3 `BUCKET[/PREFIX]` for the bundle or the import", func(r *plan.Register, v string) { r.Bucket = v }},
+	{"account-id", "ec2-s3 bundle: your AWS account id (default $AWS_ACCOUNT_ID)", func(r *plan.Register, v string) { r.AccountID = v }},
+	{"cert", "ec2-s3 bundle: your X.509 certificate `PEM` (default $EC2_CERT)", func(r *plan.Register, v string) { r.Cert = v }},
+	{"private-key", "ec2-s3 bundle: its RSA private key `PEM` (default $EC2_PRIVATE_KEY)", func(r *plan.Register, v string) { r.PrivateKey = v }},
+	{"ec2-cert", "ec2-s3 bundle: EC2's certificate `PEM` (cert-ec2.pem of ec2-ami-tools)", func(r *plan.Register, v string) { r.EC2Cert = v }},
+}
+
+// blockBools are the boolean block flags.
+var blockBools = []struct {
+	flag, usage string
+	set         func(r *plan.Register)
+}{
+	{"public", "ec2: make the AMI public", func(r *plan.Register) { r.Public = true }},
+	{"ssh-insecure-ignore-host-key", "ec2-ebs via-instance: do not check the instance's host key", func(r *plan.Register) { r.SSHInsecure = true }},
+}
+
+func newRegisterFlags() *registerFlags {
 	fs := cli.NewFlagSet("cpsimage", "register", "[-target T -image FILE [-region R] ...] | [-only NAME] [TEMPLATE]")
-	target := fs.String("target", "", "registration target: "+strings.Join(register.Names(), ", "))
-	image := fs.String("image", "", "the image `FILE` to register (without a template)")
-	name := fs.String("name", "", "artifact name in the catalogue (default: the file name)")
-	version := fs.String("version", "", "-image: the artifact's version (default: the catalogue's for these bytes)")
-	arch := fs.String("arch", "", "-image: the image's Debian architecture, amd64, arm64 or armhf (default: the catalogue's, else amd64)")
-	boot := fs.String("boot", "", "-image: the boot `MODES` bios, uefi or bios,uefi (default: read from the image's partition table, else the catalogue's)")
-	region := fs.String("region", "", "EC2 region (default $AWS_REGION)")
-	copyTo := fs.String("copy-to", "", "comma-separated regions to copy the AMI to")
-	public := fs.Bool("public", false, "make the AMI public")
-	cloud := fs.String("cloud", "", "clouds.yaml entry (glance)")
-	only := fs.String("only", "", "run only the template's register block `NAME`")
-	cat := fs.String("catalogue", catalogue.DefaultPath, "the catalogue `FILE` to read artifacts from and record registrations in")
-	keep := fs.Bool("keep-on-error", false, "do not delete what a failed run created (for debugging)")
-	method := fs.String("method", "", "ec2-ebs: \"direct\" (EBS direct APIs, the default) or \"via-instance\" (write a volume attached to -instance over SSH, snapshot it); ec2-s3: \"bundle\" (default) or \"import\"")
-	// ec2-ebs via-instance
-	instance := fs.String("instance", "", "via-instance: the running EC2 instance `ID` to attach the scratch volume to")
-	device := fs.String("device", "", "via-instance: where to attach the volume (default /dev/xvdf)")
-	guestDevice := fs.String("guest-device", "", "via-instance: the volume's `PATH` on the instance (default: -device, else the Nitro NVMe by-id link)")
-	sshUser := fs.String("ssh-user", "", "via-instance: SSH user (default admin; root uses the sftp subsystem, others sftp-server under sudo -n)")
-	sshKey := fs.String("ssh-key", "", "via-instance: private key `FILE` of the instance's key pair (default: ssh-agent, ~/.ssh/id_*)")
-	sshKnownHosts := fs.String("ssh-known-hosts", "", "via-instance: known_hosts `FILE` the host key must be in (default ~/.ssh/known_hosts)")
-	sshAddr := fs.String("ssh-addr", "", "via-instance: connect to `HOST[:PORT]` instead of the instance's address (a tunnel)")
-	sshInsecure := fs.Bool("ssh-insecure-ignore-host-key", false, "via-instance: do not check the instance's host key")
-	bucket := fs.String("bucket", "", "ec2-s3: S3 `BUCKET[/PREFIX]` for the bundle or the import")
-	account := fs.String("account-id", "", "ec2-s3 bundle: your AWS account id (default $AWS_ACCOUNT_ID)")
-	cert := fs.String("cert", "", "ec2-s3 bundle: your X.509 certificate `PEM` (default $EC2_CERT)")
-	key := fs.String("private-key", "", "ec2-s3 bundle: its RSA private key `PEM` (default $EC2_PRIVATE_KEY)")
-	ec2Cert := fs.String("ec2-cert", "", "ec2-s3 bundle: EC2's certificate `PEM` (cert-ec2.pem of ec2-ami-tools)")
-	tf := addTemplateFlags(fs)
-	if err := cli.Parse(fs, args); err != nil {
+	f := &registerFlags{fs: fs,
+		target:       fs.String("target", "", "registration target: "+strings.Join(register.Names(), ", ")),
+		image:        fs.String("image", "", "the image `FILE` to register (without a template)"),
+		name:         fs.String("name", "", "-image: the artifact's name in the catalogue (default: the file name)"),
+		version:      fs.String("version", "", "-image: the artifact's version (default: the catalogue's for these bytes)"),
+		arch:         fs.String("arch", "", "-image: the image's Debian architecture, amd64, arm64 or armhf (default: the catalogue's, else amd64)"),
+		boot:         fs.String("boot", "", "-image: the boot `MODES` bios, uefi or bios,uefi (default: read from the image's partition table, else the catalogue's)"),
+		only:         fs.String("only", "", "run only the template's register block `NAME`"),
+		cat:          fs.String("catalogue", catalogue.DefaultPath, "the catalogue `FILE` to read artifacts from and record registrations in"),
+		keep:         fs.Bool("keep-on-error", false, "do not delete what a failed run created (for debugging)"),
+		replace:      fs.Bool("replace", false, "an image of the same name (other bytes) is replaced: deregistered (EC2) or deleted (Glance) once the new one is ready"),
+		forceNewName: fs.Bool("force-new-name", false, "an image of the same name exists: register under a new name (the run's time appended) beside it"),
+	}
+	for _, b := range blockFlags {
+		fs.String(b.flag, "", b.usage)
+	}
+	for _, b := range blockBools {
+		fs.Bool(b.flag, false, b.usage)
+	}
+	f.tf = addTemplateFlags(fs)
+	return f
+}
+
+// apply sets the block settings given on the command line.
+func (f *registerFlags) apply(reg *plan.Register) {
+	f.fs.Visit(func(fl *flag.Flag) {
+		for _, b := range blockFlags {
+			if b.flag == fl.Name {
+				b.set(reg, fl.Value.String())
+			}
+		}
+		for _, b := range blockBools {
+			if b.flag == fl.Name && fl.Value.String() == "true" {
+				b.set(reg)
+			}
+		}
+	})
+}
+
+// registerEnv reads the access settings from the environment: here, and
+// only here, so the cloud packages take them as arguments.
+func registerEnv() register.Env {
+	return register.Env{AWS: awsaccess.FromEnv(os.Getenv), OpenStack: osauth.FromEnv, GlanceEndpoint: os.Getenv(glance.EnvEndpoint)}
+}
+
+func runRegister(ctx context.Context, args []string) error {
+	f := newRegisterFlags()
+	if err := cli.Parse(f.fs, args); err != nil {
 		return err
 	}
-	opt := register.Options{KeepOnError: *keep}
-	// Flags given override the register blocks' attributes.
-	override := func(reg *plan.Register) {
-		for _, o := range []struct {
-			dst *string
-			v   string
-		}{{&reg.Method, *method}, {&reg.Instance, *instance}, {&reg.Device, *device},
-			{&reg.GuestDevice, *guestDevice}, {&reg.SSHUser, *sshUser}, {&reg.SSHKey, *sshKey}, {&reg.SSHKnownHosts, *sshKnownHosts},
-			{&reg.Bucket, *bucket}, {&reg.AccountID, *account}, {&reg.Cert, *cert}, {&reg.PrivateKey, *key}, {&reg.EC2Cert, *ec2Cert}} {
-			if o.v != "" {
-				*o.dst = o.v
-			}
-		}
+	opt := register.Options{KeepOnError: *f.keep, Replace: *f.replace, ForceNewName: *f.forceNewName}
+	if *f.replace && *f.forceNewName {
+		return cli.Usagef("-replace and -force-new-name exclude each other: replace the image of that name, or register beside it")
 	}
-	if t, err := register.Get(plan.TargetEC2EBS); err == nil {
-		if e, ok := t.(*ec2.EBS); ok {
-			e.SSH.Addr, e.SSH.InsecureIgnoreHostKey = *sshAddr, *sshInsecure
-		}
+	env := registerEnv()
+	if *f.image != "" {
+		return f.registerFile(ctx, env, opt)
 	}
+	return f.registerTemplate(ctx, env, opt)
+}
 
-	if *image != "" {
-		if *target == "" {
-			return cli.Usagef("-image needs -target (%s)", strings.Join(register.Names(), ", "))
-		}
-		fl := fileFlags{name: *name, version: *version}
-		var err error
-		if fl.arch, err = parseArch(*arch); err != nil {
+// registerFile registers a file given with -image: the target is made and
+// checked (kind, settings, credentials) before the file is hashed.
+func (f *registerFlags) registerFile(ctx context.Context, env register.Env, opt register.Options) error {
+	if *f.target == "" {
+		return cli.Usagef("-image needs -target (%s)", strings.Join(register.Names(), ", "))
+	}
+	fl := fileFlags{name: *f.name, version: *f.version}
+	var err error
+	if fl.arch, err = parseArch(*f.arch); err != nil {
+		return cli.Usagef("%v", err)
+	}
+	if *f.boot != "" {
+		if fl.boot, err = parseBoot(*f.boot); err != nil {
 			return cli.Usagef("%v", err)
 		}
-		if *boot != "" {
-			if fl.boot, err = parseBoot(*boot); err != nil {
-				return cli.Usagef("%v", err)
-			}
-		}
-		art, err := artifactFromFile(ctx, *image, fl, *cat)
-		if err != nil {
-			return err
-		}
-		reg := plan.Register{Name: *target, Target: *target, Image: art.Name, Region: *region, Public: *public, Cloud: *cloud}
-		if *copyTo != "" {
-			reg.CopyTo = strings.Split(*copyTo, ",")
-		}
-		override(&reg)
-		return doRegister(ctx, reg, art, opt, *cat)
 	}
-
-	p, err := tf.load(ctx, fs.Args())
+	t, err := register.New(*f.target, env)
+	if err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	facts, err := inspectFile(*f.image)
+	if err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
+	reg := plan.Register{Name: *f.target, Target: *f.target}
+	f.apply(&reg)
+	// What the bytes say is enough to accept or refuse the file; the
+	// catalogue's entry, found by the digest, is checked again by Run.
+	pre := register.Artifact{Path: *f.image, Kind: facts.Kind, Format: facts.Format, Arch: fl.arch}
+	if err := register.Prepare(ctx, t, reg, pre); err != nil {
+		return err
+	}
+	art, err := artifactFromFile(ctx, *f.image, fl, *f.cat, facts)
 	if err != nil {
 		return err
 	}
-	if *version != "" || *arch != "" || *boot != "" {
-		return cli.Usagef("-version, -arch and -boot describe a file given with -image; with a template they come from the catalogue")
+	return doRegister(ctx, t, reg, art, opt, *f.cat)
+}
+
+// registerTemplate runs the template's register blocks on the artifacts
+// the catalogue records for them.
+func (f *registerFlags) registerTemplate(ctx context.Context, env register.Env, opt register.Options) error {
+	if *f.version != "" || *f.arch != "" || *f.boot != "" || *f.name != "" || *f.target != "" {
+		return cli.Usagef("-target, -name, -version, -arch and -boot describe a file given with -image; with a template they come from its register blocks and the catalogue")
+	}
+	p, err := f.tf.load(ctx, f.fs.Args())
+	if err != nil {
+		return err
 	}
 	if len(p.Registers) == 0 {
 		return cli.Usagef("%s has no register blocks; add one or use -target and -image", p.TemplatePath)
 	}
-	c, err := catalogue.Load(*cat)
+	c, err := catalogue.Load(*f.cat)
 	if err != nil {
 		return cli.WithCode(cli.ExitUsage, err)
 	}
 	ran := 0
 	for _, reg := range p.Registers {
-		if *only != "" && reg.Name != *only {
+		if *f.only != "" && reg.Name != *f.only {
 			continue
 		}
-		if *region != "" {
-			reg.Region = *region
-		}
-		if *public {
-			reg.Public = true
-		}
-		override(&reg)
+		f.apply(&reg)
 		a := c.Find(reg.Image)
 		if a == nil {
-			return cli.WithCode(cli.ExitUsage, fmt.Errorf("image %q is not in the catalogue %s; run `cpsimage build` first", reg.Image, *cat))
+			return cli.WithCode(cli.ExitUsage, fmt.Errorf("image %q is not in the catalogue %s; run `cpsimage build` first", reg.Image, *f.cat))
 		}
 		path := a.File
 		if !filepath.IsAbs(path) {
-			path = filepath.Join(filepath.Dir(*cat), path)
+			path = filepath.Join(filepath.Dir(*f.cat), path)
 		}
 		art, err := artifactFromCatalogue(a, path)
 		if err != nil {
 			return err
 		}
+		t, err := register.New(reg.Target, env)
+		if err != nil {
+			return cli.WithCode(cli.ExitUsage, err)
+		}
+		if err := register.Prepare(ctx, t, reg, art); err != nil {
+			return err
+		}
 		if err := checkUnchanged(ctx, art); err != nil {
 			return err
 		}
-		if err := doRegister(ctx, reg, art, opt, *cat); err != nil {
+		if err := doRegister(ctx, t, reg, art, opt, *f.cat); err != nil {
 			return err
 		}
 		ran++
 	}
 	if ran == 0 {
-		return cli.Usagef("no register block named %q", *only)
+		return cli.Usagef("no register block named %q", *f.only)
 	}
 	return nil
 }
 
-func doRegister(ctx context.Context, reg plan.Register, art register.Artifact, opt register.Options, cat string) error {
-	regs, err := register.Run(ctx, reg, art, opt, cat)
+func doRegister(ctx context.Context, t register.Target, reg plan.Register, art register.Artifact, opt register.Options, cat string) error {
+	regs, err := register.Run(ctx, t, reg.Target, art, opt, cat)
 	if err != nil {
 		if ctx.Err() != nil {
 			return cli.WithCode(cli.ExitCanceled, fmt.Errorf("canceled; what this run created was deleted: %w", err))
@@ -183,14 +255,10 @@ type fileFlags struct {
 // from its partition table), else from the catalogue's entry for these
 // bytes; a flag or the file disagreeing with that entry is an error that
 // names the field, since registering would record two truths.
-func artifactFromFile(ctx context.Context, path string, fl fileFlags, cat string) (register.Artifact, error) {
+func artifactFromFile(ctx context.Context, path string, fl fileFlags, cat string, facts fileFacts) (register.Artifact, error) {
 	name := fl.name
 	if name == "" {
 		name = trimExt(filepath.Base(path))
-	}
-	facts, err := inspectFile(path)
-	if err != nil {
-		return register.Artifact{}, cli.WithCode(cli.ExitUsage, err)
 	}
 	c, err := catalogue.Load(cat)
 	if err != nil {

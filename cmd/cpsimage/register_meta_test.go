@@ -181,3 +181,56 @@ func TestCatalogueAddFormat(t *testing.T) {
 		}
 	}
 }
+
+// Each target says which artifacts it takes and refuses the others in one
+// sentence, before anything is hashed or sent (on the old code ec2-ebs
+// uploaded an OVA byte for byte as the AMI's root disk); a setting of
+// another target is refused too.
+func TestRegisterRefusesKinds(t *testing.T) {
+	f := ec2fake.Start()
+	defer f.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", f.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", f.Secret)
+	t.Setenv("AWS_ENDPOINT_URL", f.URL)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("CPS_GLANCE_ENDPOINT", "http://127.0.0.1:9") // never reached: refused first
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "conpaas.img")
+	diskImage(t, raw, "label: gpt\nsize=1MiB, type="+biosBootGUID+"\nsize=4MiB, type="+espGUID+"\ntype="+linuxGUID+"\n", true)
+	// An appliance made by the real tar, as an OVA is (OVF 2.0, 5.3: a
+	// tar whose first member is the descriptor).
+	if err := os.WriteFile(filepath.Join(dir, "conpaas.ovf"), []byte("<Envelope/>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ova := filepath.Join(dir, "conpaas.ova")
+	if out, err := exec.Command("tar", "-C", dir, "-cf", ova, "conpaas.ovf", "conpaas.img").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	qcow := filepath.Join(dir, "conpaas.qcow2")
+	if out, err := exec.Command("qemu-img", "convert", "-O", "qcow2", raw, qcow).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v\n%s", err, out)
+	}
+	cat := filepath.Join(dir, "catalogue.json")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-target", "ec2-ebs", "-image", ova}, "ec2-ebs: " + ova + " is a ova image, and ec2-ebs registers only raw; register a raw disk image"},
+		{[]string{"-target", "ec2-s3", "-image", qcow, "-bucket", "b"}, "is a qcow2 file, and ec2-s3 uploads only raw; register a raw disk image"},
+		{[]string{"-target", "ec2-ebs", "-image", raw, "-arch", "armhf"}, "is a armhf image; EC2 runs only amd64 (x86_64) and arm64"},
+		{[]string{"-target", "glance", "-image", raw, "-bucket", "b"}, `register "glance" (glance): bucket is not a setting of glance (its settings: cloud, container_format, disk_format, properties, region, visibility)`},
+		{[]string{"-target", "ec2-ebs", "-image", raw, "-cloud", "x", "-bucket", "b"}, "bucket, cloud are not settings of ec2-ebs"},
+	} {
+		before := len(f.Requests)
+		code, _, errOut := run(t, append([]string{"register", "-region", "us-east-1", "-catalogue", cat}, tc.args...)...)
+		if code != 1 || !strings.Contains(errOut, tc.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+			t.Errorf("%v: exit %d: %s\nwant %q", tc.args, code, errOut, tc.want)
+		}
+		if len(f.Requests) != before {
+			t.Errorf("%v: requests were made: %v", tc.args, f.Requests)
+		}
+	}
+	if _, err := os.Stat(cat); err == nil {
+		t.Error("a refused run wrote the catalogue")
+	}
+}

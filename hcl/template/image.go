@@ -324,14 +324,9 @@ func (l *loader) register(b *hcl.Block, ctx *hcl.EvalContext, images map[string]
 		a.errorAt(c.Attributes["image"], "Unknown image", fmt.Sprintf("register %q names image %q, which no image block defines.", r.Name, r.Image))
 	}
 	switch r.Target {
-	case plan.TargetGlance:
-		// The seeds register ConPaaS images in Glance as raw + bare.
-		if r.DiskFormat == "" {
-			r.DiskFormat = "raw"
-		}
-		if r.ContainerFormat == "" {
-			r.ContainerFormat = "bare"
-		}
+	// glance: disk_format and container_format stay as written; the
+	// target takes them from the artifact's recorded format (raw + bare,
+	// as the seeds register, for a raw image).
 	case plan.TargetEC2EBS:
 		if r.Method == "" {
 			r.Method = "direct"

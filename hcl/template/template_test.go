@@ -134,7 +134,7 @@ func TestLoadGood(t *testing.T) {
 	if ova.VM == nil || ova.VM.CPUs != 4 || ova.VM.MemoryMiB != 4096 || len(ova.VM.NICs) != 2 || ova.VM.NICs[1].Network != "vboxnet0" {
 		t.Errorf("ova vm = %+v", ova.VM)
 	}
-	if len(p.Registers) != 2 || p.Registers[0].DiskFormat != "raw" || p.Registers[0].ContainerFormat != "bare" {
+	if len(p.Registers) != 2 || p.Registers[0].DiskFormat != "" || p.Registers[0].ContainerFormat != "" {
 		t.Errorf("register = %+v", p.Registers)
 	}
 	if s3 := p.Registers[len(p.Registers)-1]; s3.Method != "bundle" || s3.Cert != filepath.Join(p.Dir, "keys/cert.pem") || s3.EC2Cert != "/etc/ec2/amitools/cert-ec2.pem" || s3.AccountID != "123456789012" {
