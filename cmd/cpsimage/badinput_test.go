@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/conpaas/cps/internal/testutil"
 )
 
@@ -117,6 +119,7 @@ func TestValidateNonTemplates(t *testing.T) {
 		{"/dev/zero", "limit"},
 		{p, "Not a text file"},
 	} {
+		start := time.Now()
 		cmd := cpsimage(t, "validate", tc.path)
 		var errb bytes.Buffer
 		cmd.Stderr = &errb
@@ -132,6 +135,15 @@ func TestValidateNonTemplates(t *testing.T) {
 		}
 		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(errb.String(), tc.want) || strings.Count(errb.String(), "\n") > 5 {
 			t.Errorf("validate %s: exit %d, stderr %.500q", tc.path, code, errb.String())
+		}
+		// The old main took 21 s and printed 14,045 lines for the random
+		// megabyte; bounded reading answers in well under a second (10 s
+		// leaves room for a loaded machine).
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("validate %s took %v", tc.path, d)
+		}
+		if rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss; rss > 200<<10 {
+			t.Errorf("validate %s: max RSS %d KiB (the old main grew to 4 GB on /dev/zero)", tc.path, rss)
 		}
 	}
 }
@@ -274,4 +286,66 @@ func TestTemplateOutputsStayInside(t *testing.T) {
 	if code, _, errs := run(t, "validate", p); code != 0 {
 		t.Errorf("a relative output below the directory: exit %d %s", code, errs)
 	}
+}
+
+// A template that never ends (a FIFO whose writer keeps sending a line now
+// and then, like /dev/zero would at any pace) is read only up to the
+// template limit, and SIGTERM ends the read at once (issue 15: `validate
+// /dev/zero` grew to 4 GB and ignored SIGTERM).
+func TestValidateEndlessStreamSIGTERM(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "endless.pkr.hcl")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := cpsimage(t, "validate", fifo)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	opened := make(chan struct{})
+	go func() {
+		// Opening for writing returns once cpsimage has opened the FIFO,
+		// which it does after installing its signal handler.
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		close(opened)
+		if err != nil {
+			return
+		}
+		defer w.Close()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				if _, err := w.Write([]byte("# still coming\n")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	defer close(stop)
+	select {
+	case <-opened:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("validate did not open the FIFO in 20 s")
+	}
+	time.Sleep(300 * time.Millisecond) // some lines read; the read is waiting for more
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("validate still reading 10 s after SIGTERM; stderr %q", errb.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("validate after SIGTERM: exit %d, stderr %q; want 130", code, errb.String())
+	}
+	t.Logf("validate ended %v after SIGTERM: %s", time.Since(start), strings.TrimSpace(errb.String()))
 }
