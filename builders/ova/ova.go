@@ -68,153 +68,229 @@ func Prepare(img *plan.Image) error {
 // Builder builds plan.KindOVA images.
 type Builder struct{}
 
-// Build implements builders.Builder.
+// build is one appliance build and what each step leaves for the next.
+type build struct {
+	ctx   context.Context
+	img   *plan.Image
+	opt   builders.Options
+	out   string // the .ova
+	base  string // its name without .ova: the members' names
+	epoch int64
+
+	srcPath  string
+	src      *os.File
+	srcSize  int64 // the source disk's apparent size
+	srcData  int64 // its allocated bytes
+	diskName string
+	ovfName  string
+
+	// The descriptor and manifest are written with room reserved and
+	// filled in at the end (see reserve).
+	newHash  func() hash.Hash
+	algo     string
+	reserved []byte // the descriptor at its widest
+	mfLen    int
+	format   tar.Format
+	mfOff    int64 // where the manifest's data starts
+	diskOff  int64 // where the disk's tar header starts
+	vmdkSize int64
+	diskSum  hash.Hash
+
+	mtime time.Time // of every member
+
+	f    *atomicfile.File
+	sums checksum.Sums
+	size int64
+}
+
+// Build implements builders.Builder: the named steps below, in order.
 func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt builders.Options) (*builders.Result, error) {
-	srcPath := img.Source
-	if r, ok := opt.Built[img.Source]; ok {
-		srcPath = r.Path
-	} else if p.Image(img.Source) != nil {
-		return nil, fmt.Errorf("image %q: its source image %q has not been built in this run; build both (no -only) or give a file", img.Name, img.Source)
+	b := &build{ctx: ctx, img: img, opt: opt, out: img.OutputPath(opt.OutputDir), epoch: opt.SourceDateEpoch}
+	if err := b.source(p); err != nil {
+		return nil, err
 	}
-	if srcPath == "" || img.VM == nil {
-		return nil, fmt.Errorf("image %q: not prepared (no source disk or vm); run builders.Prepare on it first", img.Name)
+	defer b.src.Close()
+	if err := b.reserve(); err != nil {
+		return nil, err
 	}
-	vm := img.VM
-	src, err := os.Open(srcPath)
-	if err != nil {
-		return nil, fmt.Errorf("image %q: source disk: %w", img.Name, err)
-	}
-	defer src.Close()
-	st, err := src.Stat()
+	f, err := atomicfile.Create(b.out, 0o644)
 	if err != nil {
 		return nil, err
+	}
+	b.f = f
+	defer f.Abort()
+	for _, step := range []func() error{b.writeDisk, b.writeHeaders, b.checksum} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	progress.Logf("ova: %s: %d bytes (VMDK %d bytes from %d bytes of disk data)", b.out, b.size, b.vmdkSize, b.srcData)
+	return &builders.Result{Path: b.out, Sums: b.sums, DataBytes: b.size, WrittenBytes: b.size}, nil
+}
+
+// source opens the appliance's disk: the artifact of the source image
+// built earlier in this run, or the file the template names.
+func (b *build) source(p *plan.Plan) error {
+	img := b.img
+	b.srcPath = img.Source
+	if r, ok := b.opt.Built[img.Source]; ok {
+		b.srcPath = r.Path
+	} else if p.Image(img.Source) != nil {
+		return fmt.Errorf("image %q: its source image %q has not been built in this run; build both (no -only) or give a file", img.Name, img.Source)
+	}
+	if b.srcPath == "" || img.VM == nil {
+		return fmt.Errorf("image %q: not prepared (no source disk or vm); run builders.Prepare on it first", img.Name)
+	}
+	src, err := os.Open(b.srcPath)
+	if err != nil {
+		return fmt.Errorf("image %q: source disk: %w", img.Name, err)
+	}
+	st, err := src.Stat()
+	if err != nil {
+		src.Close()
+		return err
 	}
 	ext, err := sparse.DataExtents(src)
 	if err != nil {
-		return nil, err
+		src.Close()
+		return err
 	}
+	b.src, b.srcSize, b.srcData = src, st.Size(), sparse.DataBytes(ext)
+	b.base = strings.TrimSuffix(filepath.Base(b.out), ".ova")
+	b.diskName = b.base + "-disk1.vmdk"
+	b.ovfName = b.base + ".ovf"
+	return nil
+}
 
-	out := img.OutputPath(opt.OutputDir)
-	base := strings.TrimSuffix(filepath.Base(out), ".ova")
-	diskName := base + "-disk1.vmdk"
-	ovfName := base + ".ovf"
+// descriptor is the OVF for a VMDK of vmdkBytes.
+func (b *build) descriptor(vmdkBytes int64) ([]byte, error) {
+	return renderOVF(b.img.VM, b.img.Version, b.diskName, vmdkBytes, b.srcSize, b.srcData)
+}
 
-	// The VMDK is streamed straight into the OVA, after the descriptor and
-	// the manifest, which need its size and digest: those two entries are
-	// written with room reserved (the descriptor is padded with trailing
-	// whitespace, which XML allows after the root element; the manifest's
-	// lines have a fixed length) and filled in at the end, as is the disk's
-	// tar header. So no temporary copy of the disk is ever made.
-	newHash, algo := sha256.New, "SHA256"
-	if vm.SHA1Manifest {
+// manifest is the .mf for the descriptor's and the disk's digests.
+func (b *build) manifest(ovfSum, diskSum string) string {
+	return fmt.Sprintf("%s(%s)= %s\n%s(%s)= %s\n", b.algo, b.ovfName, ovfSum, b.algo, b.diskName, diskSum)
+}
+
+// reserve plans the archive. The VMDK is streamed straight into the OVA,
+// after the descriptor and the manifest, which need its size and digest:
+// those two entries are written with room reserved (the descriptor is
+// padded with trailing whitespace, which XML allows after the root
+// element; the manifest's lines have a fixed length) and filled in at the
+// end, as is the disk's tar header. So no temporary copy of the disk is
+// ever made.
+func (b *build) reserve() error {
+	b.mtime = time.Now()
+	if b.epoch > 0 {
+		b.mtime = time.Unix(b.epoch, 0)
+	}
+	b.newHash, b.algo = sha256.New, "SHA256"
+	if b.img.VM.SHA1Manifest {
 		// VirtualBox before 5.0 reads only SHA1 manifests.
-		newHash, algo = sha1.New, "SHA1"
+		b.newHash, b.algo = sha1.New, "SHA1"
 	}
-	descriptor := func(vmdkBytes int64) ([]byte, error) {
-		return renderOVF(vm, img.Version, diskName, vmdkBytes, st.Size(), sparse.DataBytes(ext))
+	var err error
+	if b.reserved, err = b.descriptor(math.MaxInt64); err != nil { // the widest size
+		return err
 	}
-	reserved, err := descriptor(math.MaxInt64) // the widest size
-	if err != nil {
-		return nil, err
-	}
-	manifest := func(ovfSum, diskSum string) string {
-		return fmt.Sprintf("%s(%s)= %s\n%s(%s)= %s\n", algo, ovfName, ovfSum, algo, diskName, diskSum)
-	}
-	zeroSum := strings.Repeat("0", 2*newHash().Size())
-	mfLen := len(manifest(zeroSum, zeroSum))
+	zeroSum := strings.Repeat("0", 2*b.newHash().Size())
+	b.mfLen = len(b.manifest(zeroSum, zeroSum))
 	// USTAR holds sizes below 8 GiB; a bigger disk (the VMDK is at most a
 	// little larger than the raw image) gets GNU's base-256 size field,
 	// which keeps the header one block long and VirtualBox reads.
-	format := tar.FormatUSTAR
-	if st.Size() > 7<<30 {
-		format = tar.FormatGNU
-	}
-
-	f, err := atomicfile.Create(out, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Abort()
-	mtime := time.Now()
-	if opt.SourceDateEpoch > 0 {
-		mtime = time.Unix(opt.SourceDateEpoch, 0)
-	}
-	header := func(name string, size int64) ([]byte, error) {
-		var b bytes.Buffer
-		tw := tar.NewWriter(&b)
-		hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: mtime.UTC().Truncate(time.Second), Typeflag: tar.TypeReg, Format: format}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, fmt.Errorf("OVA %s: %w", name, err)
-		}
-		tw.Flush()
-		if b.Len() != tarBlock {
-			return nil, fmt.Errorf("OVA %s: tar header is %d bytes", name, b.Len())
-		}
-		return b.Bytes(), nil
+	b.format = tar.FormatUSTAR
+	if b.srcSize > 7<<30 {
+		b.format = tar.FormatGNU
 	}
 	// Layout: [hdr][descriptor, padded][hdr][manifest, padded][hdr][vmdk, padded][2 zero blocks].
 	// The order the issue and VMware's ovftool use: descriptor, manifest,
 	// then the disk, so a streaming reader can check the disk as it comes.
 	ovfOff := int64(tarBlock)
-	mfOff := ovfOff + roundBlock(int64(len(reserved))) + tarBlock
-	diskHdrOff := mfOff + roundBlock(int64(mfLen))
-	if _, err := f.Seek(diskHdrOff+tarBlock, io.SeekStart); err != nil {
-		return nil, err
+	b.mfOff = ovfOff + roundBlock(int64(len(b.reserved))) + tarBlock
+	b.diskOff = b.mfOff + roundBlock(int64(b.mfLen))
+	return nil
+}
+
+// writeDisk streams the source disk as a VMDK into its place, hashing it,
+// and ends the archive.
+func (b *build) writeDisk() error {
+	if _, err := b.f.Seek(b.diskOff+tarBlock, io.SeekStart); err != nil {
+		return err
 	}
-	diskSum := newHash()
-	bar := progress.New("vmdk "+filepath.Base(srcPath), st.Size())
-	vs, err := vmdk.Write(ctx, io.MultiWriter(f, diskSum), src, vmdk.Options{AdapterType: "ide", Progress: bar})
+	b.diskSum = b.newHash()
+	bar := progress.New("vmdk "+filepath.Base(b.srcPath), b.srcSize)
+	vs, err := vmdk.Write(b.ctx, io.MultiWriter(b.f, b.diskSum), b.src, vmdk.Options{AdapterType: "ide", Progress: bar})
 	bar.Finish()
 	if err != nil {
-		return nil, fmt.Errorf("image %q: convert %s to VMDK: %w", img.Name, srcPath, err)
+		return fmt.Errorf("image %q: convert %s to VMDK: %w", b.img.Name, b.srcPath, err)
 	}
+	b.vmdkSize = vs.Written
 	// Pad the disk entry and end the archive with two zero blocks.
-	if _, err := f.Write(make([]byte, roundBlock(vs.Written)-vs.Written+2*tarBlock)); err != nil {
-		return nil, err
-	}
+	_, err = b.f.Write(make([]byte, roundBlock(vs.Written)-vs.Written+2*tarBlock))
+	return err
+}
 
-	ovf, err := descriptor(vs.Written)
-	if err != nil {
-		return nil, err
+// header is one tar header block.
+func (b *build) header(name string, size int64) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: b.mtime.UTC().Truncate(time.Second), Typeflag: tar.TypeReg, Format: b.format}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return nil, fmt.Errorf("OVA %s: %w", name, err)
 	}
-	if pad := len(reserved) - len(ovf); pad > 0 {
+	tw.Flush()
+	if buf.Len() != tarBlock {
+		return nil, fmt.Errorf("OVA %s: tar header is %d bytes", name, buf.Len())
+	}
+	return buf.Bytes(), nil
+}
+
+// writeHeaders fills in the reserved descriptor and manifest and the three
+// tar headers, now that the disk's size and digest are known.
+func (b *build) writeHeaders() error {
+	ovf, err := b.descriptor(b.vmdkSize)
+	if err != nil {
+		return err
+	}
+	if pad := len(b.reserved) - len(ovf); pad > 0 {
 		ovf = append(append(ovf, bytes.Repeat([]byte(" "), pad-1)...), '\n')
 	}
-	mf := manifest(hashBytes(newHash(), ovf), fmt.Sprintf("%x", diskSum.Sum(nil)))
+	mf := b.manifest(hashBytes(b.newHash(), ovf), fmt.Sprintf("%x", b.diskSum.Sum(nil)))
 	for _, e := range []struct {
 		off  int64
 		name string
 		data []byte
-	}{{0, ovfName, ovf}, {mfOff - tarBlock, base + ".mf", []byte(mf)}, {diskHdrOff, diskName, nil}} {
+	}{{0, b.ovfName, ovf}, {b.mfOff - tarBlock, b.base + ".mf", []byte(mf)}, {b.diskOff, b.diskName, nil}} {
 		size := int64(len(e.data))
 		if e.data == nil {
-			size = vs.Written
+			size = b.vmdkSize
 		}
-		h, err := header(e.name, size)
+		h, err := b.header(e.name, size)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if _, err := f.WriteAt(append(h, e.data...), e.off); err != nil {
-			return nil, fmt.Errorf("OVA %s: %w", e.name, err)
+		if _, err := b.f.WriteAt(append(h, e.data...), e.off); err != nil {
+			return fmt.Errorf("OVA %s: %w", e.name, err)
 		}
 	}
-	if err := f.Sync(); err != nil {
-		return nil, err
-	}
-	algos, err := builders.HashAlgos(img)
+	return b.f.Sync()
+}
+
+// checksum hashes the finished appliance and renames it into place.
+func (b *build) checksum() error {
+	algos, err := builders.HashAlgos(b.img)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	sums, err := checksum.File(ctx, f.Name(), checksum.Options{Algos: algos})
+	if b.sums, err = checksum.File(b.ctx, b.f.Name(), checksum.Options{Algos: algos}); err != nil {
+		return err
+	}
+	fst, err := b.f.Stat()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	fst, _ := f.Stat()
-	if err := f.Commit(); err != nil {
-		return nil, err
-	}
-	progress.Logf("ova: %s: %d bytes (VMDK %d bytes from %d bytes of disk data)", out, fst.Size(), vs.Written, sparse.DataBytes(ext))
-	return &builders.Result{Path: out, Sums: sums, DataBytes: fst.Size(), WrittenBytes: fst.Size()}, nil
+	b.size = fst.Size()
+	return b.f.Commit()
 }
 
 const tarBlock = 512

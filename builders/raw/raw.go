@@ -50,50 +50,98 @@ const mib = 1 << 20
 // (blkid from util-linux, mount).
 var basePackages = []string{"linux-image-amd64", "systemd-sysv", "systemd-resolved", "openssh-server", "curl", "ca-certificates"}
 
-// Build implements builders.Builder.
+// build is one raw build: the image as this build sees it (the plan's,
+// with the package cache and copied-in artifacts filled in) and what each
+// step leaves for the next.
+type build struct {
+	ctx   context.Context
+	img   *plan.Image
+	out   string // the artifact's path
+	seed  string // what partition and filesystem identifiers derive from
+	epoch int64
+	work  string // temporary directory beside the output
+	root  string // the root filesystem tree
+
+	kernel, initrd string
+	parts          []plan.Partition // laid out, with identifiers
+	rootIdx        int
+	mounts         []mount
+
+	f          *atomicfile.File
+	sums       checksum.Sums
+	data       int64 // allocated bytes of the image
+	io0, io1   int64 // storage writes before and after the image file
+	ioAccounts bool
+}
+
+// Build implements builders.Builder: the named steps below, in order.
 func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt builders.Options) (*builders.Result, error) {
 	img, err := opt.Working(in)
 	if err != nil {
 		return nil, err
 	}
-	out := img.OutputPath(opt.OutputDir)
-	seed := p.InputsDigest + "/" + img.Name
-	epoch := opt.SourceDateEpoch
+	b := &build{ctx: ctx, img: img, out: img.OutputPath(opt.OutputDir), seed: p.InputsDigest + "/" + img.Name, epoch: opt.SourceDateEpoch}
+	if err := b.workDir(opt.KeepWorkDir); err != nil {
+		return nil, err
+	}
+	if !opt.KeepWorkDir {
+		defer os.RemoveAll(b.work)
+	}
+	for _, step := range []func() error{b.bootstrap, b.layout, b.payload, b.createImage} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	defer b.f.Abort()
+	for _, step := range []func() error{b.writePartitions, b.checksum} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return b.result(), nil
+}
 
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return nil, fmt.Errorf("output directory: %w", err)
+// workDir makes the temporary directory beside the output (same
+// filesystem, so nothing big goes to /tmp).
+func (b *build) workDir(keep bool) error {
+	if err := os.MkdirAll(filepath.Dir(b.out), 0o755); err != nil {
+		return fmt.Errorf("output directory: %w", err)
 	}
-	work, err := os.MkdirTemp(filepath.Dir(out), ".cps-work-"+img.Name+"-")
+	work, err := os.MkdirTemp(filepath.Dir(b.out), ".cps-work-"+b.img.Name+"-")
 	if err != nil {
-		return nil, fmt.Errorf("work directory: %w", err)
+		return fmt.Errorf("work directory: %w", err)
 	}
-	if opt.KeepWorkDir {
+	if keep {
 		progress.Logf("raw: keeping work directory %s", work)
-	} else {
-		defer os.RemoveAll(work)
 	}
-	root := filepath.Join(work, "root")
+	b.work, b.root = work, filepath.Join(work, "root")
+	return nil
+}
 
-	// 1. The root filesystem tree.
-	if err := rootfs.Bootstrap(ctx, img, root, basePackages, epoch); err != nil {
-		return nil, err
+// bootstrap makes the root filesystem tree and finds its kernel.
+func (b *build) bootstrap() error {
+	if err := rootfs.Bootstrap(b.ctx, b.img, b.root, basePackages, b.epoch); err != nil {
+		return err
 	}
-	kernel, initrd, err := findKernel(root)
-	if err != nil {
-		return nil, err
-	}
+	var err error
+	b.kernel, b.initrd, err = findKernel(b.root)
+	return err
+}
 
-	// 2. The layout and identifiers.
-	parts := img.Partitions
+// layout places the partitions and names their filesystems (derived from
+// the seed unless the template gives a UUID), and the fstab entries.
+func (b *build) layout() error {
+	img := b.img
+	b.parts = img.Partitions
+	parts := b.parts
 	if err := disk.Layout(img.Size, img.Alignment, img.PartitionTable, parts); err != nil {
-		return nil, fmt.Errorf("image %q: %w", img.Name, err)
+		return fmt.Errorf("image %q: %w", img.Name, err)
 	}
-	var mounts []mount
-	rootIdx := -1
+	b.rootIdx = -1
 	for i := range parts {
 		pt := &parts[i]
 		if pt.UUID == "" && pt.FS != "bios_grub" && pt.FS != "none" {
-			pt.UUID = disk.GUID(seed, "fs:"+pt.Name)
+			pt.UUID = disk.GUID(b.seed, "fs:"+pt.Name)
 		}
 		// Every mount but / is nofail: the system boots without them, and
 		// where udev is slow to publish /dev/disk/by-uuid (a loaded host
@@ -102,98 +150,115 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 		switch pt.FS {
 		case "ext4":
 			if pt.Mount == "/" {
-				rootIdx = i
-				mounts = append(mounts, mount{pt.UUID, "/", "ext4", "errors=remount-ro", 1})
+				b.rootIdx = i
+				b.mounts = append(b.mounts, mount{pt.UUID, "/", "ext4", "errors=remount-ro", 1})
 			} else if pt.Mount != "" {
-				mounts = append(mounts, mount{pt.UUID, pt.Mount, "ext4", "defaults,nofail", 2})
+				b.mounts = append(b.mounts, mount{pt.UUID, pt.Mount, "ext4", "defaults,nofail", 2})
 			}
 		case "esp", "vfat":
 			if pt.Mount != "" {
 				pt.UUID = fatUUID(pt.UUID)
-				mounts = append(mounts, mount{pt.UUID, pt.Mount, "vfat", "umask=0077,nofail", 2})
+				b.mounts = append(b.mounts, mount{pt.UUID, pt.Mount, "vfat", "umask=0077,nofail", 2})
 			}
 		case "swap":
-			mounts = append(mounts, mount{pt.UUID, "none", "swap", "sw,nofail", 0})
+			b.mounts = append(b.mounts, mount{pt.UUID, "none", "swap", "sw,nofail", 0})
 		}
 	}
-	rootUUID := parts[rootIdx].UUID
+	return nil
+}
 
-	// 3. The payload and GRUB's configuration in the tree.
+func (b *build) rootUUID() string { return b.parts[b.rootIdx].UUID }
+
+// payload puts the ConPaaS payload and GRUB's configuration in the tree
+// and checks the tree fits its partition.
+func (b *build) payload() error {
+	img := b.img
 	cfg := grub.Config{
-		RootUUID: rootUUID, Kernel: kernel, Initrd: initrd, Timeout: img.Bootloader.Timeout,
+		RootUUID: b.rootUUID(), Kernel: b.kernel, Initrd: b.initrd, Timeout: img.Bootloader.Timeout,
 		Cmdline: img.Bootloader.Cmdline, Title: "ConPaaS " + img.Version + " (" + img.Name + ")",
 	}
-	if err := installPayload(root, img, mounts, cfg.Render()); err != nil {
-		return nil, fmt.Errorf("image %q: payload: %w", img.Name, err)
+	if err := installPayload(b.root, img, b.mounts, cfg.Render()); err != nil {
+		return fmt.Errorf("image %q: payload: %w", img.Name, err)
 	}
-	if err := fitCheck(root, img, parts[rootIdx]); err != nil {
-		return nil, err
-	}
+	return fitCheck(b.root, img, b.parts[b.rootIdx])
+}
 
-	// 4. The image file: written under a temporary name, renamed at the end.
-	io0, ioOK := writtenSoFar()
-	f, err := atomicfile.Create(out, 0o644)
+// createImage starts the image file, under a temporary name renamed at
+// the end, with its size and partition table.
+func (b *build) createImage() error {
+	b.io0, b.ioAccounts = writtenSoFar()
+	f, err := atomicfile.Create(b.out, 0o644)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer f.Abort()
-	if err := f.Truncate(img.Size); err != nil {
-		return nil, fmt.Errorf("size %s: %w", f.Name(), err)
+	b.f = f
+	if err := f.Truncate(b.img.Size); err != nil {
+		f.Abort()
+		return fmt.Errorf("size %s: %w", f.Name(), err)
 	}
-	if err := disk.WriteTable(f.File, img.Size, img.PartitionTable, parts, seed); err != nil {
-		return nil, err
+	if err := disk.WriteTable(f.File, b.img.Size, b.img.PartitionTable, b.parts, b.seed); err != nil {
+		f.Abort()
+		return err
 	}
+	return nil
+}
+
+// writePartitions makes each partition's content at its offset: the
+// filesystems from the tree, the EFI loader, GRUB's BIOS core image.
+func (b *build) writePartitions() error {
+	ctx, img, f := b.ctx, b.img, b.f
 	var biosCore []byte
+	var err error
 	if img.Bootloader.BIOS {
 		progress.Logf("raw: GRUB i386-pc core image")
-		if biosCore, err = grub.MkImage(ctx, "i386-pc", rootUUID); err != nil {
-			return nil, err
+		if biosCore, err = grub.MkImage(ctx, "i386-pc", b.rootUUID()); err != nil {
+			return err
 		}
 	}
 	biosDone := false
-	for i, pt := range parts {
+	for i, pt := range b.parts {
 		size := pt.End - pt.Start
 		switch pt.FS {
 		case "ext4":
 			// Only the root filesystem is filled; another ext4 partition
 			// (say /srv) starts empty and its directory's files stay in /.
 			src := ""
-			if i == rootIdx {
-				src = root
+			if i == b.rootIdx {
+				src = b.root
 			}
 			progress.Logf("raw: ext4 %s (%d MiB) from %s", pt.Name, size/mib, map[bool]string{true: "the root tree", false: "nothing"}[src != ""])
-			if err := cfs.MakeExt4(ctx, f.File, pt.Start, size, src, label(pt, 16), pt.UUID, epoch); err != nil {
+			if err := cfs.MakeExt4(ctx, f.File, pt.Start, size, src, label(pt, 16), pt.UUID, b.epoch); err != nil {
 				if errors.Is(err, cfs.ErrNoSpace) {
-					return nil, fmt.Errorf("image %q: the root filesystem does not fit in partition %q of %d MiB; raise size (now %d bytes): %w", img.Name, pt.Name, size/mib, img.Size, err)
+					return fmt.Errorf("image %q: the root filesystem does not fit in partition %q of %d MiB; raise size (now %d bytes): %w", img.Name, pt.Name, size/mib, img.Size, err)
 				}
-				return nil, err
+				return err
 			}
 		case "esp", "vfat":
-			dir := filepath.Join(work, "fat-"+pt.Name)
+			dir := filepath.Join(b.work, "fat-"+pt.Name)
 			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, err
+				return err
 			}
 			if pt.FS == "esp" && img.Bootloader.UEFI {
 				progress.Logf("raw: GRUB x86_64-efi image for %s", pt.Name)
-				efi, err := grub.MkImage(ctx, "x86_64-efi", rootUUID)
+				efi, err := grub.MkImage(ctx, "x86_64-efi", b.rootUUID())
 				if err != nil {
-					return nil, err
+					return err
 				}
 				if err := WriteFile(dir, "/EFI/BOOT/BOOTX64.EFI", efi, 0o644); err != nil {
-					return nil, err
+					return err
 				}
 			}
-			if err := cfs.MakeFAT32(ctx, f.File, pt.Start, size, dir, strings.ToUpper(label(pt, 11)), fatVolID(pt.UUID), epoch); err != nil {
-				return nil, err
+			if err := cfs.MakeFAT32(ctx, f.File, pt.Start, size, dir, strings.ToUpper(label(pt, 11)), fatVolID(pt.UUID), b.epoch); err != nil {
+				return err
 			}
 		case "swap":
 			if err := cfs.MakeSwap(f.File, pt.Start, size, label(pt, 16), pt.UUID); err != nil {
-				return nil, err
+				return err
 			}
 		case "bios_grub":
 			if biosCore != nil {
 				if err := grub.InstallBIOS(f.File, biosCore, pt.Start, size); err != nil {
-					return nil, fmt.Errorf("image %q: %w", img.Name, err)
+					return fmt.Errorf("image %q: %w", img.Name, err)
 				}
 				biosDone = true
 			}
@@ -202,44 +267,50 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if img.Bootloader.BIOS && !biosDone {
 		// MBR disks: core.img goes in the gap between the MBR and the first
 		// partition, as grub-install does.
-		if err := grub.InstallBIOS(f.File, biosCore, ptable.Sector, parts[0].Start-ptable.Sector); err != nil {
-			return nil, fmt.Errorf("image %q: %w", img.Name, err)
+		if err := grub.InstallBIOS(f.File, biosCore, ptable.Sector, b.parts[0].Start-ptable.Sector); err != nil {
+			return fmt.Errorf("image %q: %w", img.Name, err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("sync %s: %w", f.Name(), err)
+		return fmt.Errorf("sync %s: %w", f.Name(), err)
 	}
-	io1, _ := writtenSoFar()
+	b.io1, _ = writtenSoFar()
+	return nil
+}
 
-	// 5. Checksums over the finished bytes (holes hashed without reading).
-	algos, err := builders.HashAlgos(img)
+// checksum hashes the finished bytes (holes without reading them),
+// measures the data, and renames the image into place.
+func (b *build) checksum() error {
+	algos, err := builders.HashAlgos(b.img)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	bar := progress.New("hash "+filepath.Base(out), img.Size)
-	sums, err := checksum.File(ctx, f.Name(), checksum.Options{Algos: algos, Progress: bar})
+	bar := progress.New("hash "+filepath.Base(b.out), b.img.Size)
+	b.sums, err = checksum.File(b.ctx, b.f.Name(), checksum.Options{Algos: algos, Progress: bar})
 	bar.Finish()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ext, err := sparse.DataExtents(f.File)
+	ext, err := sparse.DataExtents(b.f.File)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	data := sparse.DataBytes(ext)
-	if err := f.Commit(); err != nil {
-		return nil, err
-	}
-	progress.Logf("raw: %s: %d bytes, %d MiB of data, md5 %s", out, img.Size, data/mib, sums.Get(checksum.MD5))
+	b.data = sparse.DataBytes(ext)
+	return b.f.Commit()
+}
+
+// result reports the artifact and what making it cost.
+func (b *build) result() *builders.Result {
+	progress.Logf("raw: %s: %d bytes, %d MiB of data, md5 %s", b.out, b.img.Size, b.data/mib, b.sums.Get(checksum.MD5))
 	// What this process and the tools it ran (mke2fs, debugfs, mkfs.fat,
 	// mcopy) sent to storage while making the image; without I/O accounting
 	// the image file started as one hole, so its data is a lower bound.
-	written := data
-	if ioOK {
-		written = io1 - io0
+	written := b.data
+	if b.ioAccounts {
+		written = b.io1 - b.io0
 	}
-	progress.Logf("raw: wrote %d MiB for %d MiB of image data (%.2fx)", written/mib, data/mib, float64(written)/float64(max(data, 1)))
-	return &builders.Result{Path: out, Sums: sums, DataBytes: data, WrittenBytes: written}, nil
+	progress.Logf("raw: wrote %d MiB for %d MiB of image data (%.2fx)", written/mib, b.data/mib, float64(written)/float64(max(b.data, 1)))
+	return &builders.Result{Path: b.out, Sums: b.sums, DataBytes: b.data, WrittenBytes: written}
 }
 
 // Prepare fills the defaults of a raw image (the partition table,
