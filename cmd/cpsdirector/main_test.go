@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/conpaas/cps/internal/testutil"
 	"github.com/conpaas/cps/test/ec2fake"
 	"github.com/conpaas/cps/test/novafake"
 )
@@ -63,16 +63,6 @@ func run(t *testing.T, stdin string, args ...string) (string, string, int) {
 		t.Fatal(err)
 	}
 	return o.String(), e.String(), code
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // env is one director under test with its clouds: the Nova fake as the
@@ -162,7 +152,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	e.ec2.AddImage("us-east-1", "ami-0c0ffee0c0ffee000", "conpaas-2.1.0")
 	e.ec2.AddSecurityGroup("us-east-1", "conpaas", 443, 5555)
 	e.vms = newFakeVMs(t, e)
-	e.port = freePort(t)
+	e.port = testutil.FreePort(t)
 	e.url = fmt.Sprintf("https://127.0.0.1:%d", e.port)
 	os.WriteFile(filepath.Join(e.dir, "catalogue.json"), []byte(catalogueJSON), 0o644)
 	e.tarball = testTarball(t)

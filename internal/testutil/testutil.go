@@ -3,8 +3,10 @@ package testutil
 
 import (
 	"cmp"
+	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -42,3 +44,24 @@ func RequireRoot(t testing.TB) {
 // CacheDir), as cpsimage does: $CPS_CACHE, default /var/cache/cps. Builders
 // themselves never read the environment.
 func CacheDir() string { return cmp.Or(os.Getenv("CPS_CACHE"), "/var/cache/cps") }
+
+// FreePort is a TCP port on 127.0.0.1 that nothing listens on right now,
+// for a server a test starts as another process.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Tail is the last n lines of s (a tool's output, for a failure message).
+func Tail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}

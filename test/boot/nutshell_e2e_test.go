@@ -47,7 +47,7 @@ func TestNutshell(t *testing.T) {
 	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
-	t.Logf("cpsimage build (%s):\n%s", time.Since(start).Round(time.Second), tailLines(string(out), 40))
+	t.Logf("cpsimage build (%s):\n%s", time.Since(start).Round(time.Second), testutil.Tail(string(out), 40))
 	if err != nil {
 		t.Fatalf("cpsimage build: %v", err)
 	}
@@ -81,7 +81,7 @@ func TestNutshell(t *testing.T) {
 		t.Fatal(err)
 	}
 	if strings.Contains(r.Line, "setup FAILED") {
-		t.Fatalf("first boot (%s) failed after %s: %s\n%s", accel, r.Elapsed.Round(time.Second), r.Line, tailLines(r.Console, 60))
+		t.Fatalf("first boot (%s) failed after %s: %s\n%s", accel, r.Elapsed.Round(time.Second), r.Line, testutil.Tail(r.Console, 60))
 	}
 	t.Logf("first boot (%s) ready after %s: %s", accel, r.Elapsed.Round(time.Second), r.Line)
 	for _, w := range []string{"conpaas-nutshell: keystone", "conpaas-nutshell: starting OpenStack", "conpaas-nutshell: network, flavors and the ConPaaS image", "conpaas-nutshell: director"} {
@@ -89,12 +89,4 @@ func TestNutshell(t *testing.T) {
 			t.Errorf("console lacks %q", w)
 		}
 	}
-}
-
-func tailLines(s string, n int) string {
-	l := strings.Split(s, "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
 }

@@ -25,6 +25,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/conpaas/cps/internal/testutil"
 )
 
 // Options of one boot.
@@ -176,10 +178,10 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		stop()
 		return &Result{Line: line, Console: text(), Elapsed: el}, nil
 	case err := <-exited:
-		return nil, fmt.Errorf("the container exited before %q appeared (%v): %s\nconsole:\n%s", o.Marker, err, strings.TrimSpace(stderr.String()), tail(text(), 40))
+		return nil, fmt.Errorf("the container exited before %q appeared (%v): %s\nconsole:\n%s", o.Marker, err, strings.TrimSpace(stderr.String()), testutil.Tail(text(), 40))
 	case <-ctx.Done():
 		stop()
-		return nil, fmt.Errorf("no %q on the container's console within %s\nconsole:\n%s", o.Marker, o.Timeout, tail(text(), 40))
+		return nil, fmt.Errorf("no %q on the container's console within %s\nconsole:\n%s", o.Marker, o.Timeout, testutil.Tail(text(), 40))
 	}
 }
 
@@ -247,11 +249,3 @@ func (c *cgroup) remove() {
 
 // shq quotes s for a POSIX shell.
 func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-func tail(s string, n int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
-}

@@ -67,7 +67,7 @@ func TestFreshDebian(t *testing.T) {
 		`--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb`,
 		"bookworm", tree, mirror())
 	if out, err := boot.CombinedOutput(); err != nil {
-		t.Fatalf("mmdebstrap: %v\n%s", err, tail(string(out), 30))
+		t.Fatalf("mmdebstrap: %v\n%s", err, testutil.Tail(string(out), 30))
 	}
 	t.Logf("fresh Debian 12 tree in %s", time.Since(start).Round(time.Second))
 	if _, err := os.Stat(filepath.Join(tree, "usr/bin/go")); err == nil {
@@ -142,12 +142,12 @@ exec chroot "$1" env -i HOME=/root TERM=dumb LANG=C.UTF-8 PATH=/usr/local/sbin:/
 		out, err := cmd.CombinedOutput()
 		el := time.Since(start)
 		if err != nil {
-			t.Fatalf("%s in the fresh tree: %v\n%s", what, err, tail(string(out), 40))
+			t.Fatalf("%s in the fresh tree: %v\n%s", what, err, testutil.Tail(string(out), 40))
 		}
 		return string(out), el
 	}
 	first, el := run("make build")
-	t.Logf("first make build (%s):\n%s", el.Round(time.Second), tail(first, 30))
+	t.Logf("first make build (%s):\n%s", el.Round(time.Second), testutil.Tail(first, 30))
 	for _, w := range []string{"deps/go.sh: installing golang-go", "through the Go module proxy", "deps/go.sh: go" + string(want) + " installed in " + goroot} {
 		if !strings.Contains(first, w) {
 			t.Errorf("first run does not say %q", w)
@@ -165,7 +165,7 @@ exec chroot "$1" env -i HOME=/root TERM=dumb LANG=C.UTF-8 PATH=/usr/local/sbin:/
 	installing := regexp.MustCompile(`deps.sh: installing (.*)`).FindStringSubmatch(deps)
 	newly := regexp.MustCompile(`(\d+) newly installed`).FindStringSubmatch(deps)
 	if installing == nil || newly == nil {
-		t.Fatalf("deps.sh base raw installed nothing:\n%s", tail(deps, 20))
+		t.Fatalf("deps.sh base raw installed nothing:\n%s", testutil.Tail(deps, 20))
 	}
 	t.Logf("deps.sh base raw (%s): %d listed packages missing, %s packages installed with their dependencies", el.Round(time.Second), len(strings.Fields(installing[1])), newly[1])
 
@@ -183,12 +183,4 @@ exec chroot "$1" env -i HOME=/root TERM=dumb LANG=C.UTF-8 PATH=/usr/local/sbin:/
 			t.Errorf("second run says %q: not idempotent", w)
 		}
 	}
-}
-
-func tail(s string, n int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
 }

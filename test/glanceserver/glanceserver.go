@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -78,7 +77,7 @@ func Start(t testing.TB) *Server {
 			t.Fatal(err)
 		}
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	logFile := filepath.Join(dir, "glance-api.log")
 	conf := filepath.Join(dir, "glance-api.conf")
 	body := fmt.Sprintf(confTmpl, port, logFile, filepath.Join(dir, "cache"), filepath.Join(dir, "glance.sqlite"),
@@ -160,15 +159,6 @@ func (s *Server) Kill() { s.stop(syscall.SIGKILL) }
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.run(t)
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func tail(b []byte) []byte {

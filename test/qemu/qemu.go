@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/conpaas/cps/internal/testutil"
 )
 
 // Options of one boot.
@@ -204,7 +206,7 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 	tailOf := func() string {
 		mu.Lock()
 		defer mu.Unlock()
-		return tail(console.String(), 40)
+		return testutil.Tail(console.String(), 40)
 	}
 	select {
 	case line := <-found:
@@ -281,12 +283,4 @@ func nicArgs(nics []NIC, extra []string) ([]string, error) {
 		args = append(args, "-nic", opt)
 	}
 	return args, nil
-}
-
-func tail(s string, n int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
 }

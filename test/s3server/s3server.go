@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -57,7 +56,7 @@ func Start(t testing.TB) (endpoint, accessKey, secretKey string) {
 	}
 	accessKey = "CPS" + randHex(t, 8)
 	secretKey = randHex(t, 20)
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cmd := exec.Command(bin, "--access", accessKey, "--secret", secretKey, "--region", Region,
 		"--port", addr, "posix", data)
@@ -104,13 +103,4 @@ func randHex(t testing.TB, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

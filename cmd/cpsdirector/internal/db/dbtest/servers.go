@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/conpaas/cps/internal/testutil"
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/conpaas/cps/internal/testutil"
 )
 
 // need finds a server binary; without it the test skips, or fails when
@@ -42,15 +42,6 @@ func need(t *testing.T, names ...string) string {
 func isExec(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.Mode()&0o111 != 0
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // sharedDir is a temporary directory another user can use (the servers
@@ -148,7 +139,7 @@ func MariaDB(t *testing.T) string {
 	if out, err := runAs(ctx, cred, install, args...).CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	sock := filepath.Join(dir, "mysqld.sock")
 	sargs := []string{"--no-defaults", "--datadir=" + data, "--socket=" + sock, fmt.Sprintf("--port=%d", port),
 		"--bind-address=127.0.0.1", "--pid-file=" + filepath.Join(dir, "mysqld.pid"), "--skip-log-bin",
@@ -194,7 +185,7 @@ func PostgreSQL(t *testing.T) string {
 	if out, err := runAs(ctx, cred, initdb, "-D", data, "-U", "cps", "--pwfile="+pw, "--auth=scram-sha-256", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	serve(t, runAs(ctx, cred, server, "-D", data, "-p", fmt.Sprint(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=100"), filepath.Join(dir, "postgres.log"))
 	uri := fmt.Sprintf("postgresql://cps:cps-Pass_1@127.0.0.1:%d/postgres", port)
