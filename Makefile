@@ -46,6 +46,7 @@ nutshell: build
 
 test: deps build
 	$(GO) vet ./...
+	$$(scripts/deps/staticcheck.sh --path) ./...
 	$(GO) test -timeout 45m -count=1 ./... 2>&1 | tee test.log; exit $${PIPESTATUS[0]}
 	GO=$(GO) scripts/fuzz.sh 5s
 

@@ -159,8 +159,9 @@ func Inputs(p *plan.Plan, img *plan.Image) []string {
 }
 
 // PackageCache is the directory an image's downloaded .debs are kept in:
-// the template's distribution.cache_dir, else CacheDir/apt/ARCH (the
-// cached trees go beside it, in CacheDir/trees/ARCH), else "" (no cache).
+// the template's distribution.cache_dir, else CacheDir/apt/ARCH (rootfs
+// keeps the cached trees beside it, in CacheDir/apt/trees/ARCH), else ""
+// (no cache).
 func (o Options) PackageCache(img *plan.Image) string {
 	if img.Distribution.CacheDir != "" {
 		return img.Distribution.CacheDir

@@ -197,10 +197,14 @@ func TestWriteTableSfdisk(t *testing.T) {
 }
 
 func TestDeterministicIDs(t *testing.T) {
-	if GUID("a", "disk") != GUID("a", "disk") || GUID("a", "disk") == GUID("b", "disk") {
+	// Two calls, not one expression compared with itself: the same seed
+	// must give the same identifier each time, another seed another one.
+	g1, g2 := GUID("a", "disk"), GUID("a", "disk")
+	if g1 != g2 || g1 == GUID("b", "disk") {
 		t.Fatal("GUID must be a function of its seed")
 	}
-	if DiskID("a") != DiskID("a") || DiskID("a") == DiskID("b") {
+	d1, d2 := DiskID("a"), DiskID("a")
+	if d1 != d2 || d1 == DiskID("b") {
 		t.Fatal("DiskID must be a function of its seed")
 	}
 }

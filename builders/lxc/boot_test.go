@@ -268,11 +268,3 @@ func tarball(t *testing.T, name, body string) []byte {
 	gz.Close()
 	return buf.Bytes()
 }
-
-func lastLines(s string, n int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(l) > n {
-		l = l[len(l)-n:]
-	}
-	return strings.Join(l, "\n")
-}

@@ -133,11 +133,11 @@ func (f *fakeVMs) serve(role string, w http.ResponseWriter, r *http.Request) {
 	// The director presents its own certificate, role frontend; a
 	// manager also takes its user's (server.py _conpaas_callback_manager).
 	if len(r.TLS.PeerCertificates) == 0 {
-		http.Error(w, "no certificate", 403)
+		http.Error(w, "no certificate", http.StatusForbidden)
 		return
 	}
 	if who := certs.Fields(r.TLS.PeerCertificates[0]).Role; who != "frontend" && !(role == "manager" && who == "user") {
-		http.Error(w, "not the director", 403)
+		http.Error(w, "not the director", http.StatusForbidden)
 		return
 	}
 	var method string

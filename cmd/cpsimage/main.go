@@ -21,7 +21,7 @@ func init() {
 	commands.AddTopic(&cli.Topic{Name: "environment", Summary: "environment variables cpsimage reads", Text: `Environment variables:
 
   CPS_CACHE          cache directory (default /var/cache/cps): downloaded Debian
-                     packages (apt/ARCH) and bootstrapped root trees (trees/ARCH),
+                     packages (apt/ARCH) and bootstrapped root trees (apt/trees/ARCH),
                      reused by later builds
   CPS_NO_TREE_CACHE  set to bootstrap every tree afresh (packages are still cached)
   SOURCE_DATE_EPOCH  every timestamp in a built image (make image sets it to the

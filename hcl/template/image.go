@@ -13,8 +13,6 @@ import (
 	"github.com/conpaas/cps/plan"
 )
 
-const mib = 1 << 20
-
 var imageSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "kind", Required: true}, {Name: "arch"}, {Name: "version"}, {Name: "output"},

@@ -246,7 +246,6 @@ func Input(ctx context.Context, f *input.File, opt Options) (Sums, error) {
 			m.Sum()
 			return Sums{}, err
 		}
-		pos = e.Off
 		if err := readRange(ctx, f.File, m, bufs, e, opt.Progress); err != nil {
 			m.Sum()
 			return Sums{}, err
