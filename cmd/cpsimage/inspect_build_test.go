@@ -46,24 +46,7 @@ func (r *recorder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt
 // code; only the builders are replaced by a recorder), so no default is
 // filled and nothing is changed after each kind's Prepare.
 func TestInspectIsWhatIsBuilt(t *testing.T) {
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The examples name scripts/ and bin/cpsdirector (make build makes it)
-	// relative to themselves: a copy of that layout.
-	root := t.TempDir()
-	for _, d := range []string{"hcl/templates/examples", "scripts/nutshell", "scripts/sdcard"} {
-		if err := os.CopyFS(filepath.Join(root, d), os.DirFS(filepath.Join(repo, d))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
-	os.WriteFile(filepath.Join(root, "bin/cpsdirector"), []byte("#!/bin/sh\n"), 0o755)
-	tmpls, _ := filepath.Glob(filepath.Join(root, "hcl/templates/examples/*.pkr.hcl"))
-	if len(tmpls) < 5 {
-		t.Fatalf("found %d example templates", len(tmpls))
-	}
+	tmpls := exampleTemplates(t)
 	tmpls = append(tmpls, "") // the embedded default
 
 	old := cli.Stdout
@@ -115,4 +98,28 @@ func TestInspectIsWhatIsBuilt(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exampleTemplates are the example templates in a copy of the repository
+// layout they name relative to themselves (scripts/, and bin/cpsdirector,
+// which make build makes).
+func exampleTemplates(t *testing.T) []string {
+	t.Helper()
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for _, d := range []string{"hcl/templates/examples", "scripts/nutshell", "scripts/sdcard"} {
+		if err := os.CopyFS(filepath.Join(root, d), os.DirFS(filepath.Join(repo, d))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
+	os.WriteFile(filepath.Join(root, "bin/cpsdirector"), []byte("#!/bin/sh\n"), 0o755)
+	tmpls, _ := filepath.Glob(filepath.Join(root, "hcl/templates/examples/*.pkr.hcl"))
+	if len(tmpls) < 5 {
+		t.Fatalf("found %d example templates", len(tmpls))
+	}
+	return tmpls
 }
