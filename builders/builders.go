@@ -41,6 +41,10 @@ type Result struct {
 	// the bytes the build wrote to produce it (for the 1.1x write budget).
 	DataBytes    int64
 	WrittenBytes int64
+	// Entry is a catalogue file holding this artifact's entry alone, which
+	// cpsimage writes once the build is recorded: an image that copies this
+	// one in gets it beside the copy (plan.Provisioner.Catalogue).
+	Entry string
 }
 
 // Builder builds one kind of image. It receives the image as its kind's
@@ -175,7 +179,8 @@ func (o Options) PackageCache(img *plan.Image) string {
 // Working is the copy of img a builder works on: the plan's image with
 // what this build derives filled in, the plan itself untouched. Its
 // package cache is PackageCache, and a file provisioner that copies in
-// another image copies that image's artifact built earlier in this run.
+// another image copies that image's artifact built earlier in this run,
+// and its catalogue entry.
 // Partitions, provisioners and packages are copied, so the builder may
 // lay out and name partitions in place.
 func (o Options) Working(img *plan.Image) (*plan.Image, error) {
@@ -200,7 +205,7 @@ func (o Options) Working(img *plan.Image) (*plan.Image, error) {
 		if res == nil {
 			return nil, fmt.Errorf("image %q copies in image %q, which this run did not build", img.Name, pr.Image)
 		}
-		pr.Source = res.Path
+		pr.Source, pr.Catalogue = res.Path, res.Entry
 	}
 	return &w, nil
 }

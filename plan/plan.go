@@ -157,6 +157,12 @@ type Provisioner struct {
 	// template: its built artifact is copied in (the Nutshell carries the
 	// services image this way). The build sets Source to the artifact.
 	Image string `json:"image,omitempty"`
+	// Catalogue (with Image) is a catalogue file holding the copied
+	// artifact's entry, set in the builder's working copy and copied in
+	// next to it as DESTINATION.catalogue.json: the image it lands in can
+	// register the artifact and tell a director what it is (the Nutshell
+	// does).
+	Catalogue string `json:"catalogue,omitempty"`
 }
 
 // VM is the virtual hardware of an appliance.

@@ -102,6 +102,14 @@ func treeKey(ctx context.Context, img *plan.Image, extra []string, epoch int64, 
 		if p.Type != "file" || p.Source == "" {
 			continue
 		}
+		if p.Catalogue != "" {
+			// By content: the file's name is a temporary one.
+			b, err := os.ReadFile(p.Catalogue)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(h, "catalogue %s %q\n", p.Destination, b)
+		}
 		err := filepath.Walk(p.Source, func(path string, info os.FileInfo, err error) error {
 			if err != nil {
 				return err

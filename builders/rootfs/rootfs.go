@@ -161,6 +161,10 @@ func provisionerHook(img *plan.Image, i int, p plan.Provisioner) ([]string, erro
 			}
 			cmd += ` && chmod ` + p.Mode + ` ` + dst
 		}
+		if p.Catalogue != "" {
+			// The copied image's catalogue entry, beside it.
+			cmd += ` && cp ` + shq(p.Catalogue) + ` "$1"` + shq(p.Destination+".catalogue.json")
+		}
 		return []string{"--customize-hook=" + cmd}, nil
 	case "shell":
 		var script string

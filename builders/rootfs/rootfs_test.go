@@ -22,6 +22,8 @@ func TestBootstrapArgs(t *testing.T) {
 			{Type: "shell", Inline: []string{"echo it's"}, Env: map[string]string{"X": "1"}},
 			{Type: "shell", Script: script},
 			{Type: "file", Source: script, Destination: "/opt/s.sh", Mode: "0755"},
+			// Another image's artifact with its catalogue entry (cmd/cpsimage builtInputs).
+			{Type: "file", Image: "lxc", Source: script, Destination: "/var/lib/x/lxc.img", Catalogue: "/tmp/entry.json"},
 		},
 	}
 	args, err := bootstrapArgs(img, "/tmp/root", "/var/cache/cps/apt/amd64", []string{"systemd-sysv", "curl"})
@@ -38,6 +40,7 @@ func TestBootstrapArgs(t *testing.T) {
 		`echo it'\''s`,
 		"echo from-script",
 		`chmod 0755 "$1"'/opt/s.sh'`,
+		`cp '/tmp/entry.json' "$1"'/var/lib/x/lxc.img.catalogue.json'`,
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("mmdebstrap arguments lack %q:\n%s", want, all)

@@ -69,6 +69,13 @@ func build(ctx context.Context, args []string, builderFor func(kind string) (bui
 	}
 
 	opt := buildOptions(*outDir, epoch, *keep, os.Getenv)
+	// The catalogue entries of the images built, for images that copy
+	// them in.
+	entries, err := os.MkdirTemp("", "cps-entries-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(entries)
 	for _, img := range order {
 		b, err := builderFor(img.Kind)
 		if err != nil {
@@ -94,6 +101,9 @@ func build(ctx context.Context, args []string, builderFor func(kind string) (bui
 			return err
 		}
 		if err := record(*catPath, p, img, res); err != nil {
+			return err
+		}
+		if res.Entry, err = writeEntry(entries, p, img, res, epoch); err != nil {
 			return err
 		}
 		fmt.Fprintf(cli.Stdout, "%s  %s  (%s, %d bytes, %d bytes of data, built in %s)\n",
@@ -170,16 +180,8 @@ func record(catPath string, p *plan.Plan, img *plan.Image, res *builders.Result)
 			file = abs
 		}
 	}
-	// built is when the image was made, even when SOURCE_DATE_EPOCH pins
-	// every timestamp inside it: the catalogue is metadata about the
-	// bytes, and the bytes stay reproducible.
-	built := time.Now().UTC().Truncate(time.Second)
-	a := catalogue.Artifact{
-		Name: img.Name, Version: img.Version, Kind: catalogue.Kind(img.Kind), Format: catalogue.Kind(img.Kind).BuiltFormat(),
-		Arch: catalogue.Arch(img.Arch), Boot: catalogue.NewBootModes(img.Bootloader.BIOS, img.Bootloader.UEFI), File: file,
-		Size: sizeOf(res.Path), MD5: res.Sums.Get(checksum.MD5), SHA256: res.Sums.Get(checksum.SHA256),
-		InputsDigest: p.InputsDigest, Built: built,
-	}
+	a := artifactOf(p, img, res)
+	a.File = file
 	err := catalogue.Update(catPath, func(c *catalogue.Catalogue) error {
 		// A rebuild replaces the entry; registrations stay only if the
 		// bytes are the same (a reproducible rebuild).
@@ -190,4 +192,40 @@ func record(catPath string, p *plan.Plan, img *plan.Image, res *builders.Result)
 		return fmt.Errorf("record %s in the catalogue %s: %w", img.Name, catPath, err)
 	}
 	return nil
+}
+
+// artifactOf is the catalogue entry of img built as res.
+func artifactOf(p *plan.Plan, img *plan.Image, res *builders.Result) catalogue.Artifact {
+	// built is when the image was made, even when SOURCE_DATE_EPOCH pins
+	// every timestamp inside it: the catalogue is metadata about the
+	// bytes, and the bytes stay reproducible.
+	built := time.Now().UTC().Truncate(time.Second)
+	return catalogue.Artifact{
+		Name: img.Name, Version: img.Version, Kind: catalogue.Kind(img.Kind), Format: catalogue.Kind(img.Kind).BuiltFormat(),
+		Arch: catalogue.Arch(img.Arch), Boot: catalogue.NewBootModes(img.Bootloader.BIOS, img.Bootloader.UEFI), File: res.Path,
+		Size: sizeOf(res.Path), MD5: res.Sums.Get(checksum.MD5), SHA256: res.Sums.Get(checksum.SHA256),
+		InputsDigest: p.InputsDigest, Built: built,
+	}
+}
+
+// writeEntry writes a catalogue holding img's entry alone into dir, for an
+// image of this run that copies img in (the Nutshell registers its
+// services image from it). File is the artifact's file name; the build
+// time is SOURCE_DATE_EPOCH when set, so that the image carrying the entry
+// stays reproducible.
+func writeEntry(dir string, p *plan.Plan, img *plan.Image, res *builders.Result, epoch int64) (string, error) {
+	a := artifactOf(p, img, res)
+	a.File = filepath.Base(res.Path)
+	if epoch != 0 {
+		a.Built = time.Unix(epoch, 0).UTC()
+	}
+	f := filepath.Join(dir, img.Name+".catalogue.json")
+	err := catalogue.Update(f, func(c *catalogue.Catalogue) error {
+		c.Put(a)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("catalogue entry of %s: %w", img.Name, err)
+	}
+	return f, nil
 }

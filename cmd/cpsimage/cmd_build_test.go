@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/conpaas/cps/builders"
+	"github.com/conpaas/cps/images/catalogue"
+	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/internal/testutil"
 	"github.com/conpaas/cps/plan"
 )
@@ -45,9 +48,35 @@ func TestBuildOrder(t *testing.T) {
 	if _, err := (builders.Options{Built: map[string]*builders.Result{}}).Working(disk); err == nil || !strings.Contains(err.Error(), `copies in image "lxc"`) {
 		t.Errorf("unbuilt input: %v", err)
 	}
-	w, err := builders.Options{Built: map[string]*builders.Result{"lxc": {Path: "/out/conpaas-lxc.img"}}}.Working(disk)
-	if err != nil || w.Provisioners[0].Source != "/out/conpaas-lxc.img" || disk.Provisioners[0].Source != "" {
+	w, err := builders.Options{Built: map[string]*builders.Result{"lxc": {Path: "/out/conpaas-lxc.img", Entry: "/tmp/lxc.catalogue.json"}}}.Working(disk)
+	if err != nil || w.Provisioners[0].Source != "/out/conpaas-lxc.img" || w.Provisioners[0].Catalogue != "/tmp/lxc.catalogue.json" || disk.Provisioners[0].Source != "" {
 		t.Errorf("built input: %v %+v, plan %+v", err, w.Provisioners, disk.Provisioners[0])
+	}
+}
+
+// The catalogue entry an image copied into another carries: what the build
+// records, its file the artifact's name, its build time SOURCE_DATE_EPOCH
+// (so the carrying image stays reproducible).
+func TestWriteEntry(t *testing.T) {
+	dir := t.TempDir()
+	art := filepath.Join(dir, "conpaas-lxc.img")
+	if err := os.WriteFile(art, []byte("fs"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &plan.Plan{InputsDigest: "d", Images: []plan.Image{{Name: "conpaas-lxc", Kind: plan.KindLXC, Arch: "amd64", Version: "2.1.0"}}}
+	res := &builders.Result{Path: art, Sums: checksum.Sums{MD5: "0123456789abcdef0123456789abcdef", SHA256: strings.Repeat("ab", 32)}}
+	f, err := writeEntry(t.TempDir(), p, &p.Images[0], res, 1700000000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalogue.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Find("conpaas-lxc")
+	if len(c.Artifacts) != 1 || a == nil || a.File != "conpaas-lxc.img" || a.Version != "2.1.0" || string(a.Kind) != "lxc" || string(a.Arch) != "amd64" ||
+		a.Size != 2 || a.MD5 != res.Sums.MD5 || a.SHA256 != res.Sums.SHA256 || !a.Built.Equal(time.Unix(1700000000, 0)) {
+		t.Errorf("entry %+v", c.Artifacts)
 	}
 }
 
