@@ -73,7 +73,16 @@ type NIC struct {
 	// host reaches. Only for the test that proves a Canary detects such a
 	// hole; never for a boot that tests an image.
 	Unrestricted bool
+	// HostForwards let the test reach servers in the guest (restrict=on
+	// leaves explicit forwards working): each listens on the host's
+	// loopback and relays to a guest address.
+	HostForwards []HostForward
 }
+
+// HostForward relays TCP connections to Host ("127.0.0.1:port", on the
+// host) to Guest ("address:port" in the NIC's network, the guest's own
+// address there).
+type HostForward struct{ Host, Guest string }
 
 // Forward relays each TCP connection the guest opens to Guest (an
 // "address:port" inside the NIC's network, not its gateway .2 nor its DNS
@@ -100,6 +109,33 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 	if o.Marker == nil {
 		return nil, errors.New("qemu: no marker to wait for")
 	}
+	vm, err := Start(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer vm.Stop()
+	return vm.Wait(ctx, o.Marker, 0)
+}
+
+// VM is a running QEMU, for tests that go on using the guest after its
+// marker (through HostForwards).
+type VM struct {
+	cancel  context.CancelFunc
+	ctx     context.Context
+	timeout time.Duration
+	start   time.Time
+	exited  chan struct{}
+	exitErr error
+	stderr  *bytes.Buffer
+
+	mu      sync.Mutex
+	console strings.Builder
+	changed chan struct{} // closed and replaced whenever console grows
+}
+
+// Start boots the VM and returns at once; o.Marker is not used. The VM
+// stops after o.Timeout (default 10 minutes), when ctx ends, or on Stop.
+func Start(ctx context.Context, o Options) (*VM, error) {
 	if o.MemoryMiB == 0 {
 		o.MemoryMiB = 1024
 	}
@@ -118,8 +154,6 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 	if _, err := os.Stat(o.Image); err != nil {
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
 
 	if o.Machine == "" {
 		o.Machine = "q35"
@@ -156,43 +190,38 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode)
 	}
 	args = append(args, o.Args...)
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
+	v := &VM{cancel: cancel, ctx: ctx, timeout: o.Timeout, exited: make(chan struct{}), stderr: &bytes.Buffer{}, changed: make(chan struct{})}
+	cmd.Stderr = v.stderr
+	v.start = time.Now()
 	if err := cmd.Start(); err != nil {
+		cancel()
 		if errors.Is(err, exec.ErrNotFound) {
 			return nil, fmt.Errorf("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
 		}
 		return nil, fmt.Errorf("qemu: %w", err)
 	}
-
-	var (
-		mu      sync.Mutex
-		console strings.Builder
-		found   = make(chan string, 1)
-	)
+	read := make(chan struct{})
 	go func() {
+		defer close(read)
 		r := bufio.NewReader(stdout)
 		for {
 			line, err := r.ReadString('\n')
 			if line != "" {
-				mu.Lock()
-				console.WriteString(line)
-				mu.Unlock()
+				v.mu.Lock()
+				v.console.WriteString(line)
+				close(v.changed)
+				v.changed = make(chan struct{})
+				v.mu.Unlock()
 				if o.Console != nil {
 					o.Console.Write([]byte(line))
-				}
-				if o.Marker.MatchString(line) {
-					select {
-					case found <- strings.TrimRight(line, "\r\n"):
-					default:
-					}
 				}
 			}
 			if err != nil {
@@ -200,28 +229,68 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 			}
 		}
 	}()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() {
+		<-read
+		v.exitErr = cmd.Wait()
+		close(v.exited)
+	}()
+	return v, nil
+}
 
-	tailOf := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return testutil.Tail(console.String(), 40)
+// Console is everything the serial console showed so far.
+func (v *VM) Console() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.console.String()
+}
+
+// Wait returns when a line matching marker has appeared on the console
+// (since the boot: a marker already there counts), the VM exits, ctx ends,
+// timeout passes (0: only the VM's own timeout). On failure the error
+// carries the end of the console output.
+func (v *VM) Wait(ctx context.Context, marker *regexp.Regexp, timeout time.Duration) (*Result, error) {
+	var tc <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		tc = t.C
 	}
-	select {
-	case line := <-found:
-		el := time.Since(start)
-		cancel()
-		<-exited
-		mu.Lock()
-		defer mu.Unlock()
-		return &Result{Line: line, Console: console.String(), Elapsed: el}, nil
-	case err := <-exited:
-		return nil, fmt.Errorf("qemu exited before %q appeared (%v): %s\nconsole:\n%s", o.Marker, err, strings.TrimSpace(stderr.String()), tailOf())
-	case <-ctx.Done():
-		<-exited
-		return nil, fmt.Errorf("no %q on the serial console within %s: the image did not boot\nconsole:\n%s", o.Marker, o.Timeout, tailOf())
+	for {
+		v.mu.Lock()
+		all := v.console.String()
+		changed := v.changed
+		v.mu.Unlock()
+		// Only whole lines: the last one may still be coming.
+		whole := all[:strings.LastIndexByte(all, '\n')+1]
+		for _, line := range strings.SplitAfter(whole, "\n") {
+			if line != "" && marker.MatchString(line) {
+				end := strings.Index(all, line) + len(line)
+				return &Result{Line: strings.TrimRight(line, "\r\n"), Console: all[:end], Elapsed: time.Since(v.start)}, nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-v.exited:
+			// The reader is done: nothing more comes.
+			if c := v.Console(); c != all {
+				continue
+			}
+			if v.ctx.Err() != nil {
+				return nil, fmt.Errorf("no %q on the serial console within %s: the image did not boot\nconsole:\n%s", marker, v.timeout, testutil.Tail(all, 40))
+			}
+			return nil, fmt.Errorf("qemu exited before %q appeared (%v): %s\nconsole:\n%s", marker, v.exitErr, strings.TrimSpace(v.stderr.String()), testutil.Tail(all, 40))
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for %q on the serial console: %w\nconsole:\n%s", marker, ctx.Err(), testutil.Tail(all, 40))
+		case <-tc:
+			return nil, fmt.Errorf("no %q on the serial console within %s\nconsole:\n%s", marker, timeout, testutil.Tail(all, 40))
+		}
 	}
+}
+
+// Stop ends the VM and waits for QEMU to exit.
+func (v *VM) Stop() {
+	v.cancel()
+	<-v.exited
 }
 
 // nicArgs are the -nic options of the VM's cards. Args may add no network
@@ -279,6 +348,23 @@ func nicArgs(nics []NIC, extra []string) ([]string, error) {
 				return nil, errors.New("qemu: forwards need nc (apt-get install netcat-openbsd)")
 			}
 			opt += fmt.Sprintf(",guestfwd=tcp:%s:%s-cmd:nc -N %s %s", gh, gp, hh, hp)
+		}
+		for _, f := range n.HostForwards {
+			hh, hp, err := net.SplitHostPort(f.Host)
+			if err != nil {
+				return nil, fmt.Errorf("qemu: host forward %q: %w", f.Host, err)
+			}
+			if ip := net.ParseIP(hh); ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+				return nil, fmt.Errorf("qemu: host forward %s: tests listen on 127.0.0.1 only", f.Host)
+			}
+			gh, gp, err := net.SplitHostPort(f.Guest)
+			if err != nil {
+				return nil, fmt.Errorf("qemu: host forward guest address %q: %w", f.Guest, err)
+			}
+			if g := net.ParseIP(gh); g == nil || g.To4() == nil || network != nil && !network.Contains(g) {
+				return nil, fmt.Errorf("qemu: host forward guest address %s is not an IPv4 address in the NIC's network", gh)
+			}
+			opt += fmt.Sprintf(",hostfwd=tcp:%s:%s-%s:%s", hh, hp, gh, gp)
 		}
 		args = append(args, "-nic", opt)
 	}

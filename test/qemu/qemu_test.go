@@ -79,6 +79,10 @@ func TestNICArgs(t *testing.T) {
 		{"forward off the loopback", []NIC{{Forwards: []Forward{{Guest: "10.0.2.100:80", Host: "192.0.2.1:80"}}}}, nil, nil, "loopback only"},
 		{"metadata outside the network", []NIC{{Net: "10.0.2.0/24", Forwards: []Forward{{Guest: "169.254.169.254:80", Host: "127.0.0.1:80"}}}}, nil, nil, "outside the NIC's network"},
 		{"bad guest address", []NIC{{Forwards: []Forward{{Guest: "director:443", Host: "127.0.0.1:80"}}}}, nil, nil, "not an IPv4 address"},
+		{"host forward", []NIC{{Net: "192.168.56.0/24", HostForwards: []HostForward{{Host: "127.0.0.1:2222", Guest: "192.168.56.10:22"}}}}, nil,
+			[]string{"-nic", "user,model=virtio-net-pci,restrict=on,ipv6=off,net=192.168.56.0/24,hostfwd=tcp:127.0.0.1:2222-192.168.56.10:22"}, ""},
+		{"host forward on every address", []NIC{{HostForwards: []HostForward{{Host: "0.0.0.0:2222", Guest: "10.0.2.15:22"}}}}, nil, nil, "127.0.0.1 only"},
+		{"host forward outside the network", []NIC{{Net: "192.168.56.0/24", HostForwards: []HostForward{{Host: "127.0.0.1:2222", Guest: "10.0.2.15:22"}}}}, nil, nil, "in the NIC's network"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := nicArgs(tc.nics, tc.args)
