@@ -25,8 +25,11 @@ func smallImage(out string) *plan.Image {
 	return &plan.Image{
 		Name: "conpaas-test", Kind: plan.KindRaw, Arch: "amd64", Version: "test",
 		Output: out, Size: 1536 << 20,
+		// nginx, as conpaas.pkr.hcl has it: installed, but neither started
+		// at boot nor serving its default site.
 		Distribution: plan.Distribution{
 			Suite: "bookworm", Mirror: mirror(), Components: []string{"main"}, Variant: "minbase",
+			Packages: []string{"nginx"},
 		},
 		Bootloader: plan.Bootloader{Type: "grub", BIOS: true, UEFI: true, Cmdline: "console=ttyS0,115200n8", Timeout: 0},
 		Checksums:  []string{"md5", "sha256"},
@@ -125,55 +128,146 @@ func TestBuildAndBoot(t *testing.T) {
 		t.Errorf("fsck.vfat -n: %v\n%s", err, out)
 	}
 
-	// Two boots at once (one vCPU each), each on a restricted user network:
-	// SeaBIOS with a config drive whose user data points at a director
-	// serving ConPaaS.tar.gz over HTTPS with its own CA (the VM's only
-	// forward), and OVMF with no context at all. The user data first
-	// tries to leave the VM's network: nothing but the director may answer.
-	dir2 := t.TempDir()
+	// The initramfs has fsck: the builder's hook put it there (the boot
+	// below shows it running).
+	if ls, err := exec.Command("debugfs", "-R", "ls -l /etc/initramfs-tools/hooks", rootDev).Output(); err != nil || !strings.Contains(string(ls), "cps-fsck") {
+		t.Errorf("no initramfs hook cps-fsck in the image (%v):\n%s", err, ls)
+	}
+
+	// Three boots at once (one vCPU each):
+	//  - "pc+config-drive+reboot": SeaBIOS on an i440FX machine (which has
+	//    a floppy controller), a config drive whose user data points at a
+	//    director serving ConPaaS.tar.gz over HTTPS with its own CA (the
+	//    VM's only forward), on a restricted user network. The user data
+	//    first tries to leave the VM's network: nothing but the director
+	//    may answer. The agent shows what listens and runs, then reboots
+	//    the VM; contextualization must start it again.
+	//  - "uefi+no-context": OVMF, no context at all.
+	//  - "unrestricted-canary": the same gateway tries on plain -nic user
+	//    (no restrict=on, what the tests used before): the canary must see
+	//    them, or its silence in the first boot proves nothing.
+	dir2, dir3 := t.TempDir(), t.TempDir()
 	director := newFakeDirector(t)
 	canary := qemu.NewCanary(t)
 	drive := configDrive(t, ctx, dir2, director.userData(canary.Probe(directorGuestAddr)))
-	marker := regexp.MustCompile(`CONPAAS-READY`)
-	for _, tc := range []struct {
-		name   string
-		uefi   bool
-		drives []string
-		nics   []qemu.NIC
-		want   string
-	}{
-		{"bios+config-drive", false, []string{drive}, []qemu.NIC{{Forwards: []qemu.Forward{director.forward()}}}, "CONPAAS-READY role=agent type=php"},
-		{"uefi+no-context", true, nil, nil, "CONPAAS-READY no-context"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+	leaky := qemu.NewCanary(t)
+	leakyDrive := configDrive(t, ctx, dir3, "#!/bin/bash\n"+leaky.GatewayProbe()+"echo CPS-PROBE-DONE > /dev/ttyS0\nexit 1\n")
+
+	t.Run("boots", func(t *testing.T) {
+		t.Run("pc+config-drive+reboot", func(t *testing.T) {
 			t.Parallel()
-			r, err := qemu.Boot(ctx, qemu.Options{Image: res.Path, UEFI: tc.uefi, Drives: tc.drives, NICs: tc.nics, Marker: marker, Timeout: 9 * time.Minute})
+			r, err := qemu.Boot(ctx, qemu.Options{Image: res.Path, Machine: "pc", Drives: []string{drive}, Reboot: true,
+				NICs:   []qemu.NIC{{Forwards: []qemu.Forward{director.forward()}}},
+				Marker: regexp.MustCompile(`fake php agent started: .*\(start 2\)`), Timeout: 40 * time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s: %q after %s; console (end):\n%s", tc.name, r.Line, r.Elapsed.Round(time.Second), lastLines(r.Console, 40))
-			if !strings.Contains(r.Line, tc.want) {
-				t.Fatalf("marker line %q, want %q; console:\n%s", r.Line, tc.want, lastLines(r.Console, 80))
+			t.Logf("agent started again after the reboot, %s after QEMU started; console (end):\n%s", r.Elapsed.Round(time.Second), lastLines(r.Console, 40))
+			first, second, ok := strings.Cut(r.Console, "CPS-INSPECTED")
+			if !ok {
+				t.Fatalf("the agent did not inspect the VM before the reboot; console:\n%s", lastLines(r.Console, 80))
+			}
+			if !strings.Contains(first, "Welcome to") || !strings.Contains(second, "Welcome to") {
+				t.Errorf("console does not show systemd starting twice")
+			}
+			// First boot: the context from the config drive, the agent
+			// started, the director asked once.
+			if !strings.Contains(first, "context from config drive") || !strings.Contains(first, "CONPAAS-READY role=agent type=php") {
+				t.Errorf("first boot: no context from the config drive or no agent started:\n%s", lastLines(first, 60))
+			}
+			// Initramfs (scripts/functions, checkfs) says this before fsck runs;
+			// without fsck in the initramfs it says "fsck not present".
+			for _, c := range []struct{ what, console string }{{"first boot", first}, {"second boot", second}} {
+				if !regexp.MustCompile(`(Will now check|Checking) root file system`).MatchString(c.console) || strings.Contains(c.console, "fsck not present") {
+					t.Errorf("%s: the initramfs did not check the root filesystem", c.what)
+				}
+				// No floppy probe on a machine with a floppy controller.
+				if strings.Contains(c.console, "dev fd0") {
+					t.Errorf("%s: something probed the floppy: %s", c.what, grepLines(c.console, "fd0"))
+				}
+			}
+			// One DHCP client, and nothing listens but sshd, resolved's
+			// stub on the loopback and the DHCP client.
+			g, err := parseGuestState(first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := g.dhcpClients(); len(c) != 1 || !strings.HasPrefix(c[0], "systemd-network ") {
+				t.Errorf("DHCP clients %q, want systemd-networkd alone", c)
+			}
+			sshd := false
+			for _, l := range g.listeners {
+				t.Logf("listens: %v", l)
+				sshd = sshd || l.comm == "sshd"
+				if !allowedListener(l) {
+					t.Errorf("the VM listens on %v; only sshd, resolved's stub on 127.0.0.53/54 and the DHCP client may", l)
+				}
+			}
+			if !sshd {
+				t.Errorf("sshd listens nowhere (the inspection missed it?)")
+			}
+			// After the reboot: the user data saved by the first boot ran
+			// again, downloaded ConPaaS.tar.gz and started the agent (the
+			// agent's "start 2" line ended the boot, so the marker that
+			// follows it may not have come yet).
+			if !strings.Contains(second, "context from the user data saved by an earlier boot") || !strings.Contains(second, "starting /root/ConPaaS/sbin/agent/php-cpsagent") {
+				t.Errorf("second boot: the saved user data did not run again:\n%s", lastLines(second, 60))
+			}
+			if n := director.downloads.Load(); n != 2 {
+				t.Errorf("the director served ConPaaS.tar.gz %d times, want 2 (one per boot)", n)
+			}
+			// The guest tried to leave its network on both boots: only the director answered.
+			for _, p := range canary.Check(r.Console, directorGuestAddr) {
+				t.Errorf("isolation: %s", p)
+			}
+		})
+		t.Run("uefi+no-context", func(t *testing.T) {
+			t.Parallel()
+			r, err := qemu.Boot(ctx, qemu.Options{Image: res.Path, UEFI: true, Marker: regexp.MustCompile(`CONPAAS-READY`), Timeout: 20 * time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%q after %s; console (end):\n%s", r.Line, r.Elapsed.Round(time.Second), lastLines(r.Console, 40))
+			if !strings.Contains(r.Line, "CONPAAS-READY no-context") {
+				t.Fatalf("marker line %q, want no-context; console:\n%s", r.Line, lastLines(r.Console, 80))
 			}
 			if !strings.Contains(r.Console, "Welcome to") {
 				t.Errorf("console shows no systemd start")
 			}
-			if tc.drives != nil {
-				if n := director.downloads.Load(); n != 1 {
-					t.Errorf("the director served ConPaaS.tar.gz %d times, want 1", n)
-				}
-				if !strings.Contains(r.Console, "context from config drive") {
-					t.Errorf("console does not say where the context came from")
-				}
-				// The guest tried to leave its network: only the director answered.
-				for _, p := range canary.Check(r.Console, directorGuestAddr) {
-					t.Errorf("isolation: %s", p)
-				}
-			} else if !strings.Contains(r.Console, "no context: no /root/config.cfg") {
+			if !strings.Contains(r.Console, "no context: no /root/config.cfg") {
 				t.Errorf("console does not explain the missing context")
 			}
 		})
+		t.Run("unrestricted-canary", func(t *testing.T) {
+			t.Parallel()
+			r, err := qemu.Boot(ctx, qemu.Options{Image: res.Path, Drives: []string{leakyDrive}, NICs: []qemu.NIC{{Unrestricted: true}},
+				Marker: regexp.MustCompile(`CPS-PROBE-DONE`), Timeout: 20 * time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Give a datagram that left just before the marker time to land.
+			time.Sleep(2 * time.Second)
+			got := strings.Join(leaky.Check(r.Console), "\n")
+			t.Logf("on plain -nic user the canary reports:\n%s", got)
+			port := strconv.Itoa(leaky.Port)
+			for _, want := range []string{"the guest reached tcp 10.0.2.2:" + port, "the canary got a tcp connection", "the canary got a udp datagram \"cps-probe\\n\""} {
+				if !strings.Contains(got, want) {
+					t.Errorf("on an unrestricted network the canary missed %q; console:\n%s", want, grepLines(r.Console, "CPS-PROBE"))
+				}
+			}
+		})
+	})
+}
+
+// grepLines are the lines of s holding sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, strings.TrimRight(l, "\r"))
+		}
 	}
+	return strings.Join(out, "\n")
 }
 
 func lastLines(s string, n int) string {

@@ -104,8 +104,35 @@ EOF
 `, extra, d.caPEM, directorGuestAddr)
 }
 
-// conpaasTarball is a ConPaaS.tar.gz whose php agent announces itself on
-// the serial console.
+// fakeAgent is the tarball's php agent, the test's stand-in for ConPaaS's.
+// It counts its starts in the VM and announces each on the serial console.
+// On its first start it waits until the boot has finished, shows the VM's
+// sockets (/proc/net: what listens), its processes (what runs a DHCP
+// client) and which process holds which socket, then reboots the VM, as
+// a cloud reboots a running agent VM: the test then waits for start 2.
+const fakeAgent = `#!/bin/sh
+n=$(( $(cat /var/lib/cps-test-agent-starts 2>/dev/null || echo 0) + 1 ))
+echo $n > /var/lib/cps-test-agent-starts
+echo "fake php agent started: $* (start $n)" > /dev/ttyS0
+[ "$n" = 1 ] || exec sleep 3600
+systemctl is-system-running --wait > /dev/null 2>&1
+{
+for f in tcp tcp6 udp udp6; do
+    tail -n +2 /proc/net/$f | while read -r sl local remote st queues tr retr uid timeout inode rest; do
+        echo "CPS-SOCK $f $local $st $inode"
+    done
+done
+for p in /proc/[0-9]*; do
+    read -r comm < $p/comm 2>/dev/null && echo "CPS-PROC ${p#/proc/} $comm"
+done
+find /proc/[0-9]*/fd -maxdepth 1 -lname 'socket:*' -printf 'CPS-FD %h %l\n' 2>/dev/null
+echo CPS-INSPECTED
+} > /dev/ttyS0
+systemctl reboot
+exec sleep 3600
+`
+
+// conpaasTarball is a ConPaaS.tar.gz with the fake php agent.
 func conpaasTarball(t *testing.T) []byte {
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
@@ -118,7 +145,7 @@ func conpaasTarball(t *testing.T) []byte {
 		{"ConPaaS/", 0o755, ""},
 		{"ConPaaS/sbin/", 0o755, ""},
 		{"ConPaaS/sbin/agent/", 0o755, ""},
-		{"ConPaaS/sbin/agent/php-cpsagent", 0o755, "#!/bin/sh\necho \"fake php agent started: $*\" > /dev/ttyS0\nexec sleep 3600\n"},
+		{"ConPaaS/sbin/agent/php-cpsagent", 0o755, fakeAgent},
 	}
 	for _, f := range files {
 		h := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.body)), Typeflag: tar.TypeReg}

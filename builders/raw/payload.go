@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -26,7 +27,25 @@ var payloadFiles = []struct {
 	{"payload/conpaas-contextualize.service", "/etc/systemd/system/conpaas-contextualize.service", 0o644, true, true},
 	{"payload/conpaas-ssh-keygen.service", "/etc/systemd/system/conpaas-ssh-keygen.service", 0o644, true, false},
 	{"payload/80-conpaas-dhcp.network", "/etc/systemd/network/80-conpaas-dhcp.network", 0o644, false, false},
+	{"payload/resolved-cps.conf", "/etc/systemd/resolved.conf.d/cps.conf", 0o644, false, false},
 }
+
+// earlyFiles are in the raw image's tree before the kernel is installed,
+// so the initramfs made by linux-image's postinst has them: fsck for the
+// root filesystem, and no floppy driver.
+var earlyFiles = []struct {
+	src, dst string
+	mode     os.FileMode
+}{
+	{"payload/initramfs-fsck", "/etc/initramfs-tools/hooks/cps-fsck", 0o755},
+	{"payload/no-floppy.conf", "/etc/modprobe.d/cps-no-floppy.conf", 0o644},
+}
+
+// agentStarted are units of the services' packages that a ConPaaS agent
+// starts itself with its own configuration (nginx -c, php-fpm -y), as the
+// original images had them (update-rc.d nginx disable): enabled at boot
+// they would serve nginx's default site on :80 of every VM.
+var agentStarted = []string{"nginx.service", "php*-fpm.service"}
 
 // enableUnits are Debian's own units the image needs started at boot, as
 // symlinks "wants directory -> unit" (what `systemctl enable` makes), so a
@@ -123,6 +142,23 @@ func InstallGuest(root string, img *plan.Image, o GuestOptions) error {
 			return fmt.Errorf("enable %s: %w", u.link, err)
 		}
 	}
+	if !img.NoContextualize {
+		// A services image; a host image (the Nutshell) keeps its units.
+		for _, pat := range agentStarted {
+			links, _ := filepath.Glob(filepath.Join(root, "etc/systemd/system/*.wants", pat))
+			for _, l := range links {
+				if err := os.Remove(l); err != nil {
+					return fmt.Errorf("disable %s: %w", filepath.Base(l), err)
+				}
+			}
+		}
+		if err := os.Remove(filepath.Join(root, "etc/nginx/sites-enabled/default")); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove nginx's default site: %w", err)
+		}
+	}
+	if err := oneNetworkStack(root, img); err != nil {
+		return err
+	}
 	if err := lockRoot(root); err != nil {
 		return err
 	}
@@ -170,6 +206,32 @@ func InstallGuest(root string, img *plan.Image, o GuestOptions) error {
 		ms, _ := filepath.Glob(filepath.Join(root, g))
 		for _, m := range ms {
 			os.Remove(m)
+		}
+	}
+	return nil
+}
+
+// ifupdownDHCP is an /etc/network/interfaces stanza running a DHCP client
+// on a NIC ("iface eth0 inet dhcp", "iface ens3 inet6 dhcp").
+var ifupdownDHCP = regexp.MustCompile(`(?m)^[ \t]*iface[ \t]+(\S+)[ \t]+inet6?[ \t]+(dhcp|auto)\b`)
+
+// oneNetworkStack refuses a tree where ifupdown would run a DHCP client on
+// a NIC that systemd-networkd already configures (80-conpaas-dhcp.network:
+// every en* and eth*): two clients on eth0 fight over its lease.
+func oneNetworkStack(root string, img *plan.Image) error {
+	files := []string{filepath.Join(root, "etc/network/interfaces")}
+	more, _ := filepath.Glob(filepath.Join(root, "etc/network/interfaces.d/*"))
+	files = append(files, more...)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, m := range ifupdownDHCP.FindAllStringSubmatch(string(b), -1) {
+			if strings.HasPrefix(m[1], "en") || strings.HasPrefix(m[1], "eth") {
+				return fmt.Errorf("image %q: %s runs DHCP on %s with ifupdown, and systemd-networkd already does on every NIC (two DHCP clients on one NIC); remove the provisioner that writes it, and ifupdown and isc-dhcp-client from the packages",
+					img.Name, strings.TrimPrefix(f, root), m[1])
+			}
 		}
 	}
 	return nil

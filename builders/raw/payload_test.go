@@ -27,6 +27,14 @@ func TestInstallPayload(t *testing.T) {
 	mk("lib/systemd/system/serial-getty@.service", "")
 	mk("etc/ssh/ssh_host_ed25519_key", "secret")
 	mk("etc/machine-id", "0123456789abcdef0123456789abcdef\n")
+	// nginx and php-fpm as their packages leave them: enabled, with
+	// nginx's default site.
+	mk("etc/nginx/sites-available/default", "server { listen 80 default_server; }\n")
+	os.Symlink("/etc/nginx/sites-available/default", filepath.Join(root, "etc/nginx/sites-enabled/default"))
+	for _, u := range []string{"nginx.service", "php8.2-fpm.service"} {
+		mk("lib/systemd/system/"+u, "")
+		os.Symlink("/lib/systemd/system/"+u, filepath.Join(root, "etc/systemd/system/multi-user.target.wants", u))
+	}
 	img := &plan.Image{Name: "conpaas", Env: map[string]string{"DIRECTOR_URL": "https://director:5555", "BOOTSTRAP": "it's"}}
 	mounts := []mount{{"1111-2222", "/boot/efi", "vfat", "umask=0077", 2}, {"abcd", "/", "ext4", "errors=remount-ro", 1}}
 	if err := installPayload(root, img, mounts, "grub.cfg body\n"); err != nil {
@@ -73,6 +81,63 @@ func TestInstallPayload(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(root, "usr/local/sbin/conpaas-contextualize")); err != nil || fi.Mode().Perm() != 0o755 {
 		t.Errorf("contextualize script: %v %v", fi, err)
+	}
+	// The agent starts nginx and php-fpm itself; nothing serves :80.
+	for _, p := range []string{"etc/systemd/system/multi-user.target.wants/nginx.service", "etc/systemd/system/multi-user.target.wants/php8.2-fpm.service", "etc/nginx/sites-enabled/default"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s is still there", p)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/nginx/sites-available/default")); err != nil {
+		t.Errorf("the available default site was removed too: %v", err)
+	}
+	if s := read("etc/systemd/resolved.conf.d/cps.conf"); !strings.Contains(s, "LLMNR=no") || !strings.Contains(s, "MulticastDNS=no") {
+		t.Errorf("resolved.conf.d/cps.conf:\n%s", s)
+	}
+	if s := read("etc/systemd/network/80-conpaas-dhcp.network"); !strings.Contains(s, "DHCP=yes") || !strings.Contains(s, "LLMNR=no") {
+		t.Errorf("80-conpaas-dhcp.network:\n%s", s)
+	}
+	// Contextualization runs at every boot: no condition skips it.
+	if s := read("etc/systemd/system/conpaas-contextualize.service"); strings.Contains(s, "Condition") {
+		t.Errorf("conpaas-contextualize.service is conditional:\n%s", s)
+	}
+}
+
+// One network stack: a tree where ifupdown would run DHCP on a NIC that
+// systemd-networkd already configures is refused with what to remove
+// (conpaas.pkr.hcl had both until issue 19); loopback or static stanzas,
+// or DHCP on a bridge, are not DHCP on a NIC networkd matches.
+func TestOneNetworkStack(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, content string
+		err                 string
+	}{
+		{"old template", "etc/network/interfaces", "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n", "/etc/network/interfaces runs DHCP on eth0 with ifupdown"},
+		{"interfaces.d, IPv6", "etc/network/interfaces.d/ens3", "iface ens3 inet6 auto\n", "/etc/network/interfaces.d/ens3 runs DHCP on ens3"},
+		{"loopback only", "etc/network/interfaces", "auto lo\niface lo inet loopback\n", ""},
+		{"static", "etc/network/interfaces", "iface eth1 inet static\n  address 192.168.56.10/24\n", ""},
+		{"bridge", "etc/network/interfaces", "iface br0 inet dhcp\n", ""},
+		{"no ifupdown", "", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+			os.WriteFile(filepath.Join(root, "etc/shadow"), []byte("root:*:19000:0:99999:7:::\n"), 0o640)
+			if tc.file != "" {
+				os.MkdirAll(filepath.Dir(filepath.Join(root, tc.file)), 0o755)
+				os.WriteFile(filepath.Join(root, tc.file), []byte(tc.content), 0o644)
+			}
+			err := InstallGuest(root, &plan.Image{Name: "conpaas"}, GuestOptions{})
+			if tc.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "remove the provisioner that writes it") {
+				t.Fatalf("err = %v, want %q", err, tc.err)
+			}
+		})
 	}
 }
 

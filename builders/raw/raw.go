@@ -47,8 +47,22 @@ const mib = 1 << 20
 // initramfs-tools), systemd as init with networkd and resolved for DHCP and
 // DNS on every NIC, SSH, and what conpaas-contextualize needs to fetch
 // ConPaaS.tar.gz over HTTPS (curl, CA certificates) and find a config drive
-// (blkid from util-linux, mount).
-var basePackages = []string{"linux-image-amd64", "systemd-sysv", "systemd-resolved", "openssh-server", "curl", "ca-certificates"}
+// (blkid from util-linux, mount), and e2fsprogs, whose e2fsck the
+// initramfs runs on the root filesystem.
+var basePackages = []string{"linux-image-amd64", "systemd-sysv", "systemd-resolved", "openssh-server", "curl", "ca-certificates", "e2fsprogs"}
+
+// early are the earlyFiles for rootfs.Bootstrap.
+func early() ([]rootfs.File, error) {
+	var fs []rootfs.File
+	for _, f := range earlyFiles {
+		b, err := payload.ReadFile(f.src)
+		if err != nil {
+			return nil, err
+		}
+		fs = append(fs, rootfs.File{Path: f.dst, Mode: f.mode, Data: b})
+	}
+	return fs, nil
+}
 
 // build is one raw build: the image as this build sees it (the plan's,
 // with the package cache and copied-in artifacts filled in) and what each
@@ -118,12 +132,16 @@ func (b *build) workDir(keep bool) error {
 	return nil
 }
 
-// bootstrap makes the root filesystem tree and finds its kernel.
+// bootstrap makes the root filesystem tree (with the early files in it
+// before the kernel is installed) and finds its kernel.
 func (b *build) bootstrap() error {
-	if err := rootfs.Bootstrap(b.ctx, b.img, b.root, basePackages, b.epoch); err != nil {
+	ef, err := early()
+	if err != nil {
 		return err
 	}
-	var err error
+	if err := rootfs.Bootstrap(b.ctx, b.img, b.root, basePackages, b.epoch, ef...); err != nil {
+		return err
+	}
 	b.kernel, b.initrd, err = findKernel(b.root)
 	return err
 }

@@ -139,5 +139,9 @@ func bootstrapArgsForBench(img *plan.Image, dir, cache string) ([]string, error)
 		return nil, err
 	}
 	img.Distribution.CacheDir = cache
-	return rootfs.Args(img, dir, basePackages)
+	ef, err := early()
+	if err != nil {
+		return nil, err
+	}
+	return rootfs.Args(img, dir, basePackages, ef...)
 }

@@ -261,6 +261,18 @@ func TestDefaultTemplate(t *testing.T) {
 	if filepath.Base(img.Output) != "conpaas.img" {
 		t.Errorf("output %s", img.Output)
 	}
+	// One network stack (issue 19): systemd-networkd, which the raw
+	// builder sets up, and no ifupdown DHCP client beside it.
+	for _, p := range img.Distribution.Packages {
+		if p == "ifupdown" || p == "isc-dhcp-client" {
+			t.Errorf("the default conpaas.img installs %s, a second DHCP client beside systemd-networkd", p)
+		}
+	}
+	for _, pr := range img.Provisioners {
+		if strings.Contains(strings.Join(pr.Inline, "\n"), "/etc/network/interfaces") {
+			t.Errorf("a provisioner writes /etc/network/interfaces: %q", pr.Inline)
+		}
+	}
 }
 
 // Template sizes follow internal/size's rule, as the command line does:

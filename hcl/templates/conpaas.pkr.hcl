@@ -30,10 +30,14 @@ variable "version" {
 locals {
   # What a ConPaaS manager or agent VM runs: the Python services, their web
   # front ends, and what contextualization needs (curl, the CA bundle).
+  # nginx and php-fpm are not started at boot (the agent starts them with
+  # its own configuration) and nginx has no default site. The network is
+  # systemd-networkd's alone (DHCP on every NIC, set up by the raw
+  # builder), so there is no ifupdown or isc-dhcp-client.
   services = ["python3", "python3-openssl", "python3-simplejson", "python3-pycurl",
   "nginx", "php-fpm", "php-curl", "php-zip", "php-mysql", "mariadb-client"]
-  system = ["openssh-server", "ca-certificates", "curl", "wget", "ifupdown", "isc-dhcp-client",
-  "iproute2", "less", "nano", "cron", "logrotate", "rsyslog"]
+  system = ["openssh-server", "ca-certificates", "curl", "wget", "iproute2", "less", "nano",
+  "cron", "logrotate", "rsyslog"]
 }
 
 image "conpaas" {
@@ -77,12 +81,8 @@ image "conpaas" {
     timeout = 1
   }
 
-  # DHCP on eth0, as every cloud expects.
   provisioner "shell" {
-    inline = [
-      "printf 'auto lo\\niface lo inet loopback\\n\\nauto eth0\\niface eth0 inet dhcp\\n' > /etc/network/interfaces",
-      "mkdir -p /etc/cpsmanager/certs /etc/cpsagent/certs",
-    ]
+    inline = ["mkdir -p /etc/cpsmanager/certs /etc/cpsagent/certs"]
   }
 
   checksums = ["md5", "sha256"]
