@@ -12,6 +12,7 @@ import (
 	"sort"
 
 	"github.com/conpaas/cps/images/checksum"
+	"github.com/conpaas/cps/internal/progress"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -26,6 +27,9 @@ type Options struct {
 	// SourceDateEpoch pins every timestamp in the image (reproducible builds);
 	// 0 means "now".
 	SourceDateEpoch int64
+	// UI is where the build reports its progress (cpsimage passes
+	// progress.Default()); nil reports nothing.
+	UI *progress.UI
 	// KeepWorkDir keeps the temporary work directory for debugging.
 	KeepWorkDir bool
 	// Outputs of images built earlier in the same run, by image name (an OVA

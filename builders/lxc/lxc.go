@@ -36,7 +36,6 @@ import (
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/internal/atomicfile"
-	"github.com/conpaas/cps/internal/progress"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -89,13 +88,13 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 		return nil, fmt.Errorf("work directory: %w", err)
 	}
 	if opt.KeepWorkDir {
-		progress.Logf("lxc: keeping work directory %s", work)
+		opt.UI.Logf("lxc: keeping work directory %s", work)
 	} else {
 		defer os.RemoveAll(work)
 	}
 	root := filepath.Join(work, "root")
 
-	if err := rootfs.Bootstrap(ctx, img, root, basePackages, epoch); err != nil {
+	if err := rootfs.Bootstrap(ctx, opt.UI, img, root, basePackages, epoch); err != nil {
 		return nil, err
 	}
 	if err := containerize(root, img); err != nil {
@@ -110,7 +109,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err := f.Truncate(img.Size); err != nil {
 		return nil, fmt.Errorf("size %s: %w", f.Name(), err)
 	}
-	progress.Logf("lxc: ext4 (%d MiB) from the root tree", img.Size/mib)
+	opt.UI.Logf("lxc: ext4 (%d MiB) from the root tree", img.Size/mib)
 	if err := cfs.MakeExt4(ctx, f.File, 0, img.Size, root, Label, disk.GUID(seed, "fs:root"), epoch); err != nil {
 		if errors.Is(err, cfs.ErrNoSpace) {
 			return nil, fmt.Errorf("image %q: the root tree does not fit in %d MiB; raise size: %w", img.Name, img.Size/mib, err)
@@ -125,7 +124,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err != nil {
 		return nil, err
 	}
-	bar := progress.New("hash "+filepath.Base(out), img.Size)
+	bar := opt.UI.New("hash "+filepath.Base(out), img.Size)
 	sums, err := checksum.File(ctx, f.Name(), checksum.Options{Algos: algos, Progress: bar})
 	bar.Finish()
 	if err != nil {
@@ -139,7 +138,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err := f.Commit(); err != nil {
 		return nil, err
 	}
-	progress.Logf("lxc: %s: %d bytes, %d MiB of data, md5 %s", out, img.Size, data/mib, sums.Get(checksum.MD5))
+	opt.UI.Logf("lxc: %s: %d bytes, %d MiB of data, md5 %s", out, img.Size, data/mib, sums.Get(checksum.MD5))
 	return &builders.Result{Path: out, Sums: sums, DataBytes: data, WrittenBytes: data}, nil
 }
 

@@ -26,7 +26,6 @@ import (
 	"github.com/conpaas/cps/images/sparse"
 	"github.com/conpaas/cps/images/vmdk"
 	"github.com/conpaas/cps/internal/atomicfile"
-	"github.com/conpaas/cps/internal/progress"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -124,7 +123,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, img *plan.Image, opt bui
 			return nil, err
 		}
 	}
-	progress.Logf("ova: %s: %d bytes (VMDK %d bytes from %d bytes of disk data)", b.out, b.size, b.vmdkSize, b.srcData)
+	b.opt.UI.Logf("ova: %s: %d bytes (VMDK %d bytes from %d bytes of disk data)", b.out, b.size, b.vmdkSize, b.srcData)
 	return &builders.Result{Path: b.out, Sums: b.sums, DataBytes: b.size, WrittenBytes: b.size}, nil
 }
 
@@ -218,7 +217,7 @@ func (b *build) writeDisk() error {
 		return err
 	}
 	b.diskSum = b.newHash()
-	bar := progress.New("vmdk "+filepath.Base(b.srcPath), b.srcSize)
+	bar := b.opt.UI.New("vmdk "+filepath.Base(b.srcPath), b.srcSize)
 	vs, err := vmdk.Write(b.ctx, io.MultiWriter(b.f, b.diskSum), b.src, vmdk.Options{AdapterType: "ide", Progress: bar})
 	bar.Finish()
 	if err != nil {

@@ -69,6 +69,7 @@ func early() ([]rootfs.File, error) {
 // step leaves for the next.
 type build struct {
 	ctx   context.Context
+	ui    *progress.UI
 	img   *plan.Image
 	out   string // the artifact's path
 	seed  string // what partition and filesystem identifiers derive from
@@ -94,7 +95,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err != nil {
 		return nil, err
 	}
-	b := &build{ctx: ctx, img: img, out: img.OutputPath(opt.OutputDir), seed: p.InputsDigest + "/" + img.Name, epoch: opt.SourceDateEpoch}
+	b := &build{ctx: ctx, ui: opt.UI, img: img, out: img.OutputPath(opt.OutputDir), seed: p.InputsDigest + "/" + img.Name, epoch: opt.SourceDateEpoch}
 	if err := b.workDir(opt.KeepWorkDir); err != nil {
 		return nil, err
 	}
@@ -126,7 +127,7 @@ func (b *build) workDir(keep bool) error {
 		return fmt.Errorf("work directory: %w", err)
 	}
 	if keep {
-		progress.Logf("raw: keeping work directory %s", work)
+		b.ui.Logf("raw: keeping work directory %s", work)
 	}
 	b.work, b.root = work, filepath.Join(work, "root")
 	return nil
@@ -139,7 +140,7 @@ func (b *build) bootstrap() error {
 	if err != nil {
 		return err
 	}
-	if err := rootfs.Bootstrap(b.ctx, b.img, b.root, basePackages, b.epoch, ef...); err != nil {
+	if err := rootfs.Bootstrap(b.ctx, b.ui, b.img, b.root, basePackages, b.epoch, ef...); err != nil {
 		return err
 	}
 	b.kernel, b.initrd, err = findKernel(b.root)
@@ -228,7 +229,7 @@ func (b *build) writePartitions() error {
 	var biosCore []byte
 	var err error
 	if img.Bootloader.BIOS {
-		progress.Logf("raw: GRUB i386-pc core image")
+		b.ui.Logf("raw: GRUB i386-pc core image")
 		if biosCore, err = grub.MkImage(ctx, "i386-pc", b.rootUUID()); err != nil {
 			return err
 		}
@@ -244,7 +245,7 @@ func (b *build) writePartitions() error {
 			if i == b.rootIdx {
 				src = b.root
 			}
-			progress.Logf("raw: ext4 %s (%d MiB) from %s", pt.Name, size/mib, map[bool]string{true: "the root tree", false: "nothing"}[src != ""])
+			b.ui.Logf("raw: ext4 %s (%d MiB) from %s", pt.Name, size/mib, map[bool]string{true: "the root tree", false: "nothing"}[src != ""])
 			if err := cfs.MakeExt4(ctx, f.File, pt.Start, size, src, label(pt, 16), pt.UUID, b.epoch); err != nil {
 				if errors.Is(err, cfs.ErrNoSpace) {
 					return fmt.Errorf("image %q: the root filesystem does not fit in partition %q of %d MiB; raise size (now %d bytes): %w", img.Name, pt.Name, size/mib, img.Size, err)
@@ -257,7 +258,7 @@ func (b *build) writePartitions() error {
 				return err
 			}
 			if pt.FS == "esp" && img.Bootloader.UEFI {
-				progress.Logf("raw: GRUB x86_64-efi image for %s", pt.Name)
+				b.ui.Logf("raw: GRUB x86_64-efi image for %s", pt.Name)
 				efi, err := grub.MkImage(ctx, "x86_64-efi", b.rootUUID())
 				if err != nil {
 					return err
@@ -303,7 +304,7 @@ func (b *build) checksum() error {
 	if err != nil {
 		return err
 	}
-	bar := progress.New("hash "+filepath.Base(b.out), b.img.Size)
+	bar := b.ui.New("hash "+filepath.Base(b.out), b.img.Size)
 	b.sums, err = checksum.File(b.ctx, b.f.Name(), checksum.Options{Algos: algos, Progress: bar})
 	bar.Finish()
 	if err != nil {
@@ -319,7 +320,7 @@ func (b *build) checksum() error {
 
 // result reports the artifact and what making it cost.
 func (b *build) result() *builders.Result {
-	progress.Logf("raw: %s: %d bytes, %d MiB of data, md5 %s", b.out, b.img.Size, b.data/mib, b.sums.Get(checksum.MD5))
+	b.ui.Logf("raw: %s: %d bytes, %d MiB of data, md5 %s", b.out, b.img.Size, b.data/mib, b.sums.Get(checksum.MD5))
 	// What this process and the tools it ran (mke2fs, debugfs, mkfs.fat,
 	// mcopy) sent to storage while making the image; without I/O accounting
 	// the image file started as one hole, so its data is a lower bound.
@@ -327,7 +328,7 @@ func (b *build) result() *builders.Result {
 	if b.ioAccounts {
 		written = b.io1 - b.io0
 	}
-	progress.Logf("raw: wrote %d MiB for %d MiB of image data (%.2fx)", written/mib, b.data/mib, float64(written)/float64(max(b.data, 1)))
+	b.ui.Logf("raw: wrote %d MiB for %d MiB of image data (%.2fx)", written/mib, b.data/mib, float64(written)/float64(max(b.data, 1)))
 	return &builders.Result{Path: b.out, Sums: b.sums, DataBytes: b.data, WrittenBytes: written}
 }
 

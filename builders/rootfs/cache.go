@@ -28,22 +28,22 @@ const keepTrees = 4
 // SOURCE_DATE_EPOCH) and by the archive's current InRelease, so a point
 // release or security update in the archive makes a new tree. A warm
 // rebuild unpacks the tar instead of installing packages again.
-func cachedBootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64, early []File) error {
+func cachedBootstrap(ctx context.Context, ui *progress.UI, img *plan.Image, dir string, extra []string, epoch int64, early []File) error {
 	cacheDir := img.Distribution.CacheDir
 	if cacheDir == "" || os.Getenv("CPS_NO_TREE_CACHE") != "" {
-		return bootstrap(ctx, img, dir, extra, epoch, early)
+		return bootstrap(ctx, ui, img, dir, extra, epoch, early)
 	}
 	key, err := treeKey(ctx, img, extra, epoch, early)
 	if err != nil {
-		progress.Logf("rootfs: no tree cache (%v)", err)
-		return bootstrap(ctx, img, dir, extra, epoch, early)
+		ui.Logf("rootfs: no tree cache (%v)", err)
+		return bootstrap(ctx, ui, img, dir, extra, epoch, early)
 	}
 	// Beside the package cache, never inside it: mmdebstrap copies the
 	// package cache into the tree and back.
 	trees := filepath.Join(filepath.Dir(filepath.Clean(cacheDir)), "trees", filepath.Base(filepath.Clean(cacheDir)))
 	tarPath := filepath.Join(trees, key+".tar")
 	if _, err := os.Stat(tarPath); err == nil {
-		progress.Logf("rootfs: unpacking the cached tree %s", filepath.Base(tarPath))
+		ui.Logf("rootfs: unpacking the cached tree %s", filepath.Base(tarPath))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
@@ -52,12 +52,12 @@ func cachedBootstrap(ctx context.Context, img *plan.Image, dir string, extra []s
 			os.Chtimes(tarPath, now, now) // recently used
 			return nil
 		} else {
-			progress.Logf("rootfs: cached tree unusable (%v); bootstrapping", err)
+			ui.Logf("rootfs: cached tree unusable (%v); bootstrapping", err)
 			os.Remove(tarPath)
 			os.RemoveAll(dir)
 		}
 	}
-	if err := bootstrap(ctx, img, dir, extra, epoch, early); err != nil {
+	if err := bootstrap(ctx, ui, img, dir, extra, epoch, early); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(trees, 0o755); err != nil {
@@ -66,7 +66,7 @@ func cachedBootstrap(ctx context.Context, img *plan.Image, dir string, extra []s
 	tmp := tarPath + ".tmp"
 	if err := runTar(ctx, "-cpf", tmp, "-C", dir, "."); err != nil {
 		os.Remove(tmp)
-		progress.Logf("rootfs: could not cache the tree: %v", err)
+		ui.Logf("rootfs: could not cache the tree: %v", err)
 		return nil
 	}
 	if err := os.Rename(tmp, tarPath); err != nil {

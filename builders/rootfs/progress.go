@@ -17,6 +17,7 @@ import (
 // mmdebstrap counts them for its own terminal bar). It is the command's
 // io.Writer and keeps the whole output in out for the error messages.
 type mmProgress struct {
+	ui      *progress.UI
 	out     *bytes.Buffer
 	partial []byte
 	step    string // mmdebstrap's current step
@@ -51,7 +52,7 @@ func (m *mmProgress) line(l string) {
 		}
 		m.finish()
 		m.step = step
-		progress.Logf("rootfs: %s", step)
+		m.ui.Logf("rootfs: %s", step)
 		switch {
 		case strings.HasPrefix(step, "downloading packages"), strings.HasPrefix(step, "installing remaining packages"):
 			m.count("download") // apt: downloads, then dpkg
@@ -87,9 +88,9 @@ func (m *mmProgress) count(mode string) {
 func (m *mmProgress) add() {
 	if m.bar == nil {
 		if m.mode == "download" {
-			m.bar = progress.NewCount("rootfs: "+m.step, "packages downloaded", m.last)
+			m.bar = m.ui.NewCount("rootfs: "+m.step, "packages downloaded", m.last)
 		} else {
-			m.bar = progress.NewCount("rootfs: "+m.step, "dpkg steps (unpack and set up each package)", 2*m.last)
+			m.bar = m.ui.NewCount("rootfs: "+m.step, "dpkg steps (unpack and set up each package)", 2*m.last)
 		}
 	}
 	m.done++

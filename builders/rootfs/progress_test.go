@@ -50,7 +50,7 @@ func TestMMProgress(t *testing.T) {
 	old := progress.Output
 	progress.Output = &log
 	defer func() { progress.Output = old }()
-	m := &mmProgress{out: &out}
+	m := &mmProgress{ui: progress.Default(), out: &out}
 	// Written in odd pieces, as a pipe delivers them.
 	for i := 0; i < len(mmOutput); i += 37 {
 		fmt.Fprint(m, mmOutput[i:min(i+37, len(mmOutput))])

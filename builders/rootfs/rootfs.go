@@ -198,12 +198,12 @@ func provisionerHook(img *plan.Image, i int, p plan.Provisioner) ([]string, erro
 // rebuild fetches nothing. epoch > 0 is passed as SOURCE_DATE_EPOCH.
 // early are files written into the tree before the --include packages are
 // installed.
-func Bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64, early ...File) error {
-	return cachedBootstrap(ctx, img, dir, extra, epoch, early)
+func Bootstrap(ctx context.Context, ui *progress.UI, img *plan.Image, dir string, extra []string, epoch int64, early ...File) error {
+	return cachedBootstrap(ctx, ui, img, dir, extra, epoch, early)
 }
 
 // bootstrap runs mmdebstrap.
-func bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string, epoch int64, early []File) error {
+func bootstrap(ctx context.Context, ui *progress.UI, img *plan.Image, dir string, extra []string, epoch int64, early []File) error {
 	cacheDir := img.Distribution.CacheDir
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		return fmt.Errorf("mmdebstrap is not installed; run scripts/deps.sh (or apt-get install mmdebstrap qemu-user-static binfmt-support arch-test)")
@@ -217,7 +217,7 @@ func bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string,
 	if err != nil {
 		return err
 	}
-	progress.Logf("rootfs: mmdebstrap %s %s (%s) into %s", orDefault(img.Distribution.Suite, "bookworm"), img.Arch, orDefault(img.Distribution.Variant, "important"), dir)
+	ui.Logf("rootfs: mmdebstrap %s %s (%s) into %s", orDefault(img.Distribution.Suite, "bookworm"), img.Arch, orDefault(img.Distribution.Variant, "important"), dir)
 	// mmdebstrap (root mode) mounts /proc, /sys and /dev inside the tree
 	// while maintainer scripts run. In a private mount namespace those
 	// mounts are never seen by the host and vanish with the process, even
@@ -237,7 +237,7 @@ func bootstrap(ctx context.Context, img *plan.Image, dir string, extra []string,
 		cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10))
 	}
 	var out bytes.Buffer
-	prog := &mmProgress{out: &out}
+	prog := &mmProgress{ui: ui, out: &out}
 	cmd.Stdout, cmd.Stderr = prog, prog
 	err = cmd.Run()
 	prog.finish()

@@ -111,7 +111,7 @@ func (d ids) volID(p plan.Partition) uint32 {
 // FAT32 from bootDir, ext4 from rootDir, swap headers. The file is written
 // under a temporary name and renamed when complete. It returns the data
 // bytes of the result.
-func Assemble(ctx context.Context, img *plan.Image, bootDir, rootDir, seed string, epoch int64) (int64, error) {
+func Assemble(ctx context.Context, ui *progress.UI, img *plan.Image, bootDir, rootDir, seed string, epoch int64) (int64, error) {
 	d := ids{seed: seed}
 	out, err := atomicfile.Create(img.Output, 0o644)
 	if err != nil {
@@ -131,12 +131,12 @@ func Assemble(ctx context.Context, img *plan.Image, bootDir, rootDir, seed strin
 		n := p.End - p.Start
 		switch p.FS {
 		case "vfat":
-			progress.Logf("sdcard: FAT32 %s (%d MiB) from %s", p.Name, n>>20, bootDir)
+			ui.Logf("sdcard: FAT32 %s (%d MiB) from %s", p.Name, n>>20, bootDir)
 			if err := fs.MakeFAT32(ctx, out.File, p.Start, n, bootDir, p.Label, d.volID(p), epoch); err != nil {
 				return 0, fmt.Errorf("partition %q: %w", p.Name, err)
 			}
 		case "ext4":
-			progress.Logf("sdcard: ext4 %s (%d MiB) from %s", p.Name, n>>20, rootDir)
+			ui.Logf("sdcard: ext4 %s (%d MiB) from %s", p.Name, n>>20, rootDir)
 			if err := fs.MakeExt4(ctx, out.File, p.Start, n, rootDir, p.Label, d.fsUUID(p), epoch); err != nil {
 				return 0, fmt.Errorf("partition %q: %w", p.Name, err)
 			}

@@ -15,7 +15,6 @@ import (
 	"github.com/conpaas/cps/builders/rootfs"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/images/ptable"
-	"github.com/conpaas/cps/internal/progress"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -75,7 +74,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 		return nil, fmt.Errorf("work directory: %w", err)
 	}
 	if opt.KeepWorkDir {
-		progress.Logf("sdcard: keeping work directory %s", work)
+		opt.UI.Logf("sdcard: keeping work directory %s", work)
 	} else {
 		defer os.RemoveAll(work)
 	}
@@ -83,7 +82,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err := os.Mkdir(bootDir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := Bootstrap(ctx, img, rootDir, img.Distribution.CacheDir, opt.SourceDateEpoch); err != nil {
+	if err := Bootstrap(ctx, opt.UI, img, rootDir, img.Distribution.CacheDir, opt.SourceDateEpoch); err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)
 	}
 	rootUUID := ""
@@ -99,10 +98,10 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)
 	}
-	progress.Logf("sdcard: boot partition with kernel %s, root=PARTUUID=%s", ver, rootUUID)
+	opt.UI.Logf("sdcard: boot partition with kernel %s, root=PARTUUID=%s", ver, rootUUID)
 
 	before := writtenBytes()
-	data, err := Assemble(ctx, img, bootDir, rootDir, seed, opt.SourceDateEpoch)
+	data, err := Assemble(ctx, opt.UI, img, bootDir, rootDir, seed, opt.SourceDateEpoch)
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)
 	}
@@ -112,7 +111,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err != nil {
 		return nil, err
 	}
-	bar := progress.New("checksum", img.Size)
+	bar := opt.UI.New("checksum", img.Size)
 	sums, err := checksum.File(ctx, img.Output, checksum.Options{Algos: algos, Progress: bar})
 	bar.Finish()
 	if err != nil {

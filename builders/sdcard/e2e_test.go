@@ -107,7 +107,7 @@ ln -sf /etc/systemd/system/cps-ready.service /etc/systemd/system/multi-user.targ
 	if _, err := b.Build(t.Context(), &plan.Plan{InputsDigest: "boot"}, &img, builders.Options{CacheDir: testutil.CacheDir(), SourceDateEpoch: 1700000000}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Resize(t.Context(), out, 32<<30, 0); err != nil {
+	if _, err := Resize(t.Context(), nil, out, 32<<30, 0); err != nil {
 		t.Fatal(err)
 	}
 	parts := checkImage(t, out, 32<<30)

@@ -52,7 +52,7 @@ var ErrBadSize = errors.New("bad size")
 // it again with the same size finds the image done and refreshes them. A
 // symbolic link is followed (the link stays), and the image is locked so a
 // concurrent resize of it refuses.
-func Resize(ctx context.Context, path string, newSize, align int64) (res *ResizeResult, err error) {
+func Resize(ctx context.Context, ui *progress.UI, path string, newSize, align int64) (res *ResizeResult, err error) {
 	defer func() {
 		if err != nil && ctx.Err() != nil {
 			err = fmt.Errorf("resize of %s interrupted; the image is unchanged: %w", path, ctx.Err())
@@ -142,7 +142,7 @@ func Resize(ctx context.Context, path string, newSize, align int64) (res *Resize
 	if err != nil {
 		return nil, fmt.Errorf("map %s: %w", path, err)
 	}
-	bar := progress.New("resize", sparse.DataBytes(ext))
+	bar := ui.New("resize", sparse.DataBytes(ext))
 	defer bar.Finish()
 
 	// Everything before the root partition (MBR, boot partition) stays.
@@ -160,7 +160,7 @@ func Resize(ctx context.Context, path string, newSize, align int64) (res *Resize
 			return nil, err
 		}
 	}
-	n, err = growExt4(ctx, path, out.File, src, parts[root], np[root].End, ext, bar)
+	n, err = growExt4(ctx, ui, path, out.File, src, parts[root], np[root].End, ext, bar)
 	res.Copied += n
 	if err != nil {
 		return nil, err
@@ -303,7 +303,7 @@ func copyExtents(ctx context.Context, dst *os.File, dstOff int64, src *os.File, 
 // copies it into dst. resize2fs cannot work at an offset inside the image:
 // on a regular file it truncates the file to the filesystem's size, which
 // would cut the image.
-func growExt4(ctx context.Context, image string, dst, src *os.File, root plan.Partition, newEnd int64, ext []sparse.Extent, bar *progress.Bar) (int64, error) {
+func growExt4(ctx context.Context, ui *progress.UI, image string, dst, src *os.File, root plan.Partition, newEnd int64, ext []sparse.Extent, bar *progress.Bar) (int64, error) {
 	// The image's directory has room for the image; a scratch file there
 	// left by a killed run is removed by the next one.
 	tmp, err := atomicfile.Scratch(image, "root")
@@ -325,7 +325,7 @@ func growExt4(ctx context.Context, image string, dst, src *os.File, root plan.Pa
 		}
 		return written, fmt.Errorf("the root filesystem is not clean before resizing, run e2fsck -f on it first: %w", err)
 	}
-	progress.Logf("resize: growing the root filesystem from %d to %d bytes", root.End-root.Start, newLen)
+	ui.Logf("resize: growing the root filesystem from %d to %d bytes", root.End-root.Start, newLen)
 	cmd := exec.CommandContext(ctx, "resize2fs", tmp.Name(), strconv.FormatInt(newLen/1024, 10)+"K")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		if ctx.Err() != nil {

@@ -68,7 +68,7 @@ func assembleTiny(t *testing.T, out string) error {
 		return err
 	}
 	boot, root := smallTrees(t)
-	if _, err := Assemble(context.Background(), img, boot, root, "test-seed", 1700000000); err != nil {
+	if _, err := Assemble(context.Background(), nil, img, boot, root, "test-seed", 1700000000); err != nil {
 		return err
 	}
 	sums, err := checksum.File(context.Background(), img.Output, checksum.Options{Algos: []checksum.Algo{checksum.MD5, checksum.SHA256}})
@@ -101,7 +101,7 @@ func TestResizeFinishesInterruptedRun(t *testing.T) {
 	oldMD5, _ := os.ReadFile(img + ".md5")
 	oldSHA, _ := os.ReadFile(img + ".sha256")
 	const newSize = 512 << 20
-	res, err := Resize(t.Context(), img, newSize, 0)
+	res, err := Resize(t.Context(), nil, img, newSize, 0)
 	if err != nil || res.Already {
 		t.Fatalf("resize: %+v %v", res, err)
 	}
@@ -113,7 +113,7 @@ func TestResizeFinishesInterruptedRun(t *testing.T) {
 	if sideFilesMatch(t, img) {
 		t.Fatal("the old side files match the resized image?")
 	}
-	res, err = Resize(t.Context(), img, newSize, 0)
+	res, err = Resize(t.Context(), nil, img, newSize, 0)
 	if err != nil || !res.Already {
 		t.Fatalf("re-run: %+v %v; want it to finish the interrupted run", res, err)
 	}
@@ -131,7 +131,7 @@ func TestResizeLock(t *testing.T) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Resize(t.Context(), img, 512<<20, 0)
+	_, err := Resize(t.Context(), nil, img, 512<<20, 0)
 	f.Close()
 	if err == nil || !strings.Contains(err.Error(), "another process is resizing") {
 		t.Fatalf("resize of a locked image: %v", err)
@@ -147,7 +147,7 @@ func TestResizeLock(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = Resize(t.Context(), img, 512<<20, 0)
+			results[i], errs[i] = Resize(t.Context(), nil, img, 512<<20, 0)
 		}()
 	}
 	wg.Wait()
@@ -178,7 +178,7 @@ func TestResizeSymlink(t *testing.T) {
 	if err := os.Symlink(img, link); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Resize(t.Context(), link, 512<<20, 0); err != nil {
+	if _, err := Resize(t.Context(), nil, link, 512<<20, 0); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
@@ -203,7 +203,7 @@ func TestResizeInterruptedAndStaleFiles(t *testing.T) {
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(2*time.Second, cancel)
-	_, err := Resize(ctx, img, 512<<20, 0)
+	_, err := Resize(ctx, nil, img, 512<<20, 0)
 	if err == nil || !strings.Contains(err.Error(), "interrupted") || !strings.Contains(err.Error(), "unchanged") || strings.Contains(err.Error(), "not clean") {
 		t.Fatalf("interrupted resize: %v", err)
 	}
@@ -220,7 +220,7 @@ func TestResizeInterruptedAndStaleFiles(t *testing.T) {
 		os.Chtimes(p, old, old)
 	}
 	t.Setenv("PATH", strings.TrimPrefix(os.Getenv("PATH"), bin+":"))
-	if _, err := Resize(t.Context(), img, 512<<20, 0); err != nil {
+	if _, err := Resize(t.Context(), nil, img, 512<<20, 0); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range stale {

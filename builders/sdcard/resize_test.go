@@ -43,7 +43,7 @@ func buildSmall(t *testing.T) (string, *plan.Image) {
 		t.Fatal(err)
 	}
 	boot, root := smallTrees(t)
-	if _, err := Assemble(t.Context(), img, boot, root, "test-seed", 1700000000); err != nil {
+	if _, err := Assemble(t.Context(), nil, img, boot, root, "test-seed", 1700000000); err != nil {
 		t.Fatal(err)
 	}
 	return img.Output, img
@@ -72,7 +72,7 @@ func TestResize(t *testing.T) {
 	sig := mbrSignature(t, path)
 
 	const card64 = 63996690432 // 2 x the 32 GB image: a "64 GB" card
-	res, err := Resize(t.Context(), path, card64, 0)
+	res, err := Resize(t.Context(), nil, path, card64, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestResizeRefuses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Resize(t.Context(), path, tc.size, tc.align)
+			_, err := Resize(t.Context(), nil, path, tc.size, tc.align)
 			if !errors.Is(err, ErrBadSize) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want ErrBadSize containing %q", err, tc.want)
 			}

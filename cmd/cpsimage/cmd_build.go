@@ -118,7 +118,7 @@ func build(ctx context.Context, args []string, builderFor func(kind string) (bui
 func buildOptions(outDir string, epoch int64, keep bool, getenv func(string) string) builders.Options {
 	return builders.Options{
 		OutputDir: outDir, CacheDir: cmp.Or(getenv("CPS_CACHE"), "/var/cache/cps"),
-		SourceDateEpoch: epoch, KeepWorkDir: keep, Built: map[string]*builders.Result{},
+		SourceDateEpoch: epoch, KeepWorkDir: keep, Built: map[string]*builders.Result{}, UI: progress.Default(),
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/conpaas/cps/builders/sdcard"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/progress"
 	"github.com/conpaas/cps/internal/size"
 )
 
@@ -64,7 +65,7 @@ func runSDCardResize(ctx context.Context, args []string) error {
 	if err != nil {
 		return cli.Usagef("--align: %v", err)
 	}
-	res, err := sdcard.Resize(ctx, img, newSize, align)
+	res, err := sdcard.Resize(ctx, progress.Default(), img, newSize, align)
 	if err != nil {
 		if errors.Is(err, sdcard.ErrBadSize) {
 			return cli.WithCode(cli.ExitUsage, err)

@@ -30,29 +30,63 @@ type Bar struct {
 	done  bool
 }
 
-// Output is where bars and lines go; tests may replace it.
+// UI is where a library reports its progress: the binary makes one (it
+// knows the terminal and the flags) and passes it down, as builders.Options
+// does. A nil *UI reports nothing, so a library used without one is quiet.
+type UI struct {
+	Out   io.Writer // stderr, usually
+	Quiet bool      // report nothing
+}
+
+// Output is where the package-level functions' bars and lines go; tests
+// may replace it. Only callers not yet given a UI use them.
 var Output io.Writer = os.Stderr
 
-// Quiet disables all progress output (set by --quiet).
+// Quiet disables the package-level functions' output.
 var Quiet bool
+
+// Default is the UI of Output and Quiet, as they are now: what cpsimage
+// hands its libraries.
+func Default() *UI { return &UI{Out: Output, Quiet: Quiet} }
+
+func (u *UI) writer() io.Writer {
+	if u == nil || u.Quiet || u.Out == nil {
+		return io.Discard
+	}
+	return u.Out
+}
+
+// New starts a bar for total bytes (0 if unknown) labelled label.
+func (u *UI) New(label string, total int64) *Bar { return newBar(u.writer(), label, "", total) }
+
+// NewCount starts a bar counting items (unit, e.g. "packages") towards
+// total.
+func (u *UI) NewCount(label, unit string, total int64) *Bar {
+	return newBar(u.writer(), label, unit, total)
+}
+
+// Logf prints a plain progress line (a step starting or ending).
+func (u *UI) Logf(format string, args ...any) {
+	if w := u.writer(); w != io.Discard {
+		fmt.Fprintf(w, format+"\n", args...)
+	}
+}
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// New starts a bar for total bytes (0 if unknown) labelled label.
-func New(label string, total int64) *Bar { return newBar(label, "", total) }
+// New is Default().New.
+func New(label string, total int64) *Bar { return Default().New(label, total) }
 
-// NewCount starts a bar counting items (unit, e.g. "packages") towards
-// total.
-func NewCount(label, unit string, total int64) *Bar { return newBar(label, unit, total) }
+// NewCount is Default().NewCount.
+func NewCount(label, unit string, total int64) *Bar { return Default().NewCount(label, unit, total) }
 
-func newBar(label, unit string, total int64) *Bar {
-	b := &Bar{label: label, unit: unit, total: total, out: Output, start: time.Now(), every: 5 * time.Second}
+func newBar(out io.Writer, label, unit string, total int64) *Bar {
+	b := &Bar{label: label, unit: unit, total: total, out: out, start: time.Now(), every: 5 * time.Second}
 	b.last = b.start
-	if Quiet {
-		b.out = io.Discard
+	if out == io.Discard {
 		return b
 	}
 	if isTerminal(b.out) {
@@ -143,10 +177,5 @@ func human(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// Logf prints a plain progress line (a step starting or ending).
-func Logf(format string, args ...any) {
-	if Quiet {
-		return
-	}
-	fmt.Fprintf(Output, format+"\n", args...)
-}
+// Logf is Default().Logf.
+func Logf(format string, args ...any) { Default().Logf(format, args...) }
