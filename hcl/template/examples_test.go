@@ -39,8 +39,10 @@ func TestExampleTemplates(t *testing.T) {
 			if len(pl.Images) == 0 {
 				t.Fatal("no images")
 			}
-			if d := pl.Image("nutshell-disk"); d != nil && (len(d.Provisioners) != 5 || d.Env["NUTSHELL_IP"] != "192.168.56.10" ||
-				!strings.HasSuffix(d.Provisioners[4].Script, "scripts/nutshell/openstack-aio.sh") || !d.NoContextualize || d.Hostname != "conpaas-nutshell") {
+			// The Nutshell carries the LXC services image, built first.
+			if d := pl.Image("nutshell-disk"); d != nil && (len(d.Provisioners) != 6 || d.Env["NUTSHELL_IP"] != "192.168.56.10" ||
+				d.Provisioners[0].Image != "conpaas-lxc" || pl.Image("conpaas-lxc") == nil || pl.Image("conpaas-lxc").Kind != "lxc" ||
+				!strings.HasSuffix(d.Provisioners[5].Script, "scripts/nutshell/openstack-aio.sh") || !d.NoContextualize || d.Hostname != "conpaas-nutshell") {
 				t.Errorf("nutshell disk: provisioners %+v env %v", d.Provisioners, d.Env)
 			}
 		})

@@ -3,8 +3,8 @@
 # the OpenStack databases and Keystone's users, services and endpoints
 # (all on the host-only address), syncs every service's database, makes the
 # flat "hostonly" network for the ConPaaS VMs, registers the ConPaaS
-# services image in Glance if the appliance carries one, then configures
-# and starts cpsdirector. Each step is idempotent; a failed boot retries.
+# services image (the LXC image `make nutshell` copies in) in Glance and
+# in the director's catalogue, then configures and starts cpsdirector. Each step is idempotent; a failed boot retries.
 # Progress goes to the journal and the serial console.
 set -eu
 IP=${NUTSHELL_IP:-192.168.56.10}
@@ -64,7 +64,10 @@ su -s /bin/sh -c "nova-manage cell_v2 discover_hosts" nova
 
 say "network, flavors and the ConPaaS image"
 [ -f /root/.ssh/id_ed25519 ] || { mkdir -p /root/.ssh; ssh-keygen -q -t ed25519 -N '' -f /root/.ssh/id_ed25519; }
-IMAGE_ID=$(NUTSHELL_PUBKEY=/root/.ssh/id_ed25519.pub conpaas-nutshell-openstack resources)
+# The services image (the LXC image the appliance carries) goes into Glance
+# and the director's catalogue; what to put in director.cfg comes back.
+RESOURCES=$(NUTSHELL_PUBKEY=/root/.ssh/id_ed25519.pub conpaas-nutshell-openstack resources)
+IMAGE_LINE=$(printf '%s\n' "$RESOURCES" | tail -n1)
 
 say "director"
 mkdir -p /etc/cpsdirector
@@ -82,10 +85,16 @@ PASSWORD = $PW
 PROJECT = demo
 DOMAIN = Default
 REGION = RegionOne
-IMAGE_ID = $IMAGE_ID
+$IMAGE_LINE
 FLAVOR = m1.small
 SECURITY_GROUP_NAME = default
 KEY_NAME = conpaas
+
+[director]
+# A manager's first start copies the services image from Glance into
+# Nova's cache and the instance's disk, which on a small appliance takes
+# longer than the default 5 minutes before the manager can answer.
+NODE_TIMEOUT = 30m
 EOT
   chmod 600 /etc/cpsdirector/director.cfg
 fi
@@ -95,9 +104,9 @@ echo "$PW" | cpsdirector adduser --password-stdin test 2>/dev/null || true
 # here would wait for this very setup to end. Queue it instead.
 systemctl enable cpsdirector.service
 systemctl start --no-block cpsdirector.service
-# The director's own view: clouds, certificates, ports. Without the ConPaaS
-# services image and tarball it reports those missing; that is for the
-# user to act on, not a failed setup.
+# The director's own view: clouds, the catalogue's image in Glance,
+# certificates, ports. ConPaaS.tar.gz (/etc/cpsdirector/ConPaaS.tar.gz) is
+# the user's to install, so check reports it missing: not a failed setup.
 cpsdirector check || say "cpsdirector check reports the problems above (journalctl -u conpaas-nutshell-setup)"
 
 mkdir -p /var/lib/conpaas-nutshell

@@ -6,13 +6,19 @@ call, which on a small VM costs minutes.
 
   conpaas-nutshell-openstack identity    projects, service users, catalogue
   conpaas-nutshell-openstack wait-compute
-  conpaas-nutshell-openstack resources   network, flavor, rules, key, image
+  conpaas-nutshell-openstack resources   network, flavor, rules, key, image and
+                                         the director's catalogue; prints
+                                         director.cfg's image line
 
 Every step looks before it creates, so a failed first boot can run again.
 Environment: NUTSHELL_IP, NUTSHELL_PASSWORD (/etc/conpaas-nutshell/env),
-NUTSHELL_IMAGE (a raw image to register as "conpaas", optional),
+NUTSHELL_IMAGE (the services image to register, default
+/var/lib/conpaas-nutshell/conpaas-lxc.img, with its catalogue entry in
+NUTSHELL_IMAGE.catalogue.json), NUTSHELL_CATALOGUE (the director's
+catalogue to write, default /etc/cpsdirector/catalogue.json),
 NUTSHELL_PUBKEY (the director's SSH public key file).
 """
+import json
 import os
 import sys
 import time
@@ -131,14 +137,58 @@ def resources(conn):
             demo.create_keypair("conpaas", public_key=f.read().strip())
         say("keypair conpaas")
 
-    img = os.environ.get("NUTSHELL_IMAGE", "/var/lib/conpaas-nutshell/conpaas.img")
-    image = conn.get_image("conpaas")
-    if not image and os.path.exists(img):
-        say("registering %s in Glance" % img)
-        image = conn.create_image("conpaas", filename=img, disk_format="raw",
-                                  container_format="bare", visibility="public", wait=True)
-    # The image id for director.cfg, on stdout's last line.
-    print(image.id if image else "conpaas")
+    print(services_image(conn))
+
+
+def services_image(conn):
+    """Registers the ConPaaS services image the appliance carries (the LXC
+    image `make nutshell` copies in, with its catalogue entry beside it) in
+    Glance, as Nova's libvirt LXC driver takes it: raw (a loop device, no
+    qemu-nbd), bare, hypervisor_type=lxc. Then writes the director's
+    catalogue: that entry, registered in this cloud. Returns director.cfg's
+    image line."""
+    img = os.environ.get("NUTSHELL_IMAGE", "/var/lib/conpaas-nutshell/conpaas-lxc.img")
+    cat_path = os.environ.get("NUTSHELL_CATALOGUE", "/etc/cpsdirector/catalogue.json")
+    entry_path = img + ".catalogue.json"
+    if not os.path.exists(img) or not os.path.exists(entry_path):
+        say("no services image at %s (with %s): the director has none to start" % (img, entry_path))
+        return "IMAGE_ID = conpaas"
+    with open(entry_path) as f:
+        art = json.load(f)["artifacts"][0]
+    image = conn.get_image(art["name"])
+    if not image:
+        say("registering %s (%s %s, %s) in Glance" % (img, art["name"], art["version"], art["kind"]))
+        meta = {"conpaas_version": art["version"]}
+        if art["kind"] == "lxc":
+            # Nova's scheduler (ImagePropertiesFilter) starts it on LXC
+            # hosts only, as `cpsimage register` does.
+            meta["hypervisor_type"] = "lxc"
+        # md5 and sha256 from the entry: openstacksdk would otherwise read
+        # the whole file once more to compute them.
+        image = conn.create_image(art["name"], filename=img, md5=art["md5"], sha256=art["sha256"],
+                                  disk_format="raw", container_format="bare", visibility="public",
+                                  meta=meta, wait=True)
+    # Glance's checksum is the MD5 of what it stored: the upload is the
+    # image the build made, or the director must not use it.
+    image = conn.get_image(image.id)
+    if image.checksum != art["md5"]:
+        raise SystemExit("Glance stored %s with MD5 %s, but the image's catalogue entry says %s" % (
+            art["name"], image.checksum, art["md5"]))
+    say("Glance image %s (%s) is %s, MD5 %s" % (art["name"], image.id, image.status, image.checksum))
+
+    # The director's catalogue (what `cpsimage register -target glance`
+    # records): the entry, registered in this cloud and region.
+    art["file"] = img
+    art["registrations"] = [{"cloud": "openstack", "target": "glance", "region": "RegionOne",
+                             "image_id": image.id, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
+    os.makedirs(os.path.dirname(cat_path), exist_ok=True)
+    tmp = cat_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"schema_version": 1, "artifacts": [art]}, f, indent=2)
+        f.write("\n")
+    os.rename(tmp, cat_path)
+    say("catalogue %s: %s %s is Glance image %s" % (cat_path, art["name"], art["version"], image.id))
+    return "IMAGE = catalogue:%s" % art["name"]
 
 
 def main(argv):

@@ -8,7 +8,8 @@
 # endpoints and the network on first boot, then starts the director.
 #
 # Environment (the template's env): NUTSHELL_IP (192.168.56.10),
-# NUTSHELL_PASSWORD (the one password of every service and of admin).
+# NUTSHELL_PASSWORD (the one password of every service and of admin),
+# NUTSHELL_SSH_KEY (an SSH public key for root, optional).
 set -eu
 IP=${NUTSHELL_IP:-192.168.56.10}
 PW=${NUTSHELL_PASSWORD:-conpaas}
@@ -47,7 +48,7 @@ retry apt-get install -y --no-install-recommends -o Acquire::Retries=10 \
   glance placement-api \
   nova-api nova-conductor nova-scheduler nova-compute-lxc \
   neutron-server neutron-plugin-ml2 neutron-linuxbridge-agent neutron-dhcp-agent neutron-metadata-agent \
-  libvirt-daemon-driver-lxc bridge-utils
+  libvirt-daemon-driver-lxc bridge-utils nftables
 apt-get clean
 rm -rf /var/lib/apt/lists/*
 
@@ -253,6 +254,53 @@ LinkLocalAddressing=no
 IPv6AcceptRA=no
 EOT
 printf '127.0.0.1\tlocalhost\n%s\tconpaas-nutshell controller\n' "$IP" > /etc/hosts
+
+# The host-only network has a DHCP server of its own (VirtualBox's, or
+# QEMU's in the tests) besides Neutron's. An instance takes the first
+# offer, and with the other server's address Neutron's port security drops
+# its traffic and it gets no route to the metadata service. The appliance
+# has a fixed address and never asks; so no DHCP server answer coming in on
+# eth1 is bridged to an instance: only Neutron's dnsmasq serves them.
+mkdir -p /etc/conpaas-nutshell
+cat > /etc/conpaas-nutshell/dhcp-guard.nft <<'EOT'
+table bridge conpaas_nutshell
+delete table bridge conpaas_nutshell
+table bridge conpaas_nutshell {
+	chain forward {
+		type filter hook forward priority 0; policy accept;
+		iifname "eth1" ether type ip udp sport 67 udp dport 68 counter drop
+	}
+}
+EOT
+cat > /etc/systemd/system/conpaas-nutshell-dhcp-guard.service <<'EOT'
+[Unit]
+Description=ConPaaS in a Nutshell: only Neutron's DHCP server answers the instances
+DefaultDependencies=no
+Before=network-pre.target
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/nft -f /etc/conpaas-nutshell/dhcp-guard.nft
+
+[Install]
+WantedBy=multi-user.target
+EOT
+mkdir -p /etc/systemd/system/multi-user.target.wants
+ln -sf /etc/systemd/system/conpaas-nutshell-dhcp-guard.service /etc/systemd/system/multi-user.target.wants/
+# Debian's own nftables.service would flush every ruleset (Neutron's
+# iptables-nft ones too) if started: it stays off.
+systemctl disable nftables 2>/dev/null || true
+
+# An administrator's key for root (the template's ssh_authorized_key), if
+# given: the way to the appliance's shell besides its console.
+if [ -n "${NUTSHELL_SSH_KEY:-}" ]; then
+  mkdir -p /root/.ssh
+  chmod 700 /root/.ssh
+  printf '%s\n' "$NUTSHELL_SSH_KEY" > /root/.ssh/authorized_keys
+  chmod 600 /root/.ssh/authorized_keys
+fi
 
 # Debian's defaults (8 to 16 uwsgi processes per API, a worker per CPU for
 # the rest) do not fit the 4 GB the guide gives the Nutshell.

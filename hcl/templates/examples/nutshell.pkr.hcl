@@ -24,6 +24,44 @@ variable "password" {
   description = "Password of OpenStack's admin, of every service and of the director's user test"
 }
 
+variable "ssh_authorized_key" {
+  type        = string
+  default     = ""
+  description = "An SSH public key for root on the appliance (none by default: log in on the console)"
+}
+
+locals {
+  # The services image's packages: hcl/templates/examples/lxc.pkr.hcl's.
+  lxc_services = ["python3", "python3-openssl", "python3-simplejson", "python3-pycurl",
+  "nginx", "php-fpm", "php-curl", "php-zip", "php-mysql", "mariadb-client"]
+  lxc_system = ["openssh-server", "ca-certificates", "curl", "wget", "iproute2", "less", "nano",
+  "cron", "logrotate", "rsyslog"]
+}
+
+# The ConPaaS services image the Nutshell starts its ConPaaS VMs from: the
+# LXC variant (hcl/templates/examples/lxc.pkr.hcl), since its compute
+# service is nova-compute-lxc. It is built first, copied into the disk
+# below with its catalogue entry, and registered in Glance and in the
+# director's catalogue on first boot.
+image "conpaas-lxc" {
+  kind    = "lxc"
+  arch    = "amd64"
+  version = "2.1.0"
+  output  = "conpaas-lxc.img"
+  size    = "2GiB"
+
+  distribution {
+    suite    = "bookworm"
+    mirror   = var.mirror
+    variant  = "minbase"
+    packages = concat(local.lxc_system, local.lxc_services)
+  }
+
+  provisioner "shell" {
+    inline = ["mkdir -p /etc/cpsmanager/certs /etc/cpsagent/certs"]
+  }
+}
+
 # All-in-one OpenStack on LXC plus the ConPaaS director. The OpenStack
 # packages are installed and configured by scripts/nutshell/openstack-aio.sh;
 # the databases, Keystone endpoints, the network and the director are set up
@@ -32,7 +70,10 @@ image "nutshell-disk" {
   kind    = "raw"
   version = "2.1.0"
   output  = "nutshell-disk.img"
-  size    = "8GiB"
+  # Room for the services image three times over: in Glance, in Nova's
+  # image cache and as an instance's disk (sparse: unused space costs the
+  # appliance nothing).
+  size = "16GiB"
   # The Nutshell runs ConPaaS; it is not one of its service VMs.
   hostname      = "conpaas-nutshell"
   contextualize = false
@@ -66,6 +107,12 @@ image "nutshell-disk" {
   environment = {
     NUTSHELL_IP       = var.nutshell_ip
     NUTSHELL_PASSWORD = var.password
+    NUTSHELL_SSH_KEY  = var.ssh_authorized_key
+  }
+
+  provisioner "file" {
+    image       = "conpaas-lxc" # with conpaas-lxc.img.catalogue.json, its catalogue entry
+    destination = "/var/lib/conpaas-nutshell/conpaas-lxc.img"
   }
 
   provisioner "file" {

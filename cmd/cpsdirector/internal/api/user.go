@@ -262,6 +262,8 @@ func (s *Server) tarball(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, fmt.Errorf("%s is not a regular file", s.Cfg.TarballPath))
 		return
 	}
+	// Who bootstrapped when: the trace of a manager or agent coming up.
+	s.Log.Info("ConPaaS.tar.gz requested", "remote", r.RemoteAddr, "bytes", st.Size())
 	// Flask guessed the type from the name, as mimetypes does.
 	w.Header().Set("Content-Type", "application/x-tar")
 	http.ServeContent(w, r, "ConPaaS.tar.gz", st.ModTime(), f)
