@@ -46,7 +46,9 @@ const nutshellIP = "192.168.56.10"
 const fakeManager = `#!/bin/sh
 c=/etc/cpsmanager/certs
 d=$(sed -n 's/^DIRECTOR_URL *= *//p' /root/config.cfg)
-say() { printf 'fake manager: %s\n' "$*"; printf 'fake manager: %s\n' "$*" | timeout 10 tee /dev/console > /dev/null; }
+# libvirt's console pty is drained only when Nova reads the console log
+# (the test's watcher, every 20 s): a write may wait that long.
+say() { printf 'fake manager: %s\n' "$*"; printf 'fake manager: %s\n' "$*" | timeout 90 tee /dev/console > /dev/null; }
 say "started: $*"
 r=$(curl -sS --max-time 60 --cacert $c/ca_cert.pem --cert $c/cert.pem --key $c/key.pem -X POST -d "" $d/credit 2>&1)
 say "/credit answered $r"
