@@ -16,7 +16,9 @@ func explain(err error) error {
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
 		case "AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId":
-			return fmt.Errorf("AWS rejected the credentials (%s: %s): the access key id is unknown or the secret key is wrong; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or EC2_ACCESS_KEY, EC2_SECRET_KEY, the profile)", ae.ErrorCode(), ae.ErrorMessage())
+			// A wrong secret is SignatureDoesNotMatch (below): these
+			// say the key id (or its session token) is not valid.
+			return fmt.Errorf("AWS does not know the access key id (%s: %s); check AWS_ACCESS_KEY_ID (or EC2_ACCESS_KEY, the profile), and AWS_SESSION_TOKEN for temporary keys", ae.ErrorCode(), ae.ErrorMessage())
 		case "SignatureDoesNotMatch":
 			return fmt.Errorf("AWS rejected the request signature (%s): the secret key is wrong; check AWS_SECRET_ACCESS_KEY (or EC2_SECRET_KEY, the profile)", ae.ErrorMessage())
 		case "RequestExpired":
@@ -38,7 +40,7 @@ func explainS3(err error, bucket string) error {
 		switch ae.ErrorCode() {
 		case "SignatureDoesNotMatch":
 			return fmt.Errorf("S3 rejected the request signature: the secret key is wrong; check AWS_SECRET_ACCESS_KEY (or EC2_SECRET_KEY, the profile)")
-		case "InvalidAccessKeyId":
+		case "InvalidAccessKeyId", "XAdminUserNotFound": // S3's code; versitygw's (an S3-compatible server)
 			return fmt.Errorf("S3 does not know the access key id; check AWS_ACCESS_KEY_ID (or EC2_ACCESS_KEY, the profile)")
 		case "AccessDenied", "AllAccessDisabled":
 			return fmt.Errorf("S3 denied access to bucket %s (%s): the credentials are valid but may not use this bucket (it may belong to another account); check its policy or use another bucket", bucket, ae.ErrorMessage())
