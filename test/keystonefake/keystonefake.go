@@ -58,7 +58,14 @@ const (
 	timeFormat = "2006-01-02T15:04:05.000000Z"
 )
 
-// Server is a running Keystone fake and token-checking proxy.
+// Service is one entry of the catalog a project-scoped token carries.
+type Service struct {
+	Type, Name, URL string
+}
+
+// Server is a running Keystone fake and token-checking proxy, or (New)
+// the token API alone, served by a fake of a whole cloud (test/novafake)
+// beside its own services: one Keystone fake for every test.
 type Server struct {
 	URL      string // auth URL, e.g. http://127.0.0.1:40123/v3
 	BaseURL  string // unversioned identity URL (version discovery), e.g. http://127.0.0.1:40123
@@ -66,6 +73,10 @@ type Server struct {
 
 	User, Password, Project string
 	UserID, ProjectID       string
+	// Services is the catalog (default: the identity service and the
+	// proxy as "image"); Region its endpoints' region (default Region).
+	Services []Service
+	Region   string
 
 	// Issued counts tokens issued; AuthFailures counts token requests
 	// answered 400 or 401.
@@ -94,10 +105,8 @@ func Start(t testing.TB, backend, user, password, project string) *Server {
 	if err != nil || target.Scheme == "" || target.Host == "" {
 		t.Fatalf("keystonefake: backend %q is not an absolute URL", backend)
 	}
-	s := &Server{User: user, Password: password, Project: project,
-		UserID: newID(), ProjectID: newID(), tokens: map[string]token{}}
-
-	ks := httptest.NewServer(http.HandlerFunc(s.keystone))
+	s := New(user, password, project)
+	ks := httptest.NewServer(s.Handler())
 	t.Cleanup(ks.Close)
 	s.BaseURL = ks.URL
 	s.URL = ks.URL + "/v3"
@@ -124,8 +133,24 @@ func Start(t testing.TB, backend, user, password, project string) *Server {
 	}))
 	t.Cleanup(px.Close)
 	s.ProxyURL = px.URL
+	s.Services = []Service{{"identity", "keystone", s.URL}, {"image", "glance", s.ProxyURL}}
 	return s
 }
+
+// New is the token API alone: serve Handler at BaseURL (the unversioned
+// identity URL; set it and URL, BaseURL + "/v3") and check requests'
+// X-Auth-Token with Valid. Only user, password and project (domain
+// "Default") get a token.
+func New(user, password, project string) *Server {
+	return &Server{User: user, Password: password, Project: project, Region: Region,
+		UserID: newID(), ProjectID: newID(), tokens: map[string]token{}}
+}
+
+// Handler serves the identity API: version discovery and /v3/auth/tokens.
+func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.keystone) }
+
+// Valid says whether id is an issued, project-scoped, unexpired token.
+func (s *Server) Valid(id string) bool { return s.valid(id) }
 
 // Requests returns "METHOD path" of every request the proxy let through.
 func (s *Server) Requests() []string {
@@ -310,12 +335,12 @@ func (s *Server) tokenBody(tk token) map[string]any {
 		tok["project"] = map[string]any{"id": s.ProjectID, "name": s.Project, "domain": domain}
 		tok["is_domain"] = false
 		tok["roles"] = []map[string]any{{"id": newID(), "name": "member"}, {"id": newID(), "name": "reader"}}
-		tok["catalog"] = []map[string]any{
-			{"id": newID(), "type": "identity", "name": "keystone", "endpoints": []map[string]any{
-				{"id": newID(), "interface": "public", "region": Region, "region_id": Region, "url": s.URL}}},
-			{"id": newID(), "type": "image", "name": "glance", "endpoints": []map[string]any{
-				{"id": newID(), "interface": "public", "region": Region, "region_id": Region, "url": s.ProxyURL}}},
+		var catalog []map[string]any
+		for _, sv := range s.Services {
+			catalog = append(catalog, map[string]any{"id": newID(), "type": sv.Type, "name": sv.Name, "endpoints": []map[string]any{
+				{"id": newID(), "interface": "public", "region": s.Region, "region_id": s.Region, "url": sv.URL}}})
 		}
+		tok["catalog"] = catalog
 	}
 	return tok
 }

@@ -16,12 +16,17 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/conpaas/cps/test/keystonefake"
 )
 
 // Server is a running fake.
 type Server struct {
 	URL string // base URL; AUTH_URL is URL + "/v3"
 
+	// User, Password, Project, Domain and Region are what the cloud's
+	// Keystone (test/keystonefake's token API) accepts and its catalog
+	// says, as New sets them.
 	User, Password, Project, Domain, Region string
 	// ClockOffset shifts the Date header, to test clock-skew detection.
 	ClockOffset time.Duration
@@ -38,7 +43,7 @@ type Server struct {
 	ts *httptest.Server
 
 	mu       sync.Mutex
-	tokens   map[string]bool
+	ks       *keystonefake.Server
 	flavors  map[string]string // id -> name
 	images   map[string]string // id -> status
 	keypairs map[string]bool
@@ -81,7 +86,7 @@ type VM struct {
 func New() *Server {
 	s := &Server{
 		User: "admin", Password: "secret", Project: "demo", Domain: "Default", Region: "RegionOne",
-		tokens:   map[string]bool{},
+		ks:       keystonefake.New("admin", "secret", "demo"),
 		flavors:  map[string]string{"1": "m1.tiny", "2": "m1.small", "3": "m1.medium"},
 		images:   map[string]string{},
 		keypairs: map[string]bool{},
@@ -90,6 +95,12 @@ func New() *Server {
 	}
 	s.ts = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.ts.URL
+	ks := s.ks
+	ks.BaseURL, ks.URL = s.URL, s.URL+"/v3"
+	ks.User, ks.Password, ks.Project, ks.Region = s.User, s.Password, s.Project, s.Region
+	ks.Services = []keystonefake.Service{{Type: "identity", Name: "keystone", URL: s.URL + "/v3"},
+		{Type: "compute", Name: "nova", URL: s.URL + "/compute/v2.1"}, {Type: "image", Name: "glance", URL: s.URL + "/image"},
+		{Type: "network", Name: "neutron", URL: s.URL + "/network"}}
 	return s
 }
 
@@ -192,14 +203,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}})
 		return
 	}
-	if r.Method == http.MethodPost && p == "/v3/auth/tokens" {
-		s.token(w, r)
+	if p == "/" || p == "" || strings.HasPrefix(p, "/v3") {
+		s.identity(w, r)
 		return
 	}
-	s.mu.Lock()
-	ok := s.tokens[r.Header.Get("X-Auth-Token")]
-	s.mu.Unlock()
-	if !ok {
+	if !s.ks.Valid(r.Header.Get("X-Auth-Token")) {
 		fault(w, 401, "The request you have made requires authentication.")
 		return
 	}
@@ -224,72 +232,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Auth struct {
-			Identity struct {
-				Methods  []string `json:"methods"`
-				Password struct {
-					User struct {
-						Name     string `json:"name"`
-						Password string `json:"password"`
-						Domain   struct {
-							Name string `json:"name"`
-						} `json:"domain"`
-					} `json:"user"`
-				} `json:"password"`
-			} `json:"identity"`
-			Scope struct {
-				Project struct {
-					Name   string `json:"name"`
-					Domain struct {
-						Name string `json:"name"`
-					} `json:"domain"`
-				} `json:"project"`
-			} `json:"scope"`
-		} `json:"auth"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-		fault(w, 400, "malformed token request: "+err.Error())
-		return
-	}
-	a := body.Auth
-	if len(a.Identity.Methods) != 1 || a.Identity.Methods[0] != "password" {
-		fault(w, 400, "only password authentication is supported")
-		return
-	}
-	u := a.Identity.Password.User
-	if u.Name != s.User || u.Password != s.Password || u.Domain.Name != s.Domain {
-		fault(w, 401, "The request you have made requires authentication.")
-		return
-	}
-	if a.Scope.Project.Name != s.Project || a.Scope.Project.Domain.Name != s.Domain {
-		fault(w, 401, "user has no role on project "+a.Scope.Project.Name)
-		return
-	}
-	s.mu.Lock()
-	s.seq++
-	tok := fmt.Sprintf("tok-%d-%d", s.seq, time.Now().UnixNano())
-	s.tokens[tok] = true
-	s.mu.Unlock()
-	ep := func(typ, name, url string) map[string]any {
-		return map[string]any{"type": typ, "name": name, "id": name, "endpoints": []map[string]any{
-			{"id": name + "-pub", "interface": "public", "region": s.Region, "region_id": s.Region, "url": url}}}
-	}
-	w.Header().Set("X-Subject-Token", tok)
-	reply(w, 201, map[string]any{"token": map[string]any{
-		"methods":    []string{"password"},
-		"expires_at": time.Now().Add(time.Hour).UTC().Format("2006-01-02T15:04:05.000000Z"),
-		"issued_at":  time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"),
-		"user":       map[string]any{"id": "u1", "name": s.User, "domain": map[string]any{"id": "default", "name": s.Domain}},
-		"project":    map[string]any{"id": "p1", "name": s.Project, "domain": map[string]any{"id": "default", "name": s.Domain}},
-		"catalog": []any{
-			ep("identity", "keystone", s.URL+"/v3"),
-			ep("compute", "nova", s.URL+"/compute/v2.1"),
-			ep("image", "glance", s.URL+"/image"),
-			ep("network", "neutron", s.URL+"/network"),
-		},
-	}})
+// identity is Keystone: test/keystonefake's token API (the one Keystone
+// fake), set up by New with this cloud's user, project, region and services.
+func (s *Server) identity(w http.ResponseWriter, r *http.Request) {
+	s.ks.Handler().ServeHTTP(w, r)
 }
 
 func (s *Server) nova(w http.ResponseWriter, r *http.Request, p string) {
