@@ -124,9 +124,14 @@ func acceptAMI(target string, art register.Artifact) error {
 	return nil
 }
 
+// Settings implements register.Target.
+func (t *EBS) Settings() []string {
+	return append([]string{"method", "instance", "device", "guest_device", "ssh_user", "ssh_key", "ssh_known_hosts", "ssh_addr", "ssh_insecure_ignore_host_key"}, amiSettingNames...)
+}
+
 // Prepare implements register.Target.
 func (t *EBS) Prepare(reg plan.Register) error {
-	if err := register.Foreign(reg, append([]string{"method", "instance", "device", "guest_device", "ssh_user", "ssh_key", "ssh_known_hosts", "ssh_addr", "ssh_insecure_ignore_host_key"}, amiSettingNames...)...); err != nil {
+	if err := register.Foreign(reg, t.Settings()...); err != nil {
 		return err
 	}
 	t.set = EBSSettings{AMISettings: amiSettings(reg, t.Access), Method: cmp.Or(reg.Method, MethodDirect), Instance: reg.Instance,

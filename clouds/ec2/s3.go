@@ -92,9 +92,14 @@ var accountRE = regexp.MustCompile(`^\d{12}$`)
 // Accepts implements register.Target.
 func (t *S3) Accepts(art register.Artifact) error { return acceptAMI(plan.TargetEC2S3, art) }
 
+// Settings implements register.Target.
+func (t *S3) Settings() []string {
+	return append([]string{"method", "bucket", "account_id", "cert", "private_key", "ec2_cert"}, amiSettingNames...)
+}
+
 // Prepare implements register.Target.
 func (t *S3) Prepare(reg plan.Register) error {
-	if err := register.Foreign(reg, append([]string{"method", "bucket", "account_id", "cert", "private_key", "ec2_cert"}, amiSettingNames...)...); err != nil {
+	if err := register.Foreign(reg, t.Settings()...); err != nil {
 		return err
 	}
 	bucket, prefix, _ := strings.Cut(strings.Trim(reg.Bucket, "/"), "/")

@@ -64,8 +64,6 @@ type Target struct {
 type Settings struct {
 	// Cloud is the clouds.yaml entry ("": $OS_CLOUD, else the OS_* variables).
 	Cloud string
-	// Region, if set, overrides the cloud's (OS_REGION_NAME, region_name).
-	Region string
 	// DiskFormat and ContainerFormat, if set, must agree with the
 	// artifact's format; Visibility defaults to private.
 	DiskFormat, ContainerFormat, Visibility string
@@ -82,12 +80,19 @@ func (t *Target) Accepts(art register.Artifact) error {
 		"an SD card boots only on a Raspberry Pi: flash it (cpsimage flash), or register the raw image of the same services")
 }
 
+// Settings implements register.Target.
+func (t *Target) Settings() []string {
+	// No region: the cloud's (OS_REGION_NAME, region_name) is the one,
+	// so -region, which is EC2's, never lands in a glance block.
+	return []string{"cloud", "disk_format", "container_format", "visibility", "properties"}
+}
+
 // Prepare implements register.Target.
 func (t *Target) Prepare(reg plan.Register) error {
-	if err := register.Foreign(reg, "cloud", "region", "disk_format", "container_format", "visibility", "properties"); err != nil {
+	if err := register.Foreign(reg, t.Settings()...); err != nil {
 		return err
 	}
-	t.set = Settings{Cloud: reg.Cloud, Region: reg.Region, DiskFormat: reg.DiskFormat, ContainerFormat: reg.ContainerFormat, Visibility: reg.Visibility, Properties: reg.Properties}
+	t.set = Settings{Cloud: reg.Cloud, DiskFormat: reg.DiskFormat, ContainerFormat: reg.ContainerFormat, Visibility: reg.Visibility, Properties: reg.Properties}
 	switch t.set.Visibility {
 	case "", "private", "public", "shared", "community":
 		return nil
@@ -99,7 +104,7 @@ func (t *Target) Prepare(reg plan.Register) error {
 // Glance) and finds the image service, before the file is hashed.
 func (t *Target) Check(ctx context.Context) error {
 	var err error
-	t.sc, t.region, err = t.client(ctx, t.set.Cloud, t.set.Region)
+	t.sc, t.region, err = t.client(ctx, t.set.Cloud, "")
 	return err
 }
 

@@ -69,6 +69,10 @@ type Target interface {
 	// Accepts says whether the target can register art (its kind,
 	// format, architecture); the error is one sentence saying what to do.
 	Accepts(art Artifact) error
+	// Settings lists the block settings the target has, as the template
+	// names them (region, bucket, ...): a flag given for a template sets
+	// them only in the blocks of targets that have them.
+	Settings() []string
 	// Prepare decodes the register block (the command line's flags
 	// already applied) into the target's own settings: defaults, checks,
 	// and a refusal of settings that belong to other targets.

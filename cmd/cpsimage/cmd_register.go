@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/conpaas/cps/clouds/awsaccess"
@@ -41,34 +42,34 @@ type registerFlags struct {
 
 // blockFlags maps a flag to the register block setting it sets.
 var blockFlags = []struct {
-	flag, usage string
-	set         func(r *plan.Register, v string)
+	flag, setting, usage string
+	set                  func(r *plan.Register, v string)
 }{
-	{"region", "EC2 region (default $AWS_REGION), or the OpenStack region (default $OS_REGION_NAME)", func(r *plan.Register, v string) { r.Region = v }},
-	{"copy-to", "comma-separated regions to copy the AMI to", func(r *plan.Register, v string) { r.CopyTo = strings.Split(v, ",") }},
-	{"cloud", "glance: the clouds.yaml entry (default $OS_CLOUD, else the OS_* variables)", func(r *plan.Register, v string) { r.Cloud = v }},
-	{"method", "ec2-ebs: \"direct\" (EBS direct APIs, the default) or \"via-instance\" (write a volume attached to -instance over SSH, snapshot it); ec2-s3: \"bundle\" (default) or \"import\"", func(r *plan.Register, v string) { r.Method = v }},
-	{"instance", "ec2-ebs via-instance: the running EC2 instance `ID` to attach the scratch volume to", func(r *plan.Register, v string) { r.Instance = v }},
-	{"device", "ec2-ebs via-instance: where to attach the volume (default /dev/xvdf)", func(r *plan.Register, v string) { r.Device = v }},
-	{"guest-device", "ec2-ebs via-instance: the volume's `PATH` on the instance (default: -device, else the Nitro NVMe by-id link)", func(r *plan.Register, v string) { r.GuestDevice = v }},
-	{"ssh-user", "ec2-ebs via-instance: SSH user (default admin; root uses the sftp subsystem, others sftp-server under sudo -n)", func(r *plan.Register, v string) { r.SSHUser = v }},
-	{"ssh-key", "ec2-ebs via-instance: private key `FILE` of the instance's key pair (default: ssh-agent, ~/.ssh/id_*)", func(r *plan.Register, v string) { r.SSHKey = v }},
-	{"ssh-known-hosts", "ec2-ebs via-instance: known_hosts `FILE` the host key must be in (default ~/.ssh/known_hosts)", func(r *plan.Register, v string) { r.SSHKnownHosts = v }},
-	{"ssh-addr", "ec2-ebs via-instance: connect to `HOST[:PORT]` instead of the instance's address (a tunnel)", func(r *plan.Register, v string) { r.SSHAddr = v }},
-	{"bucket", "ec2-s3: S3 `BUCKET[/PREFIX]` for the bundle or the import", func(r *plan.Register, v string) { r.Bucket = v }},
-	{"account-id", "ec2-s3 bundle: your AWS account id (default $AWS_ACCOUNT_ID)", func(r *plan.Register, v string) { r.AccountID = v }},
-	{"cert", "ec2-s3 bundle: your X.509 certificate `PEM` (default $EC2_CERT)", func(r *plan.Register, v string) { r.Cert = v }},
-	{"private-key", "ec2-s3 bundle: its RSA private key `PEM` (default $EC2_PRIVATE_KEY)", func(r *plan.Register, v string) { r.PrivateKey = v }},
-	{"ec2-cert", "ec2-s3 bundle: EC2's certificate `PEM` (cert-ec2.pem of ec2-ami-tools)", func(r *plan.Register, v string) { r.EC2Cert = v }},
+	{"region", "region", "EC2 region (default $AWS_REGION; OpenStack's is OS_REGION_NAME or the clouds.yaml entry's)", func(r *plan.Register, v string) { r.Region = v }},
+	{"copy-to", "copy_to", "comma-separated regions to copy the AMI to", func(r *plan.Register, v string) { r.CopyTo = strings.Split(v, ",") }},
+	{"cloud", "cloud", "glance: the clouds.yaml entry (default $OS_CLOUD, else the OS_* variables)", func(r *plan.Register, v string) { r.Cloud = v }},
+	{"method", "method", "ec2-ebs: \"direct\" (EBS direct APIs, the default) or \"via-instance\" (write a volume attached to -instance over SSH, snapshot it); ec2-s3: \"bundle\" (default) or \"import\"", func(r *plan.Register, v string) { r.Method = v }},
+	{"instance", "instance", "ec2-ebs via-instance: the running EC2 instance `ID` to attach the scratch volume to", func(r *plan.Register, v string) { r.Instance = v }},
+	{"device", "device", "ec2-ebs via-instance: where to attach the volume (default /dev/xvdf)", func(r *plan.Register, v string) { r.Device = v }},
+	{"guest-device", "guest_device", "ec2-ebs via-instance: the volume's `PATH` on the instance (default: -device, else the Nitro NVMe by-id link)", func(r *plan.Register, v string) { r.GuestDevice = v }},
+	{"ssh-user", "ssh_user", "ec2-ebs via-instance: SSH user (default admin; root uses the sftp subsystem, others sftp-server under sudo -n)", func(r *plan.Register, v string) { r.SSHUser = v }},
+	{"ssh-key", "ssh_key", "ec2-ebs via-instance: private key `FILE` of the instance's key pair (default: ssh-agent, ~/.ssh/id_*)", func(r *plan.Register, v string) { r.SSHKey = v }},
+	{"ssh-known-hosts", "ssh_known_hosts", "ec2-ebs via-instance: known_hosts `FILE` the host key must be in (default ~/.ssh/known_hosts)", func(r *plan.Register, v string) { r.SSHKnownHosts = v }},
+	{"ssh-addr", "ssh_addr", "ec2-ebs via-instance: connect to `HOST[:PORT]` instead of the instance's address (a tunnel)", func(r *plan.Register, v string) { r.SSHAddr = v }},
+	{"bucket", "bucket", "ec2-s3: S3 `BUCKET[/PREFIX]` for the bundle or the import", func(r *plan.Register, v string) { r.Bucket = v }},
+	{"account-id", "account_id", "ec2-s3 bundle: your AWS account id (default $AWS_ACCOUNT_ID)", func(r *plan.Register, v string) { r.AccountID = v }},
+	{"cert", "cert", "ec2-s3 bundle: your X.509 certificate `PEM` (default $EC2_CERT)", func(r *plan.Register, v string) { r.Cert = v }},
+	{"private-key", "private_key", "ec2-s3 bundle: its RSA private key `PEM` (default $EC2_PRIVATE_KEY)", func(r *plan.Register, v string) { r.PrivateKey = v }},
+	{"ec2-cert", "ec2_cert", "ec2-s3 bundle: EC2's certificate `PEM` (cert-ec2.pem of ec2-ami-tools)", func(r *plan.Register, v string) { r.EC2Cert = v }},
 }
 
 // blockBools are the boolean block flags.
 var blockBools = []struct {
-	flag, usage string
-	set         func(r *plan.Register)
+	flag, setting, usage string
+	set                  func(r *plan.Register)
 }{
-	{"public", "ec2: make the AMI public", func(r *plan.Register) { r.Public = true }},
-	{"ssh-insecure-ignore-host-key", "ec2-ebs via-instance: do not check the instance's host key", func(r *plan.Register) { r.SSHInsecure = true }},
+	{"public", "public", "ec2: make the AMI public", func(r *plan.Register) { r.Public = true }},
+	{"ssh-insecure-ignore-host-key", "ssh_insecure_ignore_host_key", "ec2-ebs via-instance: do not check the instance's host key", func(r *plan.Register) { r.SSHInsecure = true }},
 }
 
 func newRegisterFlags() *registerFlags {
@@ -96,16 +97,20 @@ func newRegisterFlags() *registerFlags {
 	return f
 }
 
-// apply sets the block settings given on the command line.
-func (f *registerFlags) apply(reg *plan.Register) {
+// apply sets the block settings given on the command line: all of them
+// (the target refuses those it does not have) when only is nil, else
+// those in only (a template's blocks: -region goes to its EC2 blocks and
+// its glance ones, -bucket only to its ec2-s3 ones).
+func (f *registerFlags) apply(reg *plan.Register, only []string) {
+	has := func(setting string) bool { return only == nil || slices.Contains(only, setting) }
 	f.fs.Visit(func(fl *flag.Flag) {
 		for _, b := range blockFlags {
-			if b.flag == fl.Name {
+			if b.flag == fl.Name && has(b.setting) {
 				b.set(reg, fl.Value.String())
 			}
 		}
 		for _, b := range blockBools {
-			if b.flag == fl.Name && fl.Value.String() == "true" {
+			if b.flag == fl.Name && fl.Value.String() == "true" && has(b.setting) {
 				b.set(reg)
 			}
 		}
@@ -159,7 +164,7 @@ func (f *registerFlags) registerFile(ctx context.Context, env register.Env, opt 
 		return cli.WithCode(cli.ExitUsage, err)
 	}
 	reg := plan.Register{Name: *f.target, Target: *f.target}
-	f.apply(&reg)
+	f.apply(&reg, nil)
 	// What the bytes say is enough to accept or refuse the file; the
 	// catalogue's entry, found by the digest, is checked again by Run.
 	pre := register.Artifact{Path: *f.image, Kind: facts.Kind, Format: facts.Format, Arch: fl.arch}
@@ -195,7 +200,11 @@ func (f *registerFlags) registerTemplate(ctx context.Context, env register.Env, 
 		if *f.only != "" && reg.Name != *f.only {
 			continue
 		}
-		f.apply(&reg)
+		t, err := register.New(reg.Target, env)
+		if err != nil {
+			return cli.WithCode(cli.ExitUsage, err)
+		}
+		f.apply(&reg, t.Settings())
 		a := c.Find(reg.Image)
 		if a == nil {
 			return cli.WithCode(cli.ExitUsage, fmt.Errorf("image %q is not in the catalogue %s; run `cpsimage build` first", reg.Image, *f.cat))
@@ -207,10 +216,6 @@ func (f *registerFlags) registerTemplate(ctx context.Context, env register.Env, 
 		art, err := artifactFromCatalogue(a, path)
 		if err != nil {
 			return err
-		}
-		t, err := register.New(reg.Target, env)
-		if err != nil {
-			return cli.WithCode(cli.ExitUsage, err)
 		}
 		if err := register.Prepare(ctx, t, reg, art); err != nil {
 			return err

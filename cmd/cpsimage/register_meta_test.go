@@ -218,7 +218,7 @@ func TestRegisterRefusesKinds(t *testing.T) {
 		{[]string{"-target", "ec2-ebs", "-image", ova}, "ec2-ebs: " + ova + " is a ova image, and ec2-ebs registers only raw; register a raw disk image"},
 		{[]string{"-target", "ec2-s3", "-image", qcow, "-bucket", "b"}, "is a qcow2 file, and ec2-s3 uploads only raw; register a raw disk image"},
 		{[]string{"-target", "ec2-ebs", "-image", raw, "-arch", "armhf"}, "is a armhf image; EC2 runs only amd64 (x86_64) and arm64"},
-		{[]string{"-target", "glance", "-image", raw, "-bucket", "b"}, `register "glance" (glance): bucket is not a setting of glance (its settings: cloud, container_format, disk_format, properties, region, visibility)`},
+		{[]string{"-target", "glance", "-image", raw, "-bucket", "b", "-region", ""}, `register "glance" (glance): bucket is not a setting of glance (its settings: cloud, container_format, disk_format, properties, visibility)`},
 		{[]string{"-target", "ec2-ebs", "-image", raw, "-cloud", "x", "-bucket", "b"}, "bucket, cloud are not settings of ec2-ebs"},
 	} {
 		before := len(f.Requests)
