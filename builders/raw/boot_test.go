@@ -64,6 +64,11 @@ func TestBuildAndBoot(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	img := smallImage(filepath.Join(dir, "conpaas.img"))
+	// The template loader runs the kind's Prepare (defaults: the bios,
+	// esp and root partitions); this image is not from a template.
+	if err := Prepare(img); err != nil {
+		t.Fatal(err)
+	}
 	p := &plan.Plan{InputsDigest: "test-digest", Images: []plan.Image{*img}}
 	start := time.Now()
 	res, err := Builder{}.Build(ctx, p, img, builders.Options{CacheDir: testutil.CacheDir(), SourceDateEpoch: 1700000000})
