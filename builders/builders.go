@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/conpaas/cps/builders/rootfs"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/internal/progress"
 	"github.com/conpaas/cps/plan"
@@ -30,6 +31,9 @@ type Options struct {
 	// UI is where the build reports its progress (cpsimage passes
 	// progress.Default()); nil reports nothing.
 	UI *progress.UI
+	// NoTreeCache bootstraps every root tree afresh (packages are still
+	// cached); cpsimage sets it from $CPS_NO_TREE_CACHE.
+	NoTreeCache bool
 	// KeepWorkDir keeps the temporary work directory for debugging.
 	KeepWorkDir bool
 	// Outputs of images built earlier in the same run, by image name (an OVA
@@ -165,6 +169,9 @@ func Inputs(p *plan.Plan, img *plan.Image) []string {
 	}
 	return in
 }
+
+// Rootfs are the options builders/rootfs gets from these.
+func (o Options) Rootfs() rootfs.Options { return rootfs.Options{UI: o.UI, NoTreeCache: o.NoTreeCache} }
 
 // PackageCache is the directory an image's downloaded .debs are kept in:
 // the template's distribution.cache_dir, else CacheDir/apt/ARCH (rootfs

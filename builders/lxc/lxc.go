@@ -94,7 +94,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	}
 	root := filepath.Join(work, "root")
 
-	if err := rootfs.Bootstrap(ctx, opt.UI, img, root, basePackages, epoch); err != nil {
+	if err := rootfs.Bootstrap(ctx, opt.Rootfs(), img, root, basePackages, epoch); err != nil {
 		return nil, err
 	}
 	if err := containerize(root, img); err != nil {

@@ -68,14 +68,15 @@ func early() ([]rootfs.File, error) {
 // with the package cache and copied-in artifacts filled in) and what each
 // step leaves for the next.
 type build struct {
-	ctx   context.Context
-	ui    *progress.UI
-	img   *plan.Image
-	out   string // the artifact's path
-	seed  string // what partition and filesystem identifiers derive from
-	epoch int64
-	work  string // temporary directory beside the output
-	root  string // the root filesystem tree
+	ctx    context.Context
+	ui     *progress.UI
+	rootfs rootfs.Options
+	img    *plan.Image
+	out    string // the artifact's path
+	seed   string // what partition and filesystem identifiers derive from
+	epoch  int64
+	work   string // temporary directory beside the output
+	root   string // the root filesystem tree
 
 	kernel, initrd string
 	parts          []plan.Partition // laid out, with identifiers
@@ -95,7 +96,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err != nil {
 		return nil, err
 	}
-	b := &build{ctx: ctx, ui: opt.UI, img: img, out: img.OutputPath(opt.OutputDir), seed: p.InputsDigest + "/" + img.Name, epoch: opt.SourceDateEpoch}
+	b := &build{ctx: ctx, ui: opt.UI, rootfs: opt.Rootfs(), img: img, out: img.OutputPath(opt.OutputDir), seed: p.InputsDigest + "/" + img.Name, epoch: opt.SourceDateEpoch}
 	if err := b.workDir(opt.KeepWorkDir); err != nil {
 		return nil, err
 	}
@@ -140,7 +141,7 @@ func (b *build) bootstrap() error {
 	if err != nil {
 		return err
 	}
-	if err := rootfs.Bootstrap(b.ctx, b.ui, b.img, b.root, basePackages, b.epoch, ef...); err != nil {
+	if err := rootfs.Bootstrap(b.ctx, b.rootfs, b.img, b.root, basePackages, b.epoch, ef...); err != nil {
 		return err
 	}
 	b.kernel, b.initrd, err = findKernel(b.root)

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/conpaas/cps/internal/progress"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -28,9 +27,10 @@ const keepTrees = 4
 // SOURCE_DATE_EPOCH) and by the archive's current InRelease, so a point
 // release or security update in the archive makes a new tree. A warm
 // rebuild unpacks the tar instead of installing packages again.
-func cachedBootstrap(ctx context.Context, ui *progress.UI, img *plan.Image, dir string, extra []string, epoch int64, early []File) error {
+func cachedBootstrap(ctx context.Context, o Options, img *plan.Image, dir string, extra []string, epoch int64, early []File) error {
 	cacheDir := img.Distribution.CacheDir
-	if cacheDir == "" || os.Getenv("CPS_NO_TREE_CACHE") != "" {
+	ui := o.UI
+	if cacheDir == "" || o.NoTreeCache {
 		return bootstrap(ctx, ui, img, dir, extra, epoch, early)
 	}
 	key, err := treeKey(ctx, img, extra, epoch, early)

@@ -191,6 +191,17 @@ func provisionerHook(img *plan.Image, i int, p plan.Provisioner) ([]string, erro
 	return nil, fmt.Errorf("image %q: provisioner %d: unknown type %q; use shell or file", img.Name, i+1, p.Type)
 }
 
+// Options are how a builder has the tree made; the binary decides them
+// (this package reads no environment).
+type Options struct {
+	// UI is where mmdebstrap's progress goes; nil reports nothing.
+	UI *progress.UI
+	// NoTreeCache bootstraps afresh even when the package cache is set
+	// (the packages are still cached); cpsimage sets it from
+	// $CPS_NO_TREE_CACHE.
+	NoTreeCache bool
+}
+
 // Bootstrap makes the root filesystem tree of img in dir (which must not
 // exist or be empty) with mmdebstrap: img's distribution and packages plus
 // extra (what the builder itself needs, e.g. a kernel), then the
@@ -198,8 +209,8 @@ func provisionerHook(img *plan.Image, i int, p plan.Provisioner) ([]string, erro
 // rebuild fetches nothing. epoch > 0 is passed as SOURCE_DATE_EPOCH.
 // early are files written into the tree before the --include packages are
 // installed.
-func Bootstrap(ctx context.Context, ui *progress.UI, img *plan.Image, dir string, extra []string, epoch int64, early ...File) error {
-	return cachedBootstrap(ctx, ui, img, dir, extra, epoch, early)
+func Bootstrap(ctx context.Context, o Options, img *plan.Image, dir string, extra []string, epoch int64, early ...File) error {
+	return cachedBootstrap(ctx, o, img, dir, extra, epoch, early)
 }
 
 // bootstrap runs mmdebstrap.

@@ -82,7 +82,7 @@ func (Builder) Build(ctx context.Context, p *plan.Plan, in *plan.Image, opt buil
 	if err := os.Mkdir(bootDir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := Bootstrap(ctx, opt.UI, img, rootDir, img.Distribution.CacheDir, opt.SourceDateEpoch); err != nil {
+	if err := Bootstrap(ctx, opt.Rootfs(), img, rootDir, img.Distribution.CacheDir, opt.SourceDateEpoch); err != nil {
 		return nil, fmt.Errorf("image %q: %w", img.Name, err)
 	}
 	rootUUID := ""

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/conpaas/cps/builders/rootfs"
-	"github.com/conpaas/cps/internal/progress"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -28,7 +27,7 @@ func BootPackages(arch string) []string {
 // the Pi firmware and kernel; a foreign architecture runs its maintainer
 // scripts under qemu-user. The firmware is in non-free-firmware, so that
 // component is required (and the default).
-func Bootstrap(ctx context.Context, ui *progress.UI, img *plan.Image, dir, cacheDir string, epoch int64) error {
+func Bootstrap(ctx context.Context, o rootfs.Options, img *plan.Image, dir, cacheDir string, epoch int64) error {
 	d := &img.Distribution
 	if len(d.Components) == 0 {
 		d.Components = []string{"main", "non-free-firmware"}
@@ -46,7 +45,7 @@ func Bootstrap(ctx context.Context, ui *progress.UI, img *plan.Image, dir, cache
 	if cacheDir != "" {
 		d.CacheDir = cacheDir
 	}
-	err := rootfs.Bootstrap(ctx, ui, img, dir, BootPackages(img.Arch), epoch)
+	err := rootfs.Bootstrap(ctx, o, img, dir, BootPackages(img.Arch), epoch)
 	if err != nil && (strings.Contains(err.Error(), "arch-test") || strings.Contains(err.Error(), "Exec format error")) {
 		return fmt.Errorf("%w\n(a foreign-architecture bootstrap needs qemu-user-static and binfmt_misc: run scripts/deps.sh, which registers them)", err)
 	}

@@ -117,7 +117,7 @@ func build(ctx context.Context, args []string, builderFor func(kind string) (bui
 // the same for every kind of image.
 func buildOptions(outDir string, epoch int64, keep bool, getenv func(string) string) builders.Options {
 	return builders.Options{
-		OutputDir: outDir, CacheDir: cmp.Or(getenv("CPS_CACHE"), "/var/cache/cps"),
+		OutputDir: outDir, CacheDir: cmp.Or(getenv("CPS_CACHE"), "/var/cache/cps"), NoTreeCache: getenv("CPS_NO_TREE_CACHE") != "",
 		SourceDateEpoch: epoch, KeepWorkDir: keep, Built: map[string]*builders.Result{}, UI: progress.Default(),
 	}
 }

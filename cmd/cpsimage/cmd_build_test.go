@@ -101,6 +101,16 @@ func TestBuildCacheDir(t *testing.T) {
 			t.Errorf("CPS_CACHE=%q: CacheDir %q, want %q", c.env, opt.CacheDir, c.want)
 		}
 	}
+	// CPS_NO_TREE_CACHE (cpsimage help environment) reaches the builders
+	// as an option; builders/rootfs reads no environment.
+	for env, want := range map[string]bool{"": false, "1": true} {
+		opt := buildOptions("", 0, false, func(k string) string {
+			return map[string]string{"CPS_NO_TREE_CACHE": env}[k]
+		})
+		if opt.NoTreeCache != want || opt.Rootfs().NoTreeCache != want {
+			t.Errorf("CPS_NO_TREE_CACHE=%q: NoTreeCache %v, want %v", env, opt.NoTreeCache, want)
+		}
+	}
 
 	testutil.RequireTool(t, "mmdebstrap")
 	cache := filepath.Join(t.TempDir(), "cache")
