@@ -9,6 +9,7 @@ call, which on a small VM costs minutes.
   conpaas-nutshell-openstack resources   network, flavor, rules, key, image and
                                          the director's catalogue; prints
                                          director.cfg's image line
+  conpaas-nutshell-openstack image       the image and the catalogue alone
 
 Every step looks before it creates, so a failed first boot can run again.
 Environment: NUTSHELL_IP, NUTSHELL_PASSWORD (/etc/conpaas-nutshell/env),
@@ -27,7 +28,8 @@ import openstack
 
 IP = os.environ.get("NUTSHELL_IP", "192.168.56.10")
 PW = os.environ.get("NUTSHELL_PASSWORD", "conpaas")
-AUTH_URL = "http://%s:5000/v3" % IP
+# NUTSHELL_AUTH_URL: another Keystone (the scripts' own test uses one).
+AUTH_URL = os.environ.get("NUTSHELL_AUTH_URL", "http://%s:5000/v3" % IP)
 
 # name, type, port, path: what conpaas-nutshell-setup starts.
 SERVICES = [
@@ -192,9 +194,10 @@ def services_image(conn):
 
 
 def main(argv):
-    steps = {"identity": identity, "wait-compute": wait_compute, "resources": resources}
+    steps = {"identity": identity, "wait-compute": wait_compute, "resources": resources,
+             "image": lambda conn: print(services_image(conn))}
     if len(argv) != 2 or argv[1] not in steps:
-        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|resources\n")
+        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|resources|image\n")
         return 2
     steps[argv[1]](connect())
     return 0

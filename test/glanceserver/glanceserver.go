@@ -53,6 +53,14 @@ default_store = file
 filesystem_store_datadir = %s
 [oslo_concurrency]
 lock_path = %s
+[oslo_policy]
+policy_file = %s
+`
+
+// policy lets the noauth context (no roles) make public images, which
+// Glance's default policy leaves to role:admin: a cloud's admin does it
+// (the Nutshell's first boot registers its services image public).
+const policy = `"publicize_image": ""
 `
 
 // Start runs glance-api until the test ends. It fails the test (with the
@@ -80,8 +88,12 @@ func Start(t testing.TB) *Server {
 	port := testutil.FreePort(t)
 	logFile := filepath.Join(dir, "glance-api.log")
 	conf := filepath.Join(dir, "glance-api.conf")
+	policyFile := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	body := fmt.Sprintf(confTmpl, port, logFile, filepath.Join(dir, "cache"), filepath.Join(dir, "glance.sqlite"),
-		paste, store, filepath.Join(dir, "lock"))
+		paste, store, filepath.Join(dir, "lock"), policyFile)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
