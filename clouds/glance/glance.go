@@ -117,6 +117,17 @@ func (t *Target) Client(ctx context.Context, cloud string) (*gophercloud.Service
 
 func (t *Target) client(ctx context.Context, cloud, region string) (*gophercloud.ServiceClient, string, error) {
 	if t.Endpoint != "" {
+		// No Keystone to prove the way: ask Glance's version document
+		// (any answer will do) so an unreachable endpoint is found here.
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.Endpoint, nil)
+		if err != nil {
+			return nil, "", fmt.Errorf("the Glance endpoint %q: %w; check CPS_GLANCE_ENDPOINT", t.Endpoint, err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, "", fmt.Errorf("cannot reach Glance at %s (%v); check CPS_GLANCE_ENDPOINT", t.Endpoint, errors.Unwrap(err))
+		}
+		resp.Body.Close()
 		return NoAuthClient(t.Endpoint), "", nil
 	}
 	if t.OpenStack == nil {

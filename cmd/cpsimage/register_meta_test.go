@@ -234,3 +234,65 @@ func TestRegisterRefusesKinds(t *testing.T) {
 		t.Error("a refused run wrote the catalogue")
 	}
 }
+
+// register with a template takes the artifact's boot modes from the
+// catalogue, not from the template (which may have changed since the
+// build, and which the old code re-read): the template here says BIOS
+// only, the catalogue bios,uefi, and the AMI is uefi-preferred. A flag
+// reaches only the blocks whose target has the setting: -public sets the
+// EC2 block's, and the glance block fails on its own (its endpoint), not
+// on "public is not a setting of glance".
+func TestRegisterTemplateUsesCatalogue(t *testing.T) {
+	f := ec2fake.Start()
+	defer f.Close()
+	t.Setenv("AWS_ACCESS_KEY_ID", f.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", f.Secret)
+	t.Setenv("AWS_ENDPOINT_URL", f.URL)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("CPS_GLANCE_ENDPOINT", "http://127.0.0.1:9")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "conpaas.img")
+	diskImage(t, img, "label: gpt\nsize=1MiB, type="+biosBootGUID+"\nsize=4MiB, type="+espGUID+"\ntype="+linuxGUID+"\n", true)
+	cat := filepath.Join(dir, "catalogue.json")
+	if code, o, e := run(t, "catalogue", "add", "-f", cat, "-version", "2.1.0", img); code != 0 {
+		t.Fatalf("catalogue add: exit %d\n%s%s", code, o, e)
+	}
+	tmpl := filepath.Join(dir, "t.pkr.hcl")
+	os.WriteFile(tmpl, []byte(`image "conpaas" {
+  kind    = "raw"
+  version = "2.1.0"
+  bootloader {
+    type = "grub"
+    bios = true
+    uefi = false
+  }
+}
+register "aws" {
+  target = "ec2-ebs"
+  image  = "conpaas"
+  region = "eu-west-1"
+}
+register "os" {
+  target = "glance"
+  image  = "conpaas"
+}
+`), 0o644)
+	code, out, errOut := run(t, "register", "-public", "-catalogue", cat, tmpl)
+	if code != 1 || !strings.Contains(errOut, "cannot") || strings.Contains(errOut, "not a setting") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+	var ami string
+	for _, w := range strings.Fields(out) {
+		if strings.HasPrefix(w, "ami-") {
+			ami = w
+		}
+	}
+	im := f.Images[ami]
+	if im == nil || im.BootMode != "uefi-preferred" || !im.Public {
+		t.Fatalf("AMI %q: %+v\n%s%s", ami, im, out, errOut)
+	}
+	c, _ := catalogue.Load(cat)
+	if a := c.Find("conpaas"); a == nil || len(a.Registered) != 1 || a.Registered[0].ImageID != ami {
+		t.Errorf("catalogue: %+v", a)
+	}
+}
