@@ -379,7 +379,8 @@ func (t *EBS) dial(ctx context.Context, reg *EBSSettings, in ec2types.Instance) 
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, sshError(err, keyErr, where, addr, khFile, keyDesc, aws.ToString(in.KeyName), len(algos) > 0)
+		f := sshFailure{where: where, addr: addr, knownHosts: khFile, keyDesc: keyDesc, keyName: aws.ToString(in.KeyName), pinned: len(algos) > 0}
+		return nil, f.explain(err, keyErr)
 	}
 	nc.SetDeadline(time.Time{})
 	conn := ssh.NewClient(cc, chans, reqs)
@@ -453,8 +454,17 @@ func (t *EBS) dial(ctx context.Context, reg *EBSSettings, in ec2types.Instance) 
 	return r, nil
 }
 
-// sshError turns a failed handshake into what to do.
-func sshError(err, keyErr error, where, addr, khFile, keyDesc, keyName string, pinned bool) error {
+// sshFailure is what explains a failed handshake: who logged in where,
+// the known_hosts file, the keys tried, the instance's key pair, and
+// whether the host key algorithms were pinned to the known ones.
+type sshFailure struct {
+	where, addr, knownHosts, keyDesc, keyName string
+	pinned                                    bool
+}
+
+// explain turns a failed handshake into what to do.
+func (f sshFailure) explain(err, keyErr error) error {
+	where, addr, khFile, keyDesc, keyName, pinned := f.where, f.addr, f.knownHosts, f.keyDesc, f.keyName, f.pinned
 	var ke *knownhosts.KeyError
 	var re *knownhosts.RevokedError
 	switch {
