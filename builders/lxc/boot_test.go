@@ -92,7 +92,10 @@ func TestBuildAndBoot(t *testing.T) {
 	if out, err := exec.Command("cp", "--sparse=always", res.Path, boot).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v: %s", err, out)
 	}
-	r, err := container.Boot(ctx, container.Options{Image: boot, Network: netw, Marker: regexp.MustCompile(`CONPAAS-READY`), Timeout: 5 * time.Minute})
+	r, err := container.Boot(ctx, container.Options{Image: boot, Network: netw, Marker: regexp.MustCompile(`CONPAAS-READY`),
+		// The fake manager's callback line comes after the marker (the
+		// contextualization does not wait for the manager), so wait for it too.
+		Also: []*regexp.Regexp{regexp.MustCompile(`fake manager: /credit answered`)}, Timeout: 5 * time.Minute})
 	if err != nil {
 		t.Fatalf("%v\ndnsmasq:\n%s", err, netw.DHCPLog())
 	}

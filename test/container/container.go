@@ -37,6 +37,10 @@ type Options struct {
 	// Network is the namespace the container's eth0 is in (Network.Container).
 	Network *Network
 	Marker  *regexp.Regexp
+	// Also are lines that must have appeared too, before or after the
+	// marker, before Boot stops the container: output of processes the
+	// marker's writer started, which may come after the marker.
+	Also    []*regexp.Regexp
 	Timeout time.Duration // default 5 minutes
 	// Console receives the console as it comes.
 	Console io.Writer
@@ -125,7 +129,10 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		console strings.Builder
 		found   = make(chan string, 1)
 	)
+	also := append([]*regexp.Regexp(nil), o.Also...)
+	pending := len(also)
 	go func() {
+		var marker string
 		r := bufio.NewReader(stdout)
 		for {
 			line, err := r.ReadString('\n')
@@ -137,8 +144,17 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 					o.Console.Write([]byte(line))
 				}
 				if o.Marker.MatchString(line) {
+					marker = strings.TrimRight(line, "\r\n")
+				}
+				for i, re := range also {
+					if re != nil && re.MatchString(line) {
+						also[i] = nil
+						pending--
+					}
+				}
+				if marker != "" && pending == 0 {
 					select {
-					case found <- strings.TrimRight(line, "\r\n"):
+					case found <- marker:
 					default:
 					}
 				}
@@ -178,10 +194,10 @@ func Boot(ctx context.Context, o Options) (*Result, error) {
 		stop()
 		return &Result{Line: line, Console: text(), Elapsed: el}, nil
 	case err := <-exited:
-		return nil, fmt.Errorf("the container exited before %q appeared (%v): %s\nconsole:\n%s", o.Marker, err, strings.TrimSpace(stderr.String()), testutil.Tail(text(), 40))
+		return nil, fmt.Errorf("the container exited before %q (and %q) appeared (%v): %s\nconsole:\n%s", o.Marker, o.Also, err, strings.TrimSpace(stderr.String()), testutil.Tail(text(), 40))
 	case <-ctx.Done():
 		stop()
-		return nil, fmt.Errorf("no %q on the container's console within %s\nconsole:\n%s", o.Marker, o.Timeout, testutil.Tail(text(), 40))
+		return nil, fmt.Errorf("no %q (and %q) on the container's console within %s\nconsole:\n%s", o.Marker, o.Also, o.Timeout, testutil.Tail(text(), 40))
 	}
 }
 
