@@ -87,12 +87,16 @@ func TestBuildExtract(t *testing.T) {
 	if s := debugfsCat(t, out, parts[1].start, "/usr/lib/raspi-firmware/start.elf"); len(s) < 1000 {
 		t.Error("the root filesystem does not hold the raspi-firmware package")
 	}
-	if es, _ := os.ReadDir(filepath.Dir(out)); len(es) != 2 {
-		var n []string
-		for _, e := range es {
-			n = append(n, e.Name())
-		}
-		t.Errorf("output directory holds %v, want the image and its .md5", n)
+	// MD5 and SHA256 side files are always written (builders.HashAlgos),
+	// as cpsimage build writes them.
+	es, _ := os.ReadDir(filepath.Dir(out))
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	base := filepath.Base(out)
+	if got, want := strings.Join(names, " "), base+" "+base+".md5 "+base+".sha256"; got != want {
+		t.Errorf("output directory holds %q, want %q", got, want)
 	}
 }
 
