@@ -78,12 +78,20 @@ type s3Created struct {
 	createdBucket bool
 	mu            sync.Mutex
 	keys          []string
-	noACL         atomic.Bool // the bucket refuses ACLs
+	// inFlight are the keys whose upload ended in an error (a canceled
+	// run): the server may still commit such a PUT after the client gave
+	// up, even after cleanup's first delete.
+	inFlight []string
+	noACL    atomic.Bool // the bucket refuses ACLs
 }
 
-func (c *s3Created) add(key string) {
+// add records a key this run uploaded; err is how the upload ended.
+func (c *s3Created) add(key string, err error) {
 	c.mu.Lock()
 	c.keys = append(c.keys, key)
+	if err != nil {
+		c.inFlight = append(c.inFlight, key)
+	}
 	c.mu.Unlock()
 }
 
@@ -398,7 +406,7 @@ func putObject(ctx context.Context, c *s3.Client, bucket, key string, data []byt
 	}
 	// Written, or lost in transit: either way the key was free when the
 	// run began, so it is this run's to clean up.
-	objs.add(key)
+	objs.add(key, err)
 	return err
 }
 
@@ -421,7 +429,7 @@ func (t *S3) importSnapshot(ctx context.Context, run *amiRun, f *os.File, prefix
 	if errors.As(err, &ae) && ae.ErrorCode() == "PreconditionFailed" {
 		return "", fmt.Errorf("s3://%s/%s appeared during this run (someone else wrote it); it was not overwritten", bucket, key)
 	}
-	objs.add(key)
+	objs.add(key, err)
 	if err != nil {
 		return "", fmt.Errorf("upload %s to s3://%s/%s: %w", art.Path, bucket, key, explainS3(err, bucket))
 	}
@@ -484,6 +492,25 @@ func (t *S3) cleanupS3(ctx context.Context) {
 	}
 	if len(objs.keys) > 0 {
 		progress.Logf("ec2-s3: cleanup: deleted %d objects from s3://%s", len(objs.keys), objs.bucket)
+	}
+	// An interrupted PUT whose body had been sent can land after the
+	// delete above: look again for a few seconds and delete what appears.
+	for try := 0; try < 10 && len(objs.inFlight) > 0; try++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		for _, k := range objs.inFlight {
+			if _, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(objs.bucket), Key: aws.String(k)}); err != nil {
+				continue // not there (yet)
+			}
+			if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(objs.bucket), Key: aws.String(k)}); err != nil {
+				progress.Logf("ec2-s3: cleanup: could not delete s3://%s/%s: %v", objs.bucket, k, err)
+			} else {
+				progress.Logf("ec2-s3: cleanup: deleted s3://%s/%s, which an interrupted upload wrote after the first cleanup", objs.bucket, k)
+			}
+		}
 	}
 	if objs.createdBucket {
 		if _, err := c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(objs.bucket)}); err != nil {
