@@ -155,7 +155,11 @@ func TestBuildAndBoot(t *testing.T) {
 	director := newFakeDirector(t)
 	canary := qemu.NewCanary(t)
 	drive := configDrive(t, ctx, dir2, director.userData(canary.Probe(directorGuestAddr)))
-	leaky := qemu.NewCanary(t)
+	// The unrestricted VM runs in a network namespace with only loopback,
+	// where its canary listens: out of restrict=on, it still reaches
+	// nothing but the canary.
+	sandbox := qemu.NewSandbox(t)
+	leaky := qemu.NewCanaryIn(t, sandbox)
 	leakyDrive := configDrive(t, ctx, dir3, "#!/bin/bash\n"+leaky.GatewayProbe()+"echo CPS-PROBE-DONE > /dev/ttyS0\nexit 1\n")
 
 	t.Run("boots", func(t *testing.T) {
@@ -245,7 +249,7 @@ func TestBuildAndBoot(t *testing.T) {
 		})
 		t.Run("unrestricted-canary", func(t *testing.T) {
 			t.Parallel()
-			r, err := qemu.Boot(ctx, qemu.Options{Image: res.Path, Drives: []string{leakyDrive}, NICs: []qemu.NIC{{Unrestricted: true}},
+			r, err := qemu.Boot(ctx, qemu.Options{Image: res.Path, Drives: []string{leakyDrive}, NICs: []qemu.NIC{{Unrestricted: true}}, Sandbox: sandbox,
 				Marker: regexp.MustCompile(`CPS-PROBE-DONE`), Timeout: 20 * time.Minute})
 			if err != nil {
 				t.Fatal(err)

@@ -26,6 +26,22 @@ type Canary struct {
 // NewCanary starts the listeners; they stop when the test ends.
 func NewCanary(t testing.TB) *Canary {
 	t.Helper()
+	return newCanary(t)
+}
+
+// NewCanaryIn starts the listeners on the loopback of a Sandbox, for the
+// VM on an unrestricted network that runs there.
+func NewCanaryIn(t testing.TB, s *Sandbox) *Canary {
+	t.Helper()
+	var c *Canary
+	if err := s.do(func() error { c = newCanary(t); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newCanary(t testing.TB) *Canary {
+	t.Helper()
 	c := &Canary{}
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -52,6 +52,9 @@ type Options struct {
 	// Reboot lets the guest reboot in the same QEMU (the disk keeps what
 	// the first boot wrote); without it QEMU exits when the guest reboots.
 	Reboot bool
+	// Sandbox runs QEMU in a network namespace with nothing but loopback;
+	// required by an Unrestricted NIC.
+	Sandbox *Sandbox
 }
 
 // NIC is one virtio network card on QEMU's user network with restrict=on
@@ -69,9 +72,10 @@ type NIC struct {
 	// Forwards are the only addresses the guest reaches.
 	Forwards []Forward
 	// Unrestricted drops restrict=on (and keeps QEMU's IPv6): the guest
-	// reaches the host's loopback through the gateway and whatever the
+	// reaches its host's loopback through the gateway and whatever that
 	// host reaches. Only for the test that proves a Canary detects such a
-	// hole; never for a boot that tests an image.
+	// hole, never for a boot that tests an image, and only in a Sandbox
+	// (Options.Sandbox), whose host has nothing but loopback.
 	Unrestricted bool
 	// HostForwards let the test reach servers in the guest (restrict=on
 	// leaves explicit forwards working): each listens on the host's
@@ -169,6 +173,11 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	if !o.Reboot {
 		args = append(args, "-no-reboot")
 	}
+	for _, n := range o.NICs {
+		if n.Unrestricted && o.Sandbox == nil {
+			return nil, errors.New("qemu: an unrestricted NIC runs only in a Sandbox (Options.Sandbox), so the guest reaches nothing beyond its loopback")
+		}
+	}
 	nics, err := nicArgs(o.NICs, o.Args)
 	if err != nil {
 		return nil, err
@@ -201,7 +210,11 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	v := &VM{cancel: cancel, ctx: ctx, timeout: o.Timeout, exited: make(chan struct{}), stderr: &bytes.Buffer{}, changed: make(chan struct{})}
 	cmd.Stderr = v.stderr
 	v.start = time.Now()
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if o.Sandbox != nil {
+		start = func() error { return o.Sandbox.do(cmd.Start) }
+	}
+	if err := start(); err != nil {
 		cancel()
 		if errors.Is(err, exec.ErrNotFound) {
 			return nil, fmt.Errorf("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
