@@ -1,9 +1,6 @@
 package lxc
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -195,7 +192,7 @@ func newDirector(t *testing.T, netw *container.Network) *director {
 	ca := x509.NewCertPool()
 	ca.AppendCertsFromPEM(userdatafixture.File("ca_cert.pem"))
 	d := &director{}
-	tgz := tarball(t, "ConPaaS/sbin/manager/default-cpsmanager", `#!/bin/sh
+	tgz := userdatafixture.Tarball(t, "ConPaaS/sbin/manager/default-cpsmanager", `#!/bin/sh
 # A stand-in manager: says it runs, then calls the director back.
 c=/etc/cpsmanager/certs
 echo "fake manager started: $*" > /dev/console
@@ -252,22 +249,4 @@ func serveMetadata(t *testing.T, netw *container.Network, userData []byte) *atom
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return &n
-}
-
-// tarball is a ConPaaS.tar.gz holding one executable.
-func tarball(t *testing.T, name, body string) []byte {
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	parts := strings.Split(name, "/")
-	for i := 1; i < len(parts); i++ {
-		tw.WriteHeader(&tar.Header{Name: strings.Join(parts[:i], "/") + "/", Mode: 0o755, Typeflag: tar.TypeDir})
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write([]byte(body))
-	tw.Close()
-	gz.Close()
-	return buf.Bytes()
 }

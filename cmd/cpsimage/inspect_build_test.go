@@ -11,6 +11,7 @@ import (
 	"github.com/conpaas/cps/builders"
 	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/internal/cli"
+	"github.com/conpaas/cps/internal/testutil"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -101,25 +102,5 @@ func TestInspectIsWhatIsBuilt(t *testing.T) {
 }
 
 // exampleTemplates are the example templates in a copy of the repository
-// layout they name relative to themselves (scripts/, and bin/cpsdirector,
-// which make build makes).
-func exampleTemplates(t *testing.T) []string {
-	t.Helper()
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	for _, d := range []string{"hcl/templates/examples", "scripts/nutshell", "scripts/sdcard"} {
-		if err := os.CopyFS(filepath.Join(root, d), os.DirFS(filepath.Join(repo, d))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
-	os.WriteFile(filepath.Join(root, "bin/cpsdirector"), []byte("#!/bin/sh\n"), 0o755)
-	tmpls, _ := filepath.Glob(filepath.Join(root, "hcl/templates/examples/*.pkr.hcl"))
-	if len(tmpls) < 5 {
-		t.Fatalf("found %d example templates", len(tmpls))
-	}
-	return tmpls
-}
+// layout they name relative to themselves.
+func exampleTemplates(t *testing.T) []string { return testutil.ExampleTemplates(t, "../..", 5) }

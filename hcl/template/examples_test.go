@@ -1,11 +1,12 @@
 package template
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/conpaas/cps/internal/testutil"
 )
 
 // TestExampleTemplates loads every example template as `cpsimage validate`
@@ -13,23 +14,9 @@ import (
 // bin/cpsdirector, which `make build` makes), and checks the shell scripts
 // they run parse (sh -n).
 func TestExampleTemplates(t *testing.T) {
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	for _, d := range []string{"hcl/templates/examples", "scripts/nutshell", "scripts/sdcard"} {
-		if err := os.CopyFS(filepath.Join(root, d), os.DirFS(filepath.Join(repo, d))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
-	os.WriteFile(filepath.Join(root, "bin/cpsdirector"), []byte("#!/bin/sh\n"), 0o755)
-
-	tmpls, _ := filepath.Glob(filepath.Join(root, "hcl/templates/examples/*.pkr.hcl"))
-	if len(tmpls) < 3 {
-		t.Fatalf("found %d example templates", len(tmpls))
-	}
+	tmpls := testutil.ExampleTemplates(t, "../..", 3)
+	// The copy's root: its templates are in hcl/templates/examples.
+	root := filepath.Join(filepath.Dir(tmpls[0]), "../../..")
 	for _, p := range tmpls {
 		t.Run(filepath.Base(p), func(t *testing.T) {
 			pl, err := Load(p, Options{})

@@ -3,11 +3,9 @@
 package boot
 
 import (
-	"archive/tar"
 	"archive/zip"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -29,6 +27,7 @@ import (
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/internal/testutil"
 	"github.com/conpaas/cps/test/qemu"
+	"github.com/conpaas/cps/test/userdatafixture"
 )
 
 // nutshellIP is the appliance's address on the host-only network (the
@@ -255,7 +254,7 @@ EOF`)
 	step("3/9 Glance holds %s %s as image %s (raw, bare, hypervisor_type=lxc, MD5 %s as built) and the director's catalogue names it", art.Name, art.Version, imageID, lxc.MD5)
 
 	// The test's ConPaaS.tar.gz, where the director serves it from.
-	tgz := tarball(t, "ConPaaS/sbin/manager/default-cpsmanager", fakeManager)
+	tgz := userdatafixture.Tarball(t, "ConPaaS/sbin/manager/default-cpsmanager", fakeManager)
 	if out, err := sh.run(ctx, bytes.NewReader(tgz), "cat > /etc/cpsdirector/ConPaaS.tar.gz.tmp && mv /etc/cpsdirector/ConPaaS.tar.gz.tmp /etc/cpsdirector/ConPaaS.tar.gz && cat /etc/cpsdirector/certs/ca_cert.pem"); err != nil {
 		t.Fatalf("installing ConPaaS.tar.gz: %v\n%s", err, out)
 	} else {
@@ -650,21 +649,3 @@ func lastLine(b []byte) []byte {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-// tarball is a ConPaaS.tar.gz holding one executable and its directories.
-func tarball(t *testing.T, name, body string) []byte {
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	parts := strings.Split(name, "/")
-	for i := 1; i < len(parts); i++ {
-		tw.WriteHeader(&tar.Header{Name: strings.Join(parts[:i], "/") + "/", Mode: 0o755, Typeflag: tar.TypeDir})
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write([]byte(body))
-	tw.Close()
-	gz.Close()
-	return buf.Bytes()
-}

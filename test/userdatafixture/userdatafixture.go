@@ -12,9 +12,14 @@
 package userdatafixture
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"crypto/tls"
 	"embed"
 	"fmt"
+	"strings"
+	"testing"
 )
 
 //go:embed testdata
@@ -52,4 +57,33 @@ func ManagerUserData(cloud string) []byte { return File("manager-" + cloud + ".s
 // DirectorCertificate is the director's server certificate and key.
 func DirectorCertificate() (tls.Certificate, error) {
 	return tls.X509KeyPair(File("director_cert.pem"), File("director_key.pem"))
+}
+
+// Tarball is a ConPaaS.tar.gz holding one executable, name (e.g.
+// "ConPaaS/sbin/manager/default-cpsmanager"), and its directories: what a
+// boot test's director serves in place of the real services tarball.
+func Tarball(t testing.TB, name, body string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	parts := strings.Split(name, "/")
+	for i := 1; i < len(parts); i++ {
+		if err := tw.WriteHeader(&tar.Header{Name: strings.Join(parts[:i], "/") + "/", Mode: 0o755, Typeflag: tar.TypeDir}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
