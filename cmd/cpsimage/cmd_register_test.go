@@ -53,12 +53,7 @@ func TestRegisterCLI(t *testing.T) {
 // The via-instance flags reach the ec2-ebs target: each run fails at the
 // step the flags lead it to, with its one-sentence error.
 func TestRegisterViaInstanceCLI(t *testing.T) {
-	f := ec2fake.Start()
-	defer f.Close()
-	t.Setenv("AWS_ACCESS_KEY_ID", f.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", f.Secret)
-	t.Setenv("AWS_ENDPOINT_URL", f.URL)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	f := startEC2(t)
 	in := f.AddInstance(ec2fake.Instance{Region: "eu-west-1", PublicIP: "203.0.113.9"})
 	dir := t.TempDir()
 	img := filepath.Join(dir, "conpaas.img")
@@ -91,4 +86,17 @@ func TestRegisterViaInstanceCLI(t *testing.T) {
 	if len(f.Volumes) != 0 || f.Requests["CreateVolume"] != 0 {
 		t.Errorf("volumes %v", f.Volumes)
 	}
+}
+
+// startEC2 starts the EC2 fake for the test and points cpsimage's AWS
+// settings at it (AWS's variable names, no instance metadata).
+func startEC2(t *testing.T) *ec2fake.Fake {
+	t.Helper()
+	f := ec2fake.Start()
+	t.Cleanup(f.Close)
+	t.Setenv("AWS_ACCESS_KEY_ID", f.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", f.Secret)
+	t.Setenv("AWS_ENDPOINT_URL", f.URL)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	return f
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/conpaas/cps/images/catalogue"
-	"github.com/conpaas/cps/test/ec2fake"
 )
 
 // Partition type GUIDs, from the UEFI specification (EFI system
@@ -53,12 +52,7 @@ func TestRegisterImageMetadata(t *testing.T) {
 	if _, err := exec.LookPath("sfdisk"); err != nil {
 		t.Fatal("sfdisk is needed (make deps installs it)")
 	}
-	f := ec2fake.Start()
-	defer f.Close()
-	t.Setenv("AWS_ACCESS_KEY_ID", f.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", f.Secret)
-	t.Setenv("AWS_ENDPOINT_URL", f.URL)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	f := startEC2(t)
 	dir := t.TempDir()
 	both := filepath.Join(dir, "both.img")
 	diskImage(t, both, "label: gpt\nsize=1MiB, type="+biosBootGUID+"\nsize=4MiB, type="+espGUID+"\ntype="+linuxGUID+"\n", true)
@@ -187,12 +181,7 @@ func TestCatalogueAddFormat(t *testing.T) {
 // uploaded an OVA byte for byte as the AMI's root disk); a setting of
 // another target is refused too.
 func TestRegisterRefusesKinds(t *testing.T) {
-	f := ec2fake.Start()
-	defer f.Close()
-	t.Setenv("AWS_ACCESS_KEY_ID", f.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", f.Secret)
-	t.Setenv("AWS_ENDPOINT_URL", f.URL)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	f := startEC2(t)
 	t.Setenv("CPS_GLANCE_ENDPOINT", "http://127.0.0.1:9") // never reached: refused first
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "conpaas.img")
@@ -243,12 +232,7 @@ func TestRegisterRefusesKinds(t *testing.T) {
 // EC2 block's, and the glance block fails on its own (its endpoint), not
 // on "public is not a setting of glance".
 func TestRegisterTemplateUsesCatalogue(t *testing.T) {
-	f := ec2fake.Start()
-	defer f.Close()
-	t.Setenv("AWS_ACCESS_KEY_ID", f.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", f.Secret)
-	t.Setenv("AWS_ENDPOINT_URL", f.URL)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	f := startEC2(t)
 	t.Setenv("CPS_GLANCE_ENDPOINT", "http://127.0.0.1:9")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "conpaas.img")
