@@ -334,14 +334,7 @@ func TestValidateEndlessStreamSIGTERM(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // some lines read; the read is waiting for more
 	start := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
+	if !signalAndWait(cmd, syscall.SIGTERM) {
 		t.Fatalf("validate still reading 10 s after SIGTERM; stderr %q", errb.String())
 	}
 	if code := cmd.ProcessState.ExitCode(); code != 130 {

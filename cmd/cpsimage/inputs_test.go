@@ -134,14 +134,7 @@ func TestFIFOInputs(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitBlockedOnFIFO(cmd.Process.Pid)
-			cmd.Process.Signal(sig)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-done
+			if !signalAndWait(cmd, sig) {
 				t.Fatalf("%v: still blocked 10 s after %v", args, sig)
 			}
 			if code := cmd.ProcessState.ExitCode(); code != 130 || !strings.Contains(errb.String(), "no writer") {
@@ -163,5 +156,22 @@ func waitBlockedOnFIFO(pid int) {
 				return
 			}
 		}
+	}
+}
+
+// signalAndWait sends sig to the started command and waits up to 10 s for
+// it to end; false means it did not (it is then killed and reaped, so
+// cmd.ProcessState is set either way).
+func signalAndWait(cmd *exec.Cmd, sig os.Signal) bool {
+	cmd.Process.Signal(sig)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		return false
 	}
 }
