@@ -85,6 +85,8 @@ import json, os, subprocess, sys, time
 import openstack
 env = dict(l.strip().split("=", 1) for l in open("/etc/conpaas-nutshell/env") if "=" in l)
 ip = env.get("NUTSHELL_IP", "192.168.56.10")
+# The director's journal from now on: a resumed appliance has earlier runs' in it.
+since = time.strftime("%Y-%m-%d %H:%M:%S")
 conn = openstack.connect(auth_url="http://%s:5000/v3" % ip, username="admin", password=env["NUTSHELL_PASSWORD"],
     project_name="demo", user_domain_name="Default", project_domain_name="Default", region_name="RegionOne",
     identity_api_version="3")
@@ -107,7 +109,7 @@ while True:
     except Exception as e:
         st["error"] = str(e)
     st["virsh"] = subprocess.run(["virsh", "-c", "lxc:///system", "list", "--all", "--name"], capture_output=True, text=True).stdout.split()
-    st["director"] = subprocess.run(["journalctl", "-u", "cpsdirector", "-o", "cat", "--no-pager"], capture_output=True, text=True).stdout[-200000:]
+    st["director"] = subprocess.run(["journalctl", "-u", "cpsdirector", "--since", since, "-o", "cat", "--no-pager"], capture_output=True, text=True).stdout[-200000:]
     print(json.dumps(st), flush=True)
     time.sleep(20)
 `
@@ -158,7 +160,13 @@ func TestNutshellService(t *testing.T) {
 	}
 	key := filepath.Join(dir, "id_ed25519")
 	disk := filepath.Join(dir, "nutshell-disk.img")
+	// With CPS_NUTSHELL_DIR, the first boot's writes go to an overlay kept
+	// there (booted.ready marks a first boot that reached "ready"), so a
+	// second run resumes after it instead of spending 20 minutes again.
+	overlay, bootedMark := filepath.Join(dir, "booted.qcow2"), filepath.Join(dir, "booted.ready")
 	if _, err := os.Stat(disk); err != nil {
+		os.Remove(overlay)
+		os.Remove(bootedMark)
 		buildNutshell(t, root, dir, key)
 		step("1/9 built the Nutshell with the LXC services image (%s)", time.Since(began).Round(time.Second))
 	} else {
@@ -178,11 +186,25 @@ func TestNutshellService(t *testing.T) {
 	if os.Getenv("CPS_QEMU_ACCEL") == "kvm" {
 		accel, timeout = "kvm", 60*time.Minute
 	}
+	resumed := false
+	if os.Getenv("CPS_NUTSHELL_DIR") != "" {
+		if _, err := os.Stat(bootedMark); err == nil {
+			resumed = true
+		} else {
+			os.Remove(overlay)
+			if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", disk, overlay).CombinedOutput(); err != nil {
+				t.Fatalf("qemu-img create: %v\n%s", err, out)
+			}
+		}
+	}
 	opts := qemu.Options{Image: disk, MemoryMiB: 4096, CPUs: 2, Accel: accel, Timeout: timeout,
 		NICs: []qemu.NIC{{}, {Net: "192.168.56.0/24", Host: "192.168.56.1", HostForwards: []qemu.HostForward{
 			{Host: fmt.Sprintf("127.0.0.1:%d", sshPort), Guest: nutshellIP + ":22"},
 			{Host: fmt.Sprintf("127.0.0.1:%d", dirPort), Guest: nutshellIP + ":5555"},
 		}}}}
+	if os.Getenv("CPS_NUTSHELL_DIR") != "" {
+		opts.Image, opts.Format, opts.Writable = overlay, "qcow2", true
+	}
 	if p := os.Getenv("CPS_NUTSHELL_CONSOLE"); p != "" {
 		f, err := os.Create(p)
 		if err != nil {
@@ -198,16 +220,50 @@ func TestNutshellService(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer vm.Stop()
-	r, err := vm.Wait(ctx, regexp.MustCompile(`conpaas-nutshell: (ready|setup FAILED)`), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(r.Line, "setup FAILED") {
-		t.Fatalf("first boot (%s) failed after %s: %s\n%s", accel, r.Elapsed.Round(time.Second), r.Line, testutil.Tail(r.Console, 80))
-	}
-	step("2/9 first boot (%s) ready after %s: %s", accel, r.Elapsed.Round(time.Second), r.Line)
-
 	sh := &nutshellSSH{t: t, key: key, port: sshPort}
+	// CPS_NUTSHELL_HOLD keeps a failed run's appliance up (runs before
+	// vm.Stop) until the file it names is removed, to look inside.
+	defer func() {
+		if !t.Failed() || os.Getenv("CPS_NUTSHELL_HOLD") == "" {
+			return
+		}
+		hold := filepath.Join(dir, "hold")
+		os.WriteFile(hold, nil, 0o644)
+		fmt.Fprintf(os.Stderr, "holding the Nutshell: ssh -i %s -p %d root@127.0.0.1 (director on 127.0.0.1:%d); rm %s to end\n", key, sshPort, dirPort, hold)
+		for ctx.Err() == nil {
+			if _, err := os.Stat(hold); err != nil {
+				return
+			}
+			time.Sleep(5 * time.Second)
+		}
+	}()
+	if resumed {
+		// The setup ran in an earlier run: wait for its services instead.
+		booted := time.Now()
+		for {
+			out, err := sh.run(ctx, nil, "systemctl is-active cpsdirector nova-compute neutron-dhcp-agent neutron-metadata-agent neutron-linuxbridge-agent >/dev/null && conpaas-nutshell-openstack wait-compute")
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil || time.Since(booted) > 60*time.Minute {
+				t.Fatalf("the resumed Nutshell's services are not up after %s: %v\n%s", time.Since(booted).Round(time.Second), err, out)
+			}
+			time.Sleep(30 * time.Second)
+		}
+		step("2/9 resumed the Nutshell booted in an earlier run (%s): services up after %s", accel, time.Since(booted).Round(time.Second))
+	} else {
+		r, err := vm.Wait(ctx, regexp.MustCompile(`conpaas-nutshell: (ready|setup FAILED)`), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(r.Line, "setup FAILED") {
+			t.Fatalf("first boot (%s) failed after %s: %s\n%s", accel, r.Elapsed.Round(time.Second), r.Line, testutil.Tail(r.Console, 80))
+		}
+		if os.Getenv("CPS_NUTSHELL_DIR") != "" {
+			os.WriteFile(bootedMark, nil, 0o644)
+		}
+		step("2/9 first boot (%s) ready after %s: %s", accel, r.Elapsed.Round(time.Second), r.Line)
+	}
 	// The setup registered the image in Glance, as Nova's LXC driver takes
 	// it, and wrote the director's catalogue.
 	var reg struct {
@@ -265,7 +321,14 @@ EOF`)
 
 	// A client of the director, through QEMU's forward of its port.
 	cl := newDirectorClient(t, sh.caPEM, dirPort)
-	user := "e2e"
+	// A resumed appliance may hold an earlier run's user and instances.
+	user := fmt.Sprintf("e2e%d", time.Now().Unix()%1000000)
+	pre := map[string]bool{}
+	if st := watch.first(ctx); st != nil {
+		for _, s := range st.Servers {
+			pre[s.ID] = true
+		}
+	}
 	if _, err := cl.form(ctx, "new_user", url.Values{"username": {user}, "password": {"e2e-secret"}, "email": {"e2e@example.org"}, "credit": {"20"}}, false); err != nil {
 		t.Fatal(err)
 	}
@@ -299,14 +362,19 @@ EOF`)
 		st          nutshellState
 		server      string
 		sawInstance bool
+		// instanceName is the instance's libvirt domain.
+		instanceName string
 	)
 	status, vmid := "", ""
 	deadline := time.Now().Add(60 * time.Minute)
 	for time.Now().Before(deadline) {
 		st = watch.latest()
 		for _, s := range st.Servers {
+			if pre[s.ID] {
+				continue
+			}
 			if !sawInstance && s.Image == imageID && s.Status == "ACTIVE" && contains(st.Virsh, s.Instance) && contains(st.Hypervisors, "lxc") {
-				sawInstance, server = true, s.ID
+				sawInstance, server, instanceName = true, s.ID, s.Instance
 				step("6/9 Nova runs instance %s (%s) from image %s as LXC domain %s on %s, addresses %v", s.Name, s.ID, imageID, s.Instance, s.Host, s.Addresses)
 			}
 			if s.Status == "ERROR" {
@@ -381,13 +449,16 @@ EOF`)
 	for time.Since(stopped) < 15*time.Minute {
 		time.Sleep(20 * time.Second)
 		st = watch.latest()
-		gone := true
+		gone, domain := true, ""
 		for _, s := range st.Servers {
 			if s.ID == server {
-				gone = false
+				gone, domain = false, s.Instance
 			}
 		}
-		if gone && len(st.Virsh) == 0 {
+		if domain == "" {
+			domain = instanceName
+		}
+		if gone && !contains(st.Virsh, domain) {
 			step("9/9 stopapp: Nova deleted the instance and its LXC domain (%s); the whole chain ran in %s", time.Since(stopped).Round(time.Second), time.Since(began).Round(time.Second))
 			return
 		}
@@ -441,8 +512,9 @@ type nutshellSSH struct {
 	port  int
 	caPEM []byte
 
-	mu    sync.Mutex
-	state nutshellState
+	mu       sync.Mutex
+	state    nutshellState
+	reported bool
 }
 
 func (s *nutshellSSH) cmd(ctx context.Context, command string) *exec.Cmd {
@@ -490,7 +562,7 @@ func (s *nutshellSSH) watch(ctx context.Context) *nutshellSSH {
 			var st nutshellState
 			if json.Unmarshal(sc.Bytes(), &st) == nil {
 				s.mu.Lock()
-				s.state = st
+				s.state, s.reported = st, true
 				s.mu.Unlock()
 			}
 		}
@@ -502,6 +574,20 @@ func (s *nutshellSSH) watch(ctx context.Context) *nutshellSSH {
 		}
 	})
 	return s
+}
+
+// first waits for watchScript's first report.
+func (s *nutshellSSH) first(ctx context.Context) *nutshellState {
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		st, ok := s.state, s.reported
+		s.mu.Unlock()
+		if ok {
+			return &st
+		}
+		time.Sleep(2 * time.Second)
+	}
+	return nil
 }
 
 func (s *nutshellSSH) latest() nutshellState {

@@ -24,7 +24,7 @@ import (
 
 // Options of one boot.
 type Options struct {
-	Image     string         // raw disk image; booted with snapshot=on, never modified
+	Image     string         // raw disk image; booted with snapshot=on, never modified (unless Writable)
 	Format    string         // "raw" (default), "vmdk", "qcow2"
 	UEFI      bool           // boot with OVMF instead of SeaBIOS
 	MemoryMiB int            // default 1024
@@ -52,6 +52,10 @@ type Options struct {
 	// Reboot lets the guest reboot in the same QEMU (the disk keeps what
 	// the first boot wrote); without it QEMU exits when the guest reboots.
 	Reboot bool
+	// Writable boots Image without snapshot=on, so what the guest writes
+	// stays: for a qcow2 overlay a long test resumes from (the Nutshell's
+	// first boot), never for a built image under test.
+	Writable bool
 	// Sandbox runs QEMU in a network namespace with nothing but loopback;
 	// required by an Unrestricted NIC.
 	Sandbox *Sandbox
@@ -168,7 +172,7 @@ func Start(ctx context.Context, o Options) (*VM, error) {
 	args := []string{
 		"-machine", o.Machine + ",accel=" + o.Accel, "-m", fmt.Sprint(o.MemoryMiB), "-smp", fmt.Sprint(o.CPUs),
 		"-nographic", "-serial", "stdio", "-monitor", "none",
-		"-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=on", o.Image, o.Format),
+		"-drive", fmt.Sprintf("file=%s,format=%s,if=virtio,snapshot=%s", o.Image, o.Format, map[bool]string{false: "on", true: "off"}[o.Writable]),
 	}
 	if !o.Reboot {
 		args = append(args, "-no-reboot")
