@@ -4,6 +4,7 @@ package boot
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,26 +31,9 @@ func TestNutshell(t *testing.T) {
 		testutil.RequireTool(t, tool)
 	}
 	root := repoRoot(t)
-	bin := filepath.Join(t.TempDir(), "cpsimage")
-	for _, b := range [][]string{{"-o", bin, "./cmd/cpsimage"}, {"-o", filepath.Join(root, "bin/cpsdirector"), "./cmd/cpsdirector"}} {
-		c := exec.Command("go", append([]string{"build"}, b...)...)
-		c.Dir = root
-		if out, err := c.CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
 	dir := t.TempDir()
-	args := []string{"build", "-o", dir}
-	if m := os.Getenv("CPS_MIRROR"); m != "" {
-		args = append(args, "-var", "mirror="+m)
-	}
-	cmd := exec.Command(bin, append(args, filepath.Join(root, "hcl/templates/examples/nutshell.pkr.hcl"))...)
-	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	t.Logf("cpsimage build (%s):\n%s", time.Since(start).Round(time.Second), testutil.Tail(string(out), 40))
-	if err != nil {
-		t.Fatalf("cpsimage build: %v", err)
+	if err := buildNutshellTemplate(t, root, dir); err != nil {
+		t.Fatal(err)
 	}
 	ova := filepath.Join(dir, "ConPaaS-Nutshell-2.1.0.ova")
 	if ps, err := verify.OVA(ova); err != nil || len(ps) != 0 {
@@ -65,6 +49,7 @@ func TestNutshell(t *testing.T) {
 	// names a file to follow it in.
 	var console *os.File
 	if p := os.Getenv("CPS_NUTSHELL_CONSOLE"); p != "" {
+		var err error
 		if console, err = os.Create(p); err != nil {
 			t.Fatal(err)
 		}
@@ -89,4 +74,33 @@ func TestNutshell(t *testing.T) {
 			t.Errorf("console lacks %q", w)
 		}
 	}
+}
+
+// buildNutshellTemplate runs cpsimage build on the Nutshell's example
+// template into dir with args before the template (reproducibly, with
+// CPS_MIRROR as the mirror), after building the cpsimage under test and
+// bin/cpsdirector, which the template copies in.
+func buildNutshellTemplate(t *testing.T, root, dir string, args ...string) error {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "cpsimage")
+	for _, b := range [][]string{{"-o", bin, "./cmd/cpsimage"}, {"-o", filepath.Join(root, "bin/cpsdirector"), "./cmd/cpsdirector"}} {
+		c := exec.Command("go", append([]string{"build"}, b...)...)
+		c.Dir = root
+		if out, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	}
+	args = append([]string{"build", "-o", dir}, args...)
+	if m := os.Getenv("CPS_MIRROR"); m != "" {
+		args = append(args, "-var", "mirror="+m)
+	}
+	cmd := exec.Command(bin, append(args, filepath.Join(root, "hcl/templates/examples/nutshell.pkr.hcl"))...)
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("cpsimage build (%s):\n%s", time.Since(start).Round(time.Second), testutil.Tail(string(out), 40))
+	if err != nil {
+		return fmt.Errorf("cpsimage build: %w", err)
+	}
+	return nil
 }

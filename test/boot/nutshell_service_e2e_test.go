@@ -479,28 +479,11 @@ func buildNutshell(t *testing.T, root, dir, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "cpsimage")
-	for _, b := range [][]string{{"-o", bin, "./cmd/cpsimage"}, {"-o", filepath.Join(root, "bin/cpsdirector"), "./cmd/cpsdirector"}} {
-		c := exec.Command("go", append([]string{"build"}, b...)...)
-		c.Dir = root
-		if out, err := c.CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
 	// The disk only (with the LXC image it carries): the OVA is
 	// TestNutshell's.
-	args := []string{"build", "-force", "-only", "nutshell-disk", "-o", dir, "-var", "ssh_authorized_key=" + strings.TrimSpace(string(pub))}
-	if m := os.Getenv("CPS_MIRROR"); m != "" {
-		args = append(args, "-var", "mirror="+m)
-	}
-	cmd := exec.Command(bin, append(args, filepath.Join(root, "hcl/templates/examples/nutshell.pkr.hcl"))...)
-	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	t.Logf("cpsimage build (%s):\n%s", time.Since(start).Round(time.Second), testutil.Tail(string(out), 40))
-	if err != nil {
+	if err := buildNutshellTemplate(t, root, dir, "-force", "-only", "nutshell-disk", "-var", "ssh_authorized_key="+strings.TrimSpace(string(pub))); err != nil {
 		os.Remove(filepath.Join(dir, "nutshell-disk.img"))
-		t.Fatalf("cpsimage build: %v", err)
+		t.Fatal(err)
 	}
 }
 
