@@ -27,9 +27,9 @@ func TestExampleTemplates(t *testing.T) {
 				t.Fatal("no images")
 			}
 			// The Nutshell carries the LXC services image, built first.
-			if d := pl.Image("nutshell-disk"); d != nil && (len(d.Provisioners) != 6 || d.Env["NUTSHELL_IP"] != "192.168.56.10" ||
+			if d := pl.Image("nutshell-disk"); d != nil && (len(d.Provisioners) != 7 || d.Env["NUTSHELL_IP"] != "192.168.56.10" ||
 				d.Provisioners[0].Image != "conpaas-lxc" || pl.Image("conpaas-lxc") == nil || pl.Image("conpaas-lxc").Kind != "lxc" ||
-				!strings.HasSuffix(d.Provisioners[5].Script, "scripts/nutshell/openstack-aio.sh") || !d.NoContextualize || d.Hostname != "conpaas-nutshell") {
+				!strings.HasSuffix(d.Provisioners[6].Script, "scripts/nutshell/openstack-aio.sh") || !d.NoContextualize || d.Hostname != "conpaas-nutshell") {
 				t.Errorf("nutshell disk: provisioners %+v env %v", d.Provisioners, d.Env)
 			}
 		})

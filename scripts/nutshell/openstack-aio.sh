@@ -153,6 +153,12 @@ virt_type = lxc
 enabled = false
 [oslo_concurrency]
 lock_path = /var/lib/nova/tmp
+[oslo_messaging_rabbit]
+# No AMQP heartbeats on this one host: under emulation a service blocked
+# for a minute (nova-compute copying an image) misses them, RabbitMQ drops
+# its connections, and the reconnects left neutron-api's port create hung
+# (the first TestNutshellService run). A dead local connection is seen anyway.
+heartbeat_timeout_threshold = 0
 [scheduler]
 discover_hosts_in_cells_interval = 60
 workers = 1
@@ -179,6 +185,12 @@ region_name = RegionOne
 $(keystoneauth nova "http://$IP:5000")
 [oslo_concurrency]
 lock_path = /var/lib/neutron/tmp
+[oslo_messaging_rabbit]
+# No AMQP heartbeats on this one host: under emulation a service blocked
+# for a minute (nova-compute copying an image) misses them, RabbitMQ drops
+# its connections, and the reconnects left neutron-api's port create hung
+# (the first TestNutshellService run). A dead local connection is seen anyway.
+heartbeat_timeout_threshold = 0
 [agent]
 # This file replaces Debian's, which carried these: without them privsep
 # runs a bare "sudo privsep-helper", which the sudoers rules refuse.
@@ -308,6 +320,14 @@ for f in /etc/keystone/keystone-uwsgi.ini /etc/glance/glance-api-uwsgi.ini /etc/
          /etc/nova/nova-api-uwsgi.ini /etc/nova/nova-api-metadata-uwsgi.ini /etc/neutron/neutron-api-uwsgi.ini; do
   [ -f "$f" ] && sed -i -e 's/^processes = .*/processes = 2/' -e 's/^threads = .*/threads = 4/' "$f"
 done
+# neutron-api is eventlet code: with uwsgi threads, a request and
+# oslo.messaging's reconnect ended in "greenlet.error: cannot switch to a
+# different thread" and a port create that never answered Nova.
+# Its wsgi-file configures SQLAlchemy's mappers before the first request
+# (scripts/nutshell/neutron-api-wsgi.py says why).
+sed -i -e 's/^threads = .*/threads = 1/' \
+  -e 's|^wsgi-file = .*|wsgi-file = /usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py|' /etc/neutron/neutron-api-uwsgi.ini
+grep -q '^wsgi-file = /usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py' /etc/neutron/neutron-api-uwsgi.ini
 
 # No OpenStack service can start before first boot has made its database:
 # they stay disabled until conpaas-nutshell-setup enables them in order.

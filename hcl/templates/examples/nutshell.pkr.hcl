@@ -134,6 +134,10 @@ image "nutshell-disk" {
     destination = "/usr/local/sbin/conpaas-nutshell-openstack"
     mode        = "0755"
   }
+  provisioner "file" {
+    source      = "${path.root}/../../../scripts/nutshell/neutron-api-wsgi.py"
+    destination = "/usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py"
+  }
   provisioner "shell" {
     script = "${path.root}/../../../scripts/nutshell/openstack-aio.sh"
   }
