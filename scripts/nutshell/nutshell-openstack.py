@@ -6,6 +6,7 @@ call, which on a small VM costs minutes.
 
   conpaas-nutshell-openstack identity    projects, service users, catalogue
   conpaas-nutshell-openstack wait-compute
+  conpaas-nutshell-openstack wait-dhcp   Neutron's DHCP server on hostonly
   conpaas-nutshell-openstack resources   network, flavor, rules, key, image and
                                          the director's catalogue; prints
                                          director.cfg's image line
@@ -102,6 +103,21 @@ def wait_compute(conn, tries=150):
     raise SystemExit("nova-compute did not report up; see journalctl -u nova-compute")
 
 
+def wait_dhcp(conn, tries=90):
+    """Waits for Neutron's DHCP server on hostonly (the DHCP agent's port,
+    ACTIVE): without it instances get no address and no route to the
+    metadata service."""
+    net = conn.get_network("hostonly")
+    for _ in range(tries):
+        try:
+            if any(p.status == "ACTIVE" for p in conn.network.ports(network_id=net.id, device_owner="network:dhcp")):
+                return
+        except Exception:  # neutron-api busy
+            pass
+        time.sleep(2)
+    raise SystemExit("no DHCP server on network hostonly; see /var/log/neutron/neutron-dhcp-agent.log")
+
+
 def resources(conn):
     net = conn.get_network("hostonly")
     if not net:
@@ -194,10 +210,10 @@ def services_image(conn):
 
 
 def main(argv):
-    steps = {"identity": identity, "wait-compute": wait_compute, "resources": resources,
+    steps = {"identity": identity, "wait-compute": wait_compute, "wait-dhcp": wait_dhcp, "resources": resources,
              "image": lambda conn: print(services_image(conn))}
     if len(argv) != 2 or argv[1] not in steps:
-        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|resources|image\n")
+        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|wait-dhcp|resources|image\n")
         return 2
     steps[argv[1]](connect())
     return 0

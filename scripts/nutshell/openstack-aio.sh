@@ -118,6 +118,9 @@ EOT
 cat > /etc/nova/nova.conf <<EOT
 [DEFAULT]
 my_ip = $IP
+# Under emulation a service's 10 s state report has been seen 85 s late:
+# with the default 60 s the scheduler would count nova-compute down.
+service_down_time = 300
 transport_url = rabbit://openstack:$PW@localhost
 state_path = /var/lib/nova
 log_dir = /var/log/nova
@@ -168,6 +171,10 @@ EOT
 
 cat > /etc/neutron/neutron.conf <<EOT
 [DEFAULT]
+# Neutron sends nothing to an agent it counts down (default: no report for
+# 75 s): the DHCP agent, late under emulation, missed the hostonly
+# network, so instances got no address and no metadata route.
+agent_down_time = 300
 core_plugin = ml2
 service_plugins =
 transport_url = rabbit://openstack:$PW@localhost
