@@ -339,13 +339,15 @@ grep -q '^wsgi-file = /usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py' /etc/
 # No OpenStack service can start before first boot has made its database:
 # they stay disabled until conpaas-nutshell-setup enables them in order.
 # Several start at once on a small VM; systemd's default 90 s to report
-# ready (Type=notify) is too short for nova-conductor there.
+# ready (Type=notify) is too short for nova-conductor there, and on a
+# second boot under emulation nova-compute missed even 600 s and restarted
+# from the beginning: a restart never helps a slow start, so wait 30 min.
 units="keystone glance-api placement-api nova-api nova-api-metadata nova-conductor nova-scheduler nova-compute
   neutron-api neutron-rpc-server neutron-linuxbridge-agent neutron-dhcp-agent neutron-metadata-agent"
 systemctl disable $units
 for u in $units; do
   mkdir -p "/etc/systemd/system/$u.service.d"
-  printf '[Service]\nTimeoutStartSec=600\n' > "/etc/systemd/system/$u.service.d/10-nutshell-timeout.conf"
+  printf '[Service]\nTimeoutStartSec=1800\n' > "/etc/systemd/system/$u.service.d/10-nutshell-timeout.conf"
 done
 # Pulled in as dependencies, not used: LXC's own bridge and dnsmasq (Nova
 # drives containers through libvirt) and the system haproxy (Neutron runs
