@@ -155,7 +155,9 @@ func TestNutshellService(t *testing.T) {
 	}
 	root := repoRoot(t)
 	dir := os.Getenv("CPS_NUTSHELL_DIR")
-	if dir == "" {
+	// keep: the build and the first boot stay in dir for the next run.
+	keep := dir != ""
+	if !keep {
 		dir = t.TempDir()
 	}
 	key := filepath.Join(dir, "id_ed25519")
@@ -187,7 +189,7 @@ func TestNutshellService(t *testing.T) {
 		accel, timeout = "kvm", 60*time.Minute
 	}
 	resumed := false
-	if os.Getenv("CPS_NUTSHELL_DIR") != "" {
+	if keep {
 		if _, err := os.Stat(bootedMark); err == nil {
 			resumed = true
 		} else {
@@ -202,7 +204,7 @@ func TestNutshellService(t *testing.T) {
 			{Host: fmt.Sprintf("127.0.0.1:%d", sshPort), Guest: nutshellIP + ":22"},
 			{Host: fmt.Sprintf("127.0.0.1:%d", dirPort), Guest: nutshellIP + ":5555"},
 		}}}}
-	if os.Getenv("CPS_NUTSHELL_DIR") != "" {
+	if keep {
 		opts.Image, opts.Format, opts.Writable = overlay, "qcow2", true
 	}
 	if p := os.Getenv("CPS_NUTSHELL_CONSOLE"); p != "" {
@@ -259,7 +261,7 @@ func TestNutshellService(t *testing.T) {
 		if strings.Contains(r.Line, "setup FAILED") {
 			t.Fatalf("first boot (%s) failed after %s: %s\n%s", accel, r.Elapsed.Round(time.Second), r.Line, testutil.Tail(r.Console, 80))
 		}
-		if os.Getenv("CPS_NUTSHELL_DIR") != "" {
+		if keep {
 			os.WriteFile(bootedMark, nil, 0o644)
 		}
 		step("2/9 first boot (%s) ready after %s: %s", accel, r.Elapsed.Round(time.Second), r.Line)
