@@ -29,6 +29,7 @@ func runServe(ctx context.Context, args []string) error {
 	cfgPath := configFlag(fs)
 	listen := fs.String("listen", "", "address to listen on (default: LISTEN, or DIRECTOR_URL's port on all interfaces)")
 	noCheck := fs.Bool("no-cloud-check", false, "do not authenticate against the clouds at start-up")
+	cloudWait := fs.Duration("cloud-wait", 0, "keep retrying a cloud that fails the start-up check for this `duration` (e.g. 30m) before giving up")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -56,7 +57,7 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	}
 	if !*noCheck {
-		if err := probeClouds(ctx, cfg, clouds); err != nil {
+		if err := probeClouds(ctx, cfg, clouds, *cloudWait, log); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/conpaas/cps/clouds/awsaccess"
@@ -77,14 +78,40 @@ func openClouds(cfg *config.Config) (map[string]compute.Cloud, error) {
 
 // probeClouds authenticates against every cloud so bad credentials stop
 // the director at start-up instead of at the first application start.
-func probeClouds(ctx context.Context, cfg *config.Config, clouds map[string]compute.Cloud) error {
+// With wait > 0 a failing cloud is retried every retryEvery until wait has
+// passed: a director started by systemd beside its cloud (the Nutshell
+// boots Keystone and cpsdirector together) waits for it instead of exiting
+// and being restarted in a loop.
+func probeClouds(ctx context.Context, cfg *config.Config, clouds map[string]compute.Cloud, wait time.Duration, log *slog.Logger) error {
+	deadline := time.Now().Add(wait)
 	for _, cl := range cfg.Clouds {
-		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := clouds[cl.Name].Probe(pctx)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("cloud %s (%s, line %d of %s): %w; fix the credentials, or start with --no-cloud-check to skip this", cl.Name, cl.Driver, cl.Line, cfg.Path, err)
+		for {
+			pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			_, err := clouds[cl.Name].Probe(pctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			err = fmt.Errorf("cloud %s (%s, line %d of %s): %w", cl.Name, cl.Driver, cl.Line, cfg.Path, err)
+			if ctx.Err() != nil {
+				return err
+			}
+			if time.Now().Add(retryEvery).After(deadline) {
+				if wait > 0 {
+					return fmt.Errorf("%w; still failing after --cloud-wait %s: fix the credentials or the endpoint, or start with --no-cloud-check to skip this", err, wait)
+				}
+				return fmt.Errorf("%w; fix the credentials, give the cloud time with --cloud-wait DURATION, or start with --no-cloud-check to skip this", err)
+			}
+			log.Warn("cloud not ready, retrying", "cloud", cl.Name, "in", retryEvery, "error", err)
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(retryEvery):
+			}
 		}
 	}
 	return nil
 }
+
+// retryEvery is how often --cloud-wait probes again (a variable for tests).
+var retryEvery = 10 * time.Second
