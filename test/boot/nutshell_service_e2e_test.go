@@ -243,7 +243,7 @@ func TestNutshellService(t *testing.T) {
 		// The setup ran in an earlier run: wait for its services instead.
 		booted := time.Now()
 		for {
-			out, err := sh.run(ctx, nil, "systemctl is-active cpsdirector nova-compute neutron-dhcp-agent neutron-metadata-agent neutron-linuxbridge-agent >/dev/null && conpaas-nutshell-openstack wait-compute")
+			out, err := sh.run(ctx, nil, "systemctl is-active cpsdirector nova-compute neutron-dhcp-agent neutron-metadata-agent neutron-linuxbridge-agent >/dev/null && conpaas-nutshell-openstack wait-compute && conpaas-nutshell-openstack wait-dhcp")
 			if err == nil {
 				break
 			}
