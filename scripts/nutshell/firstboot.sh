@@ -17,6 +17,21 @@ trap 'rc=$?; [ $rc -eq 0 ] || say "setup FAILED (exit $rc); see journalctl -u co
 # systemd stops a unit with SIGTERM, which does not run sh's EXIT trap.
 trap 'exit 143' TERM
 
+# OpenStack on one 4 GB host keeps much memory that is rarely touched: a
+# swap file lets the kernel page it out instead of evicting the programs
+# that run (a first boot without swap thrashed once an instance started).
+# Made here, not at build time, so the disk image and the OVA stay small.
+if [ ! -f /swapfile ]; then
+  say "swap file"
+  rm -f /swapfile.new
+  fallocate -l 2G /swapfile.new
+  chmod 600 /swapfile.new
+  mkswap /swapfile.new >/dev/null
+  mv /swapfile.new /swapfile
+fi
+grep -q '^/swapfile ' /etc/fstab || echo '/swapfile none swap sw 0 0' >> /etc/fstab
+swapon --show=NAME --noheadings | grep -qx /swapfile || swapon /swapfile
+
 say "creating databases"
 for d in keystone glance placement nova_api nova nova_cell0 neutron; do
   u=$d

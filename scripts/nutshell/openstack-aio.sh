@@ -322,17 +322,22 @@ if [ -n "${NUTSHELL_SSH_KEY:-}" ]; then
 fi
 
 # Debian's defaults (8 to 16 uwsgi processes per API, a worker per CPU for
-# the rest) do not fit the 4 GB the guide gives the Nutshell.
+# the rest) do not fit the 4 GB the guide gives the Nutshell: one process
+# of 4 threads per API (each process holds 100-150 MB of Python). With two
+# each, a run under emulation filled the 4 GB once an instance started and
+# the guest thrashed, re-reading its programs from disk, until sshd stopped
+# answering.
 for f in /etc/keystone/keystone-uwsgi.ini /etc/glance/glance-api-uwsgi.ini /etc/placement/placement-api-uwsgi.ini \
          /etc/nova/nova-api-uwsgi.ini /etc/nova/nova-api-metadata-uwsgi.ini /etc/neutron/neutron-api-uwsgi.ini; do
-  [ -f "$f" ] && sed -i -e 's/^processes = .*/processes = 2/' -e 's/^threads = .*/threads = 4/' "$f"
+  [ -f "$f" ] && sed -i -e 's/^processes = .*/processes = 1/' -e 's/^threads = .*/threads = 4/' "$f"
 done
 # neutron-api is eventlet code: with uwsgi threads, a request and
 # oslo.messaging's reconnect ended in "greenlet.error: cannot switch to a
 # different thread" and a port create that never answered Nova.
 # Its wsgi-file configures SQLAlchemy's mappers before the first request
 # (scripts/nutshell/neutron-api-wsgi.py says why).
-sed -i -e 's/^threads = .*/threads = 1/' \
+# Without threads it gets its concurrency from two processes instead.
+sed -i -e 's/^threads = .*/threads = 1/' -e 's/^processes = .*/processes = 2/' \
   -e 's|^wsgi-file = .*|wsgi-file = /usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py|' /etc/neutron/neutron-api-uwsgi.ini
 grep -q '^wsgi-file = /usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py' /etc/neutron/neutron-api-uwsgi.ini
 
