@@ -339,6 +339,12 @@ done
 # Without threads it gets its concurrency from two processes instead.
 sed -i -e 's/^threads = .*/threads = 1/' -e 's/^processes = .*/processes = 2/' \
   -e 's|^wsgi-file = .*|wsgi-file = /usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py|' /etc/neutron/neutron-api-uwsgi.ini
+# nova-api monkey-patches eventlet too: with one process of 4 threads, run 4
+# logged the same "cannot switch to a different thread" and then answered
+# nothing (with two processes the other one had hidden it). The metadata API
+# serves one request per instance boot: one process is enough.
+sed -i -e 's/^threads = .*/threads = 1/' -e 's/^processes = .*/processes = 2/' /etc/nova/nova-api-uwsgi.ini
+sed -i -e 's/^threads = .*/threads = 1/' /etc/nova/nova-api-metadata-uwsgi.ini
 grep -q '^wsgi-file = /usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py' /etc/neutron/neutron-api-uwsgi.ini
 
 # No OpenStack service can start before first boot has made its database:
