@@ -331,7 +331,7 @@ EOF`)
 			pre[s.ID] = true
 		}
 	}
-	if _, err := cl.form(ctx, "new_user", url.Values{"username": {user}, "password": {"e2e-secret"}, "email": {"e2e@example.org"}, "credit": {"20"}}, false); err != nil {
+	if _, err := cl.form(ctx, "new_user", url.Values{"username": {user}, "password": {"e2e-secret"}, "email": {user + "@example.org"}, "credit": {"20"}}, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := cl.certs(ctx, user, "e2e-secret"); err != nil {
