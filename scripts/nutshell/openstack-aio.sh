@@ -322,29 +322,29 @@ if [ -n "${NUTSHELL_SSH_KEY:-}" ]; then
 fi
 
 # Debian's defaults (8 to 16 uwsgi processes per API, a worker per CPU for
-# the rest) do not fit the 4 GB the guide gives the Nutshell: one process
-# of 4 threads per API (each process holds 100-150 MB of Python). With two
-# each, a run under emulation filled the 4 GB once an instance started and
-# the guest thrashed, re-reading its programs from disk, until sshd stopped
-# answering.
-for f in /etc/keystone/keystone-uwsgi.ini /etc/glance/glance-api-uwsgi.ini /etc/placement/placement-api-uwsgi.ini \
-         /etc/nova/nova-api-uwsgi.ini /etc/nova/nova-api-metadata-uwsgi.ini /etc/neutron/neutron-api-uwsgi.ini; do
-  [ -f "$f" ] && sed -i -e 's/^processes = .*/processes = 1/' -e 's/^threads = .*/threads = 4/' "$f"
-done
-# neutron-api is eventlet code: with uwsgi threads, a request and
-# oslo.messaging's reconnect ended in "greenlet.error: cannot switch to a
-# different thread" and a port create that never answered Nova.
-# Its wsgi-file configures SQLAlchemy's mappers before the first request
-# (scripts/nutshell/neutron-api-wsgi.py says why).
-# Without threads it gets its concurrency from two processes instead.
-sed -i -e 's/^threads = .*/threads = 1/' -e 's/^processes = .*/processes = 2/' \
-  -e 's|^wsgi-file = .*|wsgi-file = /usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py|' /etc/neutron/neutron-api-uwsgi.ini
-# nova-api monkey-patches eventlet too: with one process of 4 threads, run 4
-# logged the same "cannot switch to a different thread" and then answered
-# nothing (with two processes the other one had hidden it). The metadata API
-# serves one request per instance boot: one process is enough.
-sed -i -e 's/^threads = .*/threads = 1/' -e 's/^processes = .*/processes = 2/' /etc/nova/nova-api-uwsgi.ini
-sed -i -e 's/^threads = .*/threads = 1/' /etc/nova/nova-api-metadata-uwsgi.ini
+# the rest) do not fit the 4 GB the guide gives the Nutshell: each process
+# holds 100-150 MB of Python. With two of 4 threads each, a run under
+# emulation filled the 4 GB once an instance started and the guest thrashed,
+# re-reading its programs from disk, until sshd stopped answering.
+uwsgi_workers() { # FILE PROCESSES THREADS
+  sed -i -e "s/^processes = .*/processes = $2/" -e "s/^threads = .*/threads = $3/" "$1"
+}
+# Keystone and Placement: one process of 4 threads.
+uwsgi_workers /etc/keystone/keystone-uwsgi.ini 1 4
+uwsgi_workers /etc/placement/placement-api-uwsgi.ini 1 4
+[ ! -f /etc/glance/glance-api-uwsgi.ini ] || uwsgi_workers /etc/glance/glance-api-uwsgi.ini 1 4
+# nova-api and neutron-api are eventlet code: with uwsgi threads, a request
+# and oslo.messaging's reconnect ended in "greenlet.error: cannot switch to
+# a different thread", in neutron-api with a port create that never
+# answered Nova, in a one-process nova-api with no answer at all (a second
+# process had hidden it). Without threads they get their concurrency from
+# two processes; the metadata API serves one request per instance boot.
+uwsgi_workers /etc/nova/nova-api-uwsgi.ini 2 1
+uwsgi_workers /etc/nova/nova-api-metadata-uwsgi.ini 1 1
+uwsgi_workers /etc/neutron/neutron-api-uwsgi.ini 2 1
+# neutron-api's wsgi-file configures SQLAlchemy's mappers before the first
+# request (scripts/nutshell/neutron-api-wsgi.py says why).
+sed -i -e 's|^wsgi-file = .*|wsgi-file = /usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py|' /etc/neutron/neutron-api-uwsgi.ini
 grep -q '^wsgi-file = /usr/local/lib/conpaas-nutshell/neutron-api-wsgi.py' /etc/neutron/neutron-api-uwsgi.ini
 
 # No OpenStack service can start before first boot has made its database:
