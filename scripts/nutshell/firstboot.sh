@@ -83,6 +83,10 @@ say "network, flavors and the ConPaaS image"
 # and the director's catalogue; what to put in director.cfg comes back.
 RESOURCES=$(NUTSHELL_PUBKEY=/root/.ssh/id_ed25519.pub conpaas-nutshell-openstack resources)
 IMAGE_LINE=$(printf '%s\n' "$RESOURCES" | tail -n1)
+# Nova's bridge of hostonly joined to br-hostonly (conpaas-nutshell-bridge).
+conpaas-nutshell-openstack network-id > /etc/conpaas-nutshell/hostonly-network-id.tmp
+mv /etc/conpaas-nutshell/hostonly-network-id.tmp /etc/conpaas-nutshell/hostonly-network-id
+/usr/local/sbin/conpaas-nutshell-bridge
 # The DHCP agent serves the instances' addresses and their route to the
 # metadata service; an agent that missed the network gets it by a resync.
 conpaas-nutshell-openstack wait-dhcp || { say "no DHCP server on hostonly yet: restarting neutron-dhcp-agent"; systemctl restart neutron-dhcp-agent; conpaas-nutshell-openstack wait-dhcp; }

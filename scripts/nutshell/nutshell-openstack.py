@@ -7,6 +7,7 @@ call, which on a small VM costs minutes.
   conpaas-nutshell-openstack identity    projects, service users, catalogue
   conpaas-nutshell-openstack wait-compute
   conpaas-nutshell-openstack wait-dhcp   Neutron's DHCP server on hostonly
+  conpaas-nutshell-openstack network-id  prints the ID of network hostonly
   conpaas-nutshell-openstack resources   network, flavor, rules, key, image and
                                          the director's catalogue; prints
                                          director.cfg's image line
@@ -209,11 +210,20 @@ def services_image(conn):
     return "IMAGE = catalogue:%s" % art["name"]
 
 
+def network_id(conn):
+    """Prints the ID of network hostonly: Nova plugs instances into the
+    bridge named after it (conpaas-nutshell-bridge)."""
+    net = conn.get_network("hostonly")
+    if not net:
+        raise SystemExit("no network hostonly: run conpaas-nutshell-openstack resources first")
+    print(net.id)
+
+
 def main(argv):
     steps = {"identity": identity, "wait-compute": wait_compute, "wait-dhcp": wait_dhcp, "resources": resources,
-             "image": lambda conn: print(services_image(conn))}
+             "network-id": network_id, "image": lambda conn: print(services_image(conn))}
     if len(argv) != 2 or argv[1] not in steps:
-        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|wait-dhcp|resources|image\n")
+        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|wait-dhcp|network-id|resources|image\n")
         return 2
     steps[argv[1]](connect())
     return 0

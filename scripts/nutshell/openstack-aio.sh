@@ -244,9 +244,10 @@ EOT
 
 # Networking of the appliance: NIC1 NAT (eth0) takes DHCP from VirtualBox
 # (the image's 80-conpaas-dhcp.network); NIC2 host-only (eth1) is a port of
-# the bridge br-hostonly, which holds $IP and which Neutron's linuxbridge
-# agent plugs the instances into. The bridge is systemd-networkd's, so the
-# agent never moves the address off a NIC it does not own.
+# the bridge br-hostonly, which holds $IP and the DHCP agent's port. The
+# bridge is systemd-networkd's, so the agent never moves the address off a
+# NIC it does not own. Nova plugs the instances into another bridge
+# (conpaas-nutshell-bridge, below, joins the two).
 cat > /etc/systemd/network/10-nutshell-br-hostonly.netdev <<EOT
 [NetDev]
 Name=br-hostonly
@@ -280,13 +281,17 @@ printf '127.0.0.1\tlocalhost\n%s\tconpaas-nutshell controller\n' "$IP" > /etc/ho
 # its traffic and it gets no route to the metadata service. The appliance
 # has a fixed address and never asks; so no DHCP server answer coming in on
 # eth1 is bridged to an instance: only Neutron's dnsmasq serves them.
+# Priority -1, before br_netfilter's hook (0): that one takes an IP frame
+# through iptables and then resumes only the hooks after priority 0, so a
+# chain at 0 may never see it (run 5: counter 0, the instance took QEMU's
+# offer; at -1 the same offers are dropped).
 mkdir -p /etc/conpaas-nutshell
 cat > /etc/conpaas-nutshell/dhcp-guard.nft <<'EOT'
 table bridge conpaas_nutshell
 delete table bridge conpaas_nutshell
 table bridge conpaas_nutshell {
 	chain forward {
-		type filter hook forward priority 0; policy accept;
+		type filter hook forward priority -1; policy accept;
 		iifname "eth1" ether type ip udp sport 67 udp dport 68 counter drop
 	}
 }
@@ -308,6 +313,51 @@ WantedBy=multi-user.target
 EOT
 mkdir -p /etc/systemd/system/multi-user.target.wants
 ln -sf /etc/systemd/system/conpaas-nutshell-dhcp-guard.service /etc/systemd/system/multi-user.target.wants/
+# Nova plugs an instance into the bridge "brq" + the network's ID (Nova's
+# default for vif_type bridge: Neutron's linuxbridge driver, 21.x, passes it
+# no bridge_name), while the linuxbridge agent maps hostonly to br-hostonly
+# and leaves a tap that is already in a bridge where it is. Seen in run 5:
+# the instance's tap alone in brqd34a700f-1d, its DHCP requests never
+# reaching dnsmasq on br-hostonly. At every boot, and at the first once
+# the network exists, a veth pair joins the two bridges.
+cat > /usr/local/sbin/conpaas-nutshell-bridge <<'EOT'
+#!/bin/sh
+# conpaas-nutshell-bridge: joins Nova's bridge of network hostonly to
+# br-hostonly (see openstack-aio.sh). Idempotent.
+set -e
+id=$(cat /etc/conpaas-nutshell/hostonly-network-id 2>/dev/null || true)
+[ -n "$id" ] || { echo "conpaas-nutshell-bridge: no network hostonly yet"; exit 0; }
+brq=brq$(printf %s "$id" | cut -c1-11)
+i=0
+until ip link show br-hostonly >/dev/null 2>&1; do
+  i=$((i+1)); [ $i -le 60 ] || { echo "conpaas-nutshell-bridge: no bridge br-hostonly after 60 s" >&2; exit 1; }
+  sleep 1
+done
+ip link show "$brq" >/dev/null 2>&1 || ip link add "$brq" type bridge
+ip link show nutshell-brq >/dev/null 2>&1 || ip link add nutshell-brq type veth peer name nutshell-bro
+ip link set nutshell-brq master "$brq"
+ip link set nutshell-bro master br-hostonly
+ip link set "$brq" up
+ip link set nutshell-brq up
+ip link set nutshell-bro up
+echo "conpaas-nutshell-bridge: $brq joined to br-hostonly"
+EOT
+chmod 755 /usr/local/sbin/conpaas-nutshell-bridge
+cat > /etc/systemd/system/conpaas-nutshell-bridge.service <<'EOT'
+[Unit]
+Description=ConPaaS in a Nutshell: Nova's bridge of network hostonly joined to br-hostonly
+After=systemd-networkd.service
+Before=nova-compute.service neutron-linuxbridge-agent.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/conpaas-nutshell-bridge
+
+[Install]
+WantedBy=multi-user.target
+EOT
+ln -sf /etc/systemd/system/conpaas-nutshell-bridge.service /etc/systemd/system/multi-user.target.wants/
 # Debian's own nftables.service would flush every ruleset (Neutron's
 # iptables-nft ones too) if started: it stays off.
 systemctl disable nftables 2>/dev/null || true

@@ -99,7 +99,7 @@ while True:
             iid = getattr(img, "id", None) or (img.get("id") if isinstance(img, dict) else None)
             d = {"id": s.id, "name": s.name, "status": s.status, "task": s.task_state, "vm_state": s.vm_state,
                  "image": iid, "instance": s.instance_name, "host": s.hypervisor_hostname,
-                 "addresses": s.addresses, "fault": str(s.fault or "")}
+                 "addresses": s.addresses, "fault": str(getattr(s, "fault", None) or "")}
             if s.status == "ACTIVE":
                 try:
                     d["console"] = conn.compute.get_server_console_output(s).get("output", "")
