@@ -280,19 +280,19 @@ printf '127.0.0.1\tlocalhost\n%s\tconpaas-nutshell controller\n' "$IP" > /etc/ho
 # offer, and with the other server's address Neutron's port security drops
 # its traffic and it gets no route to the metadata service. The appliance
 # has a fixed address and never asks; so no DHCP server answer coming in on
-# eth1 is bridged to an instance: only Neutron's dnsmasq serves them.
-# Priority -1, before br_netfilter's hook (0): that one takes an IP frame
-# through iptables and then resumes only the hooks after priority 0, so a
-# chain at 0 may never see it (run 5: counter 0, the instance took QEMU's
-# offer; at -1 the same offers are dropped).
+# eth1 is bridged to an instance: only Neutron's dnsmasq serves them. The
+# rule is on eth1's ingress (table netdev), before the bridge: a chain on the
+# bridge's forward hook (run 5) raced br_netfilter's hook, which takes IP
+# frames through iptables and resumes only later hooks, and missed QEMU's
+# offers.
 mkdir -p /etc/conpaas-nutshell
 cat > /etc/conpaas-nutshell/dhcp-guard.nft <<'EOT'
-table bridge conpaas_nutshell
-delete table bridge conpaas_nutshell
-table bridge conpaas_nutshell {
-	chain forward {
-		type filter hook forward priority -1; policy accept;
-		iifname "eth1" ether type ip udp sport 67 udp dport 68 counter drop
+table netdev conpaas_nutshell
+delete table netdev conpaas_nutshell
+table netdev conpaas_nutshell {
+	chain eth1 {
+		type filter hook ingress device "eth1" priority -500; policy accept;
+		ip protocol udp udp sport 67 udp dport 68 counter drop
 	}
 }
 EOT
@@ -300,6 +300,8 @@ cat > /etc/systemd/system/conpaas-nutshell-dhcp-guard.service <<'EOT'
 [Unit]
 Description=ConPaaS in a Nutshell: only Neutron's DHCP server answers the instances
 DefaultDependencies=no
+BindsTo=sys-subsystem-net-devices-eth1.device
+After=sys-subsystem-net-devices-eth1.device
 Before=network-pre.target
 Wants=network-pre.target
 
@@ -313,6 +315,18 @@ WantedBy=multi-user.target
 EOT
 mkdir -p /etc/systemd/system/multi-user.target.wants
 ln -sf /etc/systemd/system/conpaas-nutshell-dhcp-guard.service /etc/systemd/system/multi-user.target.wants/
+# udev gives every new network device a MAC of its own
+# (99-default.link, MACAddressPolicy=persistent), veths included: it raced
+# libvirt setting the container end of an instance's veth to the port's MAC
+# (run 5: eth0 with ce:b5:4d:16:0a:bb instead of fa:16:3e:22:ce:9c, no
+# answer from Neutron's dnsmasq, traffic dropped by port security).
+cat > /etc/systemd/network/10-conpaas-nutshell-veth.link <<'EOT'
+[Match]
+Driver=veth
+
+[Link]
+MACAddressPolicy=none
+EOT
 # Nova plugs an instance into the bridge "brq" + the network's ID (Nova's
 # default for vif_type bridge: Neutron's linuxbridge driver, 21.x, passes it
 # no bridge_name), while the linuxbridge agent maps hostonly to br-hostonly
