@@ -83,9 +83,8 @@ say "network, flavors and the ConPaaS image"
 # and the director's catalogue; what to put in director.cfg comes back.
 RESOURCES=$(NUTSHELL_PUBKEY=/root/.ssh/id_ed25519.pub conpaas-nutshell-openstack resources)
 IMAGE_LINE=$(printf '%s\n' "$RESOURCES" | tail -n1)
-# Nova's bridge of hostonly joined to br-hostonly (conpaas-nutshell-bridge).
-conpaas-nutshell-openstack network-id > /etc/conpaas-nutshell/hostonly-network-id.tmp
-mv /etc/conpaas-nutshell/hostonly-network-id.tmp /etc/conpaas-nutshell/hostonly-network-id
+# Nova's bridge of hostonly joined to br-hostonly, now that resources has
+# written the network's ID (conpaas-nutshell-bridge).
 /usr/local/sbin/conpaas-nutshell-bridge
 # The DHCP agent serves the instances' addresses and their route to the
 # metadata service; an agent that missed the network gets it by a resync.

@@ -7,10 +7,10 @@ call, which on a small VM costs minutes.
   conpaas-nutshell-openstack identity    projects, service users, catalogue
   conpaas-nutshell-openstack wait-compute
   conpaas-nutshell-openstack wait-dhcp   Neutron's DHCP server on hostonly
-  conpaas-nutshell-openstack network-id  prints the ID of network hostonly
   conpaas-nutshell-openstack resources   network, flavor, rules, key, image and
-                                         the director's catalogue; prints
-                                         director.cfg's image line
+                                         the director's catalogue; writes the
+                                         network's ID; prints director.cfg's
+                                         image line
   conpaas-nutshell-openstack image       the image and the catalogue alone
 
 Every step looks before it creates, so a failed first boot can run again.
@@ -19,7 +19,10 @@ NUTSHELL_IMAGE (the services image to register, default
 /var/lib/conpaas-nutshell/conpaas-lxc.img, with its catalogue entry in
 NUTSHELL_IMAGE.catalogue.json), NUTSHELL_CATALOGUE (the director's
 catalogue to write, default /etc/cpsdirector/catalogue.json),
-NUTSHELL_PUBKEY (the director's SSH public key file).
+NUTSHELL_PUBKEY (the director's SSH public key file),
+NUTSHELL_NETWORK_ID_FILE (where resources writes the ID of network hostonly,
+default /etc/conpaas-nutshell/hostonly-network-id: Nova names the bridge it
+plugs instances into after it, and conpaas-nutshell-bridge reads it).
 """
 import json
 import os
@@ -131,6 +134,10 @@ def resources(conn):
                            allocation_pools=[{"start": "192.168.56.20", "end": "192.168.56.99"}],
                            dns_nameservers=["192.168.56.1"])
         say("network hostonly")
+    id_path = os.environ.get("NUTSHELL_NETWORK_ID_FILE", "/etc/conpaas-nutshell/hostonly-network-id")
+    with open(id_path + ".tmp", "w") as f:
+        f.write(net.id + "\n")
+    os.rename(id_path + ".tmp", id_path)
     if not conn.get_flavor("m1.small"):
         conn.create_flavor("m1.small", ram=512, vcpus=1, disk=4)
         say("flavor m1.small")
@@ -210,20 +217,11 @@ def services_image(conn):
     return "IMAGE = catalogue:%s" % art["name"]
 
 
-def network_id(conn):
-    """Prints the ID of network hostonly: Nova plugs instances into the
-    bridge named after it (conpaas-nutshell-bridge)."""
-    net = conn.get_network("hostonly")
-    if not net:
-        raise SystemExit("no network hostonly: run conpaas-nutshell-openstack resources first")
-    print(net.id)
-
-
 def main(argv):
     steps = {"identity": identity, "wait-compute": wait_compute, "wait-dhcp": wait_dhcp, "resources": resources,
-             "network-id": network_id, "image": lambda conn: print(services_image(conn))}
+             "image": lambda conn: print(services_image(conn))}
     if len(argv) != 2 or argv[1] not in steps:
-        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|wait-dhcp|network-id|resources|image\n")
+        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|wait-dhcp|resources|image\n")
         return 2
     steps[argv[1]](connect())
     return 0

@@ -339,7 +339,8 @@ cat > /usr/local/sbin/conpaas-nutshell-bridge <<'EOT'
 # conpaas-nutshell-bridge: joins Nova's bridge of network hostonly to
 # br-hostonly (see openstack-aio.sh). Idempotent.
 set -e
-# NUTSHELL_NETWORK_ID_FILE: another file (test/nutshell's test).
+# The ID of network hostonly, which conpaas-nutshell-openstack resources
+# writes (NUTSHELL_NETWORK_ID_FILE: another file, as in test/nutshell).
 id=$(cat "${NUTSHELL_NETWORK_ID_FILE:-/etc/conpaas-nutshell/hostonly-network-id}" 2>/dev/null || true)
 [ -n "$id" ] || { echo "conpaas-nutshell-bridge: no network hostonly yet"; exit 0; }
 brq=brq$(printf %s "$id" | cut -c1-11)
