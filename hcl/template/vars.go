@@ -250,6 +250,14 @@ func (l *loader) evalContext(vars map[string]cty.Value, blocks hcl.Blocks) (*hcl
 			ready := true
 			for _, tr := range a.Expr.Variables() {
 				if tr.RootName() == "local" {
+					// A bare `local` is the whole object: it waits for every
+					// other local (the fuzzer found it indexed past the end).
+					if len(tr) < 2 {
+						if len(pending) > 1 {
+							ready = false
+						}
+						continue
+					}
 					if s, ok := tr[1].(hcl.TraverseAttr); ok {
 						if _, done := locals[s.Name]; !done {
 							if _, exists := pending[s.Name]; exists {
