@@ -55,6 +55,17 @@ def say(msg):
     sys.stderr.write("conpaas-nutshell-openstack: %s\n" % msg)
 
 
+def write_file(path, text):
+    """Writes text to path through a temporary file renamed at the end, so
+    that a reader (the director, conpaas-nutshell-bridge) never sees half a
+    file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
 def connect(project="admin", tries=90):
     """Connects as admin, waiting for Keystone (uwsgi starts slowly)."""
     last = None
@@ -134,10 +145,7 @@ def resources(conn):
                            allocation_pools=[{"start": "192.168.56.20", "end": "192.168.56.99"}],
                            dns_nameservers=["192.168.56.1"])
         say("network hostonly")
-    id_path = os.environ.get("NUTSHELL_NETWORK_ID_FILE", "/etc/conpaas-nutshell/hostonly-network-id")
-    with open(id_path + ".tmp", "w") as f:
-        f.write(net.id + "\n")
-    os.rename(id_path + ".tmp", id_path)
+    write_file(os.environ.get("NUTSHELL_NETWORK_ID_FILE", "/etc/conpaas-nutshell/hostonly-network-id"), net.id + "\n")
     if not conn.get_flavor("m1.small"):
         conn.create_flavor("m1.small", ram=512, vcpus=1, disk=4)
         say("flavor m1.small")
@@ -207,12 +215,7 @@ def services_image(conn):
     art["file"] = img
     art["registrations"] = [{"cloud": "openstack", "target": "glance", "region": "RegionOne",
                              "image_id": image.id, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
-    os.makedirs(os.path.dirname(cat_path), exist_ok=True)
-    tmp = cat_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"schema_version": 1, "artifacts": [art]}, f, indent=2)
-        f.write("\n")
-    os.rename(tmp, cat_path)
+    write_file(cat_path, json.dumps({"schema_version": 1, "artifacts": [art]}, indent=2) + "\n")
     say("catalogue %s: %s %s is Glance image %s" % (cat_path, art["name"], art["version"], image.id))
     return "IMAGE = catalogue:%s" % art["name"]
 
