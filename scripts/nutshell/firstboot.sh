@@ -87,7 +87,8 @@ IMAGE_LINE=$(printf '%s\n' "$RESOURCES" | tail -n1)
 # written the network's ID (conpaas-nutshell-bridge).
 /usr/local/sbin/conpaas-nutshell-bridge
 # The DHCP agent serves the instances' addresses and their route to the
-# metadata service; an agent that missed the network gets it by a resync.
+# metadata service. wait-dhcp gives a network no agent hosts to a live
+# one; a restart (a full resync) of the agent is the last resort.
 conpaas-nutshell-openstack wait-dhcp || { say "no DHCP server on hostonly yet: restarting neutron-dhcp-agent"; systemctl restart neutron-dhcp-agent; conpaas-nutshell-openstack wait-dhcp; }
 
 say "director"

@@ -6,6 +6,7 @@ call, which on a small VM costs minutes.
 
   conpaas-nutshell-openstack identity    projects, service users, catalogue
   conpaas-nutshell-openstack wait-compute
+  conpaas-nutshell-openstack wait-agents Neutron's DHCP and Linux bridge agents
   conpaas-nutshell-openstack wait-dhcp   Neutron's DHCP server on hostonly
   conpaas-nutshell-openstack resources   network, flavor, rules, key, image and
                                          the director's catalogue; writes the
@@ -22,7 +23,8 @@ catalogue to write, default /etc/cpsdirector/catalogue.json),
 NUTSHELL_PUBKEY (the director's SSH public key file),
 NUTSHELL_NETWORK_ID_FILE (where resources writes the ID of network hostonly,
 default /etc/conpaas-nutshell/hostonly-network-id: Nova names the bridge it
-plugs instances into after it, and conpaas-nutshell-bridge reads it).
+plugs instances into after it, and conpaas-nutshell-bridge reads it),
+NUTSHELL_TIMEOUT (seconds each wait-* step waits, default 600).
 """
 import json
 import os
@@ -35,6 +37,8 @@ IP = os.environ.get("NUTSHELL_IP", "192.168.56.10")
 PW = os.environ.get("NUTSHELL_PASSWORD", "conpaas")
 # NUTSHELL_AUTH_URL: another Keystone (the scripts' own test uses one).
 AUTH_URL = os.environ.get("NUTSHELL_AUTH_URL", "http://%s:5000/v3" % IP)
+# Under TCG a DHCP server took 3.5 minutes from scheduling to ACTIVE.
+TIMEOUT = int(os.environ.get("NUTSHELL_TIMEOUT", "600"))
 
 # name, type, port, path: what conpaas-nutshell-setup starts.
 SERVICES = [
@@ -118,24 +122,58 @@ def wait_compute(conn, tries=150):
     raise SystemExit("nova-compute did not report up; see journalctl -u nova-compute")
 
 
-def wait_dhcp(conn, tries=90):
+def wait_agents(conn, timeout=TIMEOUT):
+    """Waits until Neutron counts the DHCP and Linux bridge agents alive.
+    A network made before that may never get a DHCP server: Neutron's
+    scheduler keeps only DHCP agents on hosts whose bridge agent maps the
+    network's physical network, and tries again only on a later port or
+    subnet event. In run 6 of TestNutshellService the subnet came 0.3 s
+    before the bridge agent's first report ("Unable to schedule network
+    ...: no agents available"), and the first boot lost 8 minutes."""
+    want = {"DHCP agent", "Linux bridge agent"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            alive = {a.agent_type for a in conn.network.agents() if a.is_alive and a.is_admin_state_up}
+            if want <= alive:
+                return
+        except Exception:  # neutron-api still starting
+            pass
+        time.sleep(2)
+    raise SystemExit("Neutron's DHCP and Linux bridge agents did not report alive within %d s; "
+                     "see /var/log/neutron/neutron-dhcp-agent.log and neutron-linuxbridge-agent.log" % timeout)
+
+
+def wait_dhcp(conn, timeout=TIMEOUT):
     """Waits for Neutron's DHCP server on hostonly (the DHCP agent's port,
     ACTIVE): without it instances get no address and no route to the
-    metadata service."""
+    metadata service. A network no DHCP agent hosts (made before the
+    agents were alive: see wait_agents) is given to a live one, which
+    Neutron then tells to start its dnsmasq: no restart of the agent."""
     net = conn.get_network("hostonly")
-    for _ in range(tries):
+    if not net:
+        raise SystemExit("there is no network hostonly; run conpaas-nutshell-openstack resources first")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
             if any(p.status == "ACTIVE" for p in conn.network.ports(network_id=net.id, device_owner="network:dhcp")):
                 return
-        except Exception:  # neutron-api busy
+            if not list(conn.network.network_hosting_dhcp_agents(net)):
+                for agent in conn.network.agents(agent_type="DHCP agent"):
+                    if agent.is_alive and agent.is_admin_state_up:
+                        conn.network.add_dhcp_agent_to_network(agent, net)
+                        say("network hostonly had no DHCP agent: gave it to the one on %s" % agent.host)
+                        break
+        except Exception:  # neutron-api busy, or another scheduling won
             pass
         time.sleep(2)
-    raise SystemExit("no DHCP server on network hostonly; see /var/log/neutron/neutron-dhcp-agent.log")
+    raise SystemExit("no DHCP server on network hostonly within %d s; see /var/log/neutron/neutron-dhcp-agent.log" % timeout)
 
 
 def resources(conn):
     net = conn.get_network("hostonly")
     if not net:
+        wait_agents(conn)
         # Instances live on VirtualBox's host-only network itself, below
         # the range of VirtualBox's own DHCP server (.100, leases .101-.254).
         net = conn.create_network("hostonly", shared=True,
@@ -221,10 +259,10 @@ def services_image(conn):
 
 
 def main(argv):
-    steps = {"identity": identity, "wait-compute": wait_compute, "wait-dhcp": wait_dhcp, "resources": resources,
+    steps = {"identity": identity, "wait-compute": wait_compute, "wait-agents": wait_agents, "wait-dhcp": wait_dhcp, "resources": resources,
              "image": lambda conn: print(services_image(conn))}
     if len(argv) != 2 or argv[1] not in steps:
-        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|wait-dhcp|resources|image\n")
+        sys.stderr.write("usage: conpaas-nutshell-openstack identity|wait-compute|wait-agents|wait-dhcp|resources|image\n")
         return 2
     steps[argv[1]](connect())
     return 0
