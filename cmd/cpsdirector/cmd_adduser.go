@@ -63,6 +63,9 @@ func runAddUser(ctx context.Context, args []string) error {
 	if err := auth.ValidateUsername(name); err != nil {
 		return cli.WithCode(cli.ExitUsage, err)
 	}
+	if err := auth.ValidateEmail(*email); err != nil {
+		return cli.WithCode(cli.ExitUsage, err)
+	}
 	if *credit < 0 {
 		return cli.Usagef("credit cannot be negative")
 	}

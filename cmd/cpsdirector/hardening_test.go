@@ -98,3 +98,28 @@ func TestUsernamesNFC(t *testing.T) {
 	exact(t, "same name again", anon.call("POST", "/new_user", url.Values{"username": {"café"}, "email": {"d@x"}, "password": {"cafe-password"}, "credit": {"1"}}),
 		200, ctJSON, jsonifyErr(`Username 'caf\u00e9' is already taken`))
 }
+
+// TestNewUserEmailFitsCertificate: /new_user used to accept an address
+// getcerts cannot put into a certificate (emailAddress is ASCII), and the
+// user's certificate then failed every TLS handshake; such an address is
+// now refused when the user is created.
+func TestNewUserEmailFitsCertificate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.start()
+	anon := e.login("", "")
+	for _, c := range []struct {
+		name, email, want string
+	}{
+		{"emil", "\u00e9mil@x.org", `e-mail address \"\u00e9mil@x.org\": use ASCII characters only`},
+		{"longmail", strings.Repeat("x", 300) + "@x.org", "e-mail address too long"},
+	} {
+		r := anon.call("POST", "/new_user", url.Values{"username": {c.name}, "email": {c.email}, "password": {"long-password"}, "credit": {"1"}})
+		if !strings.Contains(string(r.body), c.want) {
+			t.Errorf("new_user %s: %s, want %s", c.name, r.body, c.want)
+		}
+	}
+	if r := anon.call("POST", "/new_user", url.Values{"username": {"emil"}, "email": {"emil@x.org"}, "password": {"long-password"}, "credit": {"1"}}); !strings.Contains(string(r.body), `"uid"`) {
+		t.Fatalf("new_user with an ASCII address: %s", r.body)
+	}
+}

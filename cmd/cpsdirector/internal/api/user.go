@@ -67,6 +67,10 @@ func (s *Server) newUser(w http.ResponseWriter, r *http.Request) {
 		fail(err.Error())
 		return
 	}
+	if err := auth.ValidateEmail(v["email"]); err != nil {
+		fail(err.Error())
+		return
+	}
 	credit, err := strconv.ParseInt(v["credit"], 10, 64)
 	switch {
 	case err != nil:

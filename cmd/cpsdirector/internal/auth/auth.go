@@ -71,6 +71,26 @@ func ValidateUsername(u string) error {
 	return nil
 }
 
+// MaxEmailLength is the size of the user table's email column
+// (VARCHAR(256)); MySQL and PostgreSQL refuse longer values.
+const MaxEmailLength = 256
+
+// ValidateEmail accepts what a certificate can carry: getcerts puts the
+// address in the subject's emailAddress, an IA5String (ASCII). A UTF-8
+// address there makes a certificate that Go's TLS stack (the director's
+// own included) refuses to parse, so the user could never use it.
+func ValidateEmail(e string) error {
+	if len(e) > MaxEmailLength {
+		return fmt.Errorf("e-mail address too long: at most %d characters", MaxEmailLength)
+	}
+	for i := 0; i < len(e); i++ {
+		if e[i] < 0x20 || e[i] > 0x7e {
+			return fmt.Errorf("e-mail address %q: use ASCII characters only (it goes into the certificate)", e)
+		}
+	}
+	return nil
+}
+
 var md5Hex = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 // IsLegacy reports a hash in the original's format (hex MD5).

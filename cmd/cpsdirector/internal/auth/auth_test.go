@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -137,5 +138,32 @@ func TestRateLimiter(t *testing.T) {
 	}
 	if l.Allow("[2001:db8::ffff]:2", now) {
 		t.Fatal("the /64 was not limited as one")
+	}
+}
+
+// TestValidateEmail: getcerts writes the address into the certificate's
+// emailAddress, an IA5String; a non-ASCII one made a certificate the
+// director's own TLS stack could not parse (the user was locked out of
+// every certificate route), and one longer than the VARCHAR(256) column
+// failed on MySQL/PostgreSQL with an unexplained error.
+func TestValidateEmail(t *testing.T) {
+	for _, c := range []struct {
+		email string
+		ok    bool
+	}{
+		{"alice@example.org", true},
+		{"not-an-email", true}, // the original accepted any text
+		{"o'brien+x@example.org", true},
+		{strings.Repeat("x", MaxEmailLength), true},
+		{strings.Repeat("x", MaxEmailLength+1), false},
+		{"é@example.org", false},
+		{"a@exämple.org", false},
+		{"a\x00b@example.org", false},
+		{"a\nb@example.org", false},
+		{"\xff@example.org", false},
+	} {
+		if err := ValidateEmail(c.email); (err == nil) != c.ok {
+			t.Errorf("ValidateEmail(%q) = %v, want ok=%v", c.email, err, c.ok)
+		}
 	}
 }

@@ -209,6 +209,18 @@ type Name struct {
 	CN, O, Email   string
 }
 
+// checkEmail refuses an emailAddress that is not ASCII: rdn encodes it as
+// an IA5String, and a certificate with other bytes there is one Go's TLS
+// stack (the director's own) cannot parse, so it would never work.
+func (n Name) checkEmail() error {
+	for i := 0; i < len(n.Email); i++ {
+		if n.Email[i] > 0x7f {
+			return fmt.Errorf("e-mail address %q is not ASCII: a certificate's emailAddress cannot carry it", n.Email)
+		}
+	}
+	return nil
+}
+
 // rdn builds the subject in the order the original's OpenSSL printed it,
 // with OpenSSL's string types (UTF8String, IA5String for emailAddress).
 func (n Name) rdn() pkix.Name {
@@ -374,6 +386,9 @@ type Bundle struct {
 // manager and agent certificates of the contexts), with generation gen in
 // its serial.
 func (a *Authority) Issue(n Name, gen int64, now time.Time) (Bundle, error) {
+	if err := n.checkEmail(); err != nil {
+		return Bundle{}, err
+	}
 	key, err := newKey()
 	if err != nil {
 		return Bundle{}, err
@@ -445,6 +460,9 @@ func (a *Authority) SignCSR(csrPEM []byte, check func(Name) error, now time.Time
 		}
 	}
 	if err := check(n); err != nil {
+		return nil, err
+	}
+	if err := n.checkEmail(); err != nil {
 		return nil, err
 	}
 	return a.sign(csr.PublicKey, n.rdn(), 0, now)
