@@ -254,6 +254,11 @@ func Parse(path string, data []byte) (*Config, error) {
 	if port == "" {
 		port = "443"
 	}
+	// url.Parse takes any digits as the port; 0 or 99999 only failed
+	// later, when serve listened (and `check` said nothing).
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return nil, lerr(line, "DIRECTOR_URL %q: port %s is not a port number (1 to 65535)", u, port)
+	}
 
 	c.ConfDir = filepath.Dir(path)
 	if v, _, ok := cp.get("CONF_DIR"); ok && v != "" {
@@ -300,7 +305,8 @@ func Parse(path string, data []byte) (*Config, error) {
 	listen := ""
 	for _, s := range []*section{cp, dir} {
 		if v, line, ok := s.get("LISTEN"); ok {
-			if _, _, err := net.SplitHostPort(v); err != nil {
+			_, lp, err := net.SplitHostPort(v)
+			if n, nerr := strconv.Atoi(lp); err != nil || nerr == nil && (n < 0 || n > 65535) {
 				return nil, lerr(line, "LISTEN %q is not HOST:PORT (e.g. :5555 or 127.0.0.1:5555)", v)
 			}
 			listen = v

@@ -174,6 +174,11 @@ func TestParseErrors(t *testing.T) {
 		{"indented", repl("[iaas]", "  KEY = v\n[iaas]"), "director.cfg:4: indented line does not continue a value"},
 		{"bad database", good + "[director]\nDATABASE_URI = oracle://x/y\n", `director.cfg:14: DATABASE_URI: database "oracle" is not supported`},
 		{"bad bool", repl("[iaas]", "SUPPORT_EXTERNAL_IDP = maybe\n[iaas]"), "director.cfg:4: SUPPORT_EXTERNAL_IDP = maybe: not a boolean"},
+		// url.Parse takes any digits as a port: these passed `check` and
+		// only failed when serve listened.
+		{"port 0", repl(":5555", ":0"), `director.cfg:2: DIRECTOR_URL "https://10.0.0.1:0": port 0 is not a port number`},
+		{"port too big", repl(":5555", ":99999"), `director.cfg:2: DIRECTOR_URL "https://10.0.0.1:99999": port 99999 is not a port number`},
+		{"listen port too big", repl("[iaas]", "LISTEN = 127.0.0.1:70000\n[iaas]"), `director.cfg:4: LISTEN "127.0.0.1:70000" is not HOST:PORT`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -228,5 +233,11 @@ func TestLoadMissing(t *testing.T) {
 	os.WriteFile(p, []byte(good), 0o600)
 	if _, err := Load(p); err != nil {
 		t.Fatal(err)
+	}
+	// LISTEN :0 (any free port) and service names still work.
+	for _, l := range []string{":0", "127.0.0.1:https", "[::1]:5555"} {
+		if c, err := Parse("d.cfg", []byte(strings.Replace(good, "[iaas]", "LISTEN = "+l+"\n[iaas]", 1))); err != nil || c.Listen != l {
+			t.Errorf("LISTEN = %s: %v", l, err)
+		}
 	}
 }
