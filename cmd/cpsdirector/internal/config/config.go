@@ -194,6 +194,9 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("%s does not exist: copy the example cmd/cpsdirector/director.cfg.example of the cps source tree there and edit it, or pass --config FILE", path)
 	}
 	if err != nil {
+		if st, serr := os.Stat(path); serr == nil && st.IsDir() {
+			return nil, fmt.Errorf("%s is a directory: pass --config with the path of the director.cfg file itself", path)
+		}
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	return Parse(path, data)

@@ -229,6 +229,11 @@ func TestLoadMissing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatal(err)
 	}
+	// A directory given as --config said only "read d: is a directory".
+	dir := t.TempDir()
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "is a directory: pass --config with the path of the director.cfg file itself") {
+		t.Fatal(err)
+	}
 	p := filepath.Join(t.TempDir(), "d.cfg")
 	os.WriteFile(p, []byte(good), 0o600)
 	if _, err := Load(p); err != nil {
