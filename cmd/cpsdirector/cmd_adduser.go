@@ -66,6 +66,9 @@ func runAddUser(ctx context.Context, args []string) error {
 	if err := auth.ValidateEmail(*email); err != nil {
 		return cli.WithCode(cli.ExitUsage, err)
 	}
+	if *credit > db.MaxCredit {
+		return cli.Usagef("credit cannot exceed %d", int64(db.MaxCredit))
+	}
 	if *credit < 0 {
 		return cli.Usagef("credit cannot be negative")
 	}

@@ -83,8 +83,8 @@ func (s *Server) newUser(w http.ResponseWriter, r *http.Request) {
 	case credit < 0:
 		fail(fmt.Sprintf("Required credit %s cannot be a negative integer.", v["credit"]))
 		return
-	case credit > int64(s.Cfg.MaxCredit):
-		fail(fmt.Sprintf("Cannot allocate %s credit for a new user (max credit %d).", v["credit"], s.Cfg.MaxCredit))
+	case credit > int64(s.Cfg.MaxCredit) || credit > db.MaxCredit:
+		fail(fmt.Sprintf("Cannot allocate %s credit for a new user (max credit %d).", v["credit"], min(int64(s.Cfg.MaxCredit), db.MaxCredit)))
 		return
 	}
 	hash, err := s.Checker.Hash(r.Context(), v["password"])

@@ -61,6 +61,16 @@ func (d *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 // else: callers must not be able to tell the difference).
 var ErrNotFound = errors.New("not found")
 
+// MaxCredit is the most credit a user may hold. Credit is a 64-bit
+// integer, and SQLite turns an overflowing credit + n into a REAL: a
+// balance near 2^63 (an operator's "unlimited") became 9.2e18 at the next
+// refund, and every read of that user failed afterwards. 2^53 is also the
+// largest integer JSON clients written in JavaScript read exactly.
+const MaxCredit = 1 << 53
+
+// ErrCreditTooLarge means a credit change would go past MaxCredit.
+var ErrCreditTooLarge = fmt.Errorf("credit, and a change of it, cannot exceed %d", int64(MaxCredit))
+
 // ErrExists is returned on a uniqueness conflict.
 var ErrExists = errors.New("already exists")
 

@@ -293,3 +293,42 @@ func TestPostgreSQL(t *testing.T) {
 	defer d.Close()
 	store(t, d, "alice")
 }
+
+// TestCreditStaysInteger: SQLite turns an overflowing credit + n into a
+// REAL. `cpsdirector credit alice 9223372036854775807` (an operator's
+// "unlimited") was accepted, and the next credit + 1 (a refund, another
+// `credit`) stored 9.2e18, after which every read of the user failed with
+// a Scan error. Credit now stays at most MaxCredit and a change past it
+// is refused with the balance unchanged.
+func TestCreditStaysInteger(t *testing.T) {
+	ctx := context.Background()
+	d := openFresh(t)
+	u := newUser(t, d, "alice", 5)
+	for _, c := range []struct {
+		name    string
+		add     int64
+		want    int64 // balance afterwards
+		tooMuch bool
+	}{
+		{"small", 10, 15, false},
+		{"int64 max", 1<<63 - 1, 15, true},
+		{"int64 min", -1 << 63, 15, true},
+		{"up to the cap", MaxCredit - 15, MaxCredit, false},
+		{"past the cap", 1, MaxCredit, true},
+		{"down again", -MaxCredit, 0, false},
+		{"below zero stops at zero", -7, 0, false},
+	} {
+		got, err := d.AddCredit(ctx, u.UID, c.add)
+		if c.tooMuch != (err == ErrCreditTooLarge) || !c.tooMuch && err != nil {
+			t.Errorf("%s: AddCredit(%d): %v", c.name, c.add, err)
+		}
+		// The row must still read back as an integer.
+		now, err := d.UserByName(ctx, "alice")
+		if err != nil || now.Credit != c.want || !c.tooMuch && got != c.want {
+			t.Errorf("%s: credit %v (AddCredit said %d), %v; want %d", c.name, now, got, err, c.want)
+		}
+	}
+	if _, err := d.CreateUser(ctx, NewUser{Username: "bob", Key: "bob", PasswordHash: "x", Credit: MaxCredit + 1}); err != ErrCreditTooLarge {
+		t.Errorf("CreateUser with credit past the cap: %v", err)
+	}
+}

@@ -168,6 +168,9 @@ func (c *Conflict) Error() string { return fmt.Sprintf("%s %q is taken", c.Field
 // application "New Application" for them. It returns a *Conflict when the
 // name (or a look-alike of it) or the e-mail address is taken.
 func (d *DB) CreateUser(ctx context.Context, n NewUser) (*User, error) {
+	if n.Credit > MaxCredit {
+		return nil, ErrCreditTooLarge
+	}
 	var id int64
 	err := d.tx(ctx, func(tx *sql.Tx) error {
 		var c int
@@ -271,17 +274,32 @@ func (d *DB) Debit(ctx context.Context, uid, n int64) (bool, error) {
 
 // AddCredit adds n (which may be negative) and returns the new credit; as
 // the original's add_credit, credit does not go below zero.
+// The balance stays at most MaxCredit (ErrCreditTooLarge otherwise, and
+// nothing changes), so credit + n never overflows.
 func (d *DB) AddCredit(ctx context.Context, uid, n int64) (int64, error) {
+	if n > MaxCredit || n < -MaxCredit {
+		return 0, ErrCreditTooLarge
+	}
 	var c int64
 	err := d.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := d.exec(ctx, tx, `UPDATE "user" SET credit = CASE WHEN credit + ? < 0 THEN 0 ELSE credit + ? END WHERE uid = ?`, n, n, uid); err != nil {
-			return err
-		}
+		// Checked here rather than in the UPDATE: a bound passed as a
+		// parameter takes the column's type, 32-bit on PostgreSQL. The
+		// cap is far enough below 2^63 that a concurrent change cannot
+		// take the balance to an overflow.
 		err := tx.QueryRowContext(ctx, d.q(`SELECT credit FROM "user" WHERE uid = ?`), uid).Scan(&c)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		if n > 0 && c > MaxCredit-n {
+			return ErrCreditTooLarge
+		}
+		if _, err := d.exec(ctx, tx, `UPDATE "user" SET credit = CASE WHEN credit + ? < 0 THEN 0 ELSE credit + ? END WHERE uid = ?`, n, n, uid); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, d.q(`SELECT credit FROM "user" WHERE uid = ?`), uid).Scan(&c)
 	})
 	return c, err
 }
