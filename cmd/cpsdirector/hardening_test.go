@@ -123,3 +123,50 @@ func TestNewUserEmailFitsCertificate(t *testing.T) {
 		t.Fatalf("new_user with an ASCII address: %s", r.body)
 	}
 }
+
+// TestNamesFitColumns: names are VARCHAR(256) (uuid 80, openid 200) in the
+// original's schema. MySQL and PostgreSQL refused longer values with an
+// internal error, and SQLite stored anything, so one request could write
+// megabytes into a name (/new_user without a login). Each route now says
+// which field is too long; a name of exactly the column's size still fits.
+func TestNamesFitColumns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.start()
+	anon := e.login("", "")
+	long, fit := strings.Repeat("é", 257), strings.Repeat("é", 256)
+	newUser := func(extra url.Values) url.Values {
+		v := url.Values{"username": {"col"}, "email": {"col@x.org"}, "password": {"long-password"}, "credit": {"1"}}
+		for k, x := range extra {
+			v[k] = x
+		}
+		return v
+	}
+	for _, c := range []struct {
+		field, value string
+		max          int
+	}{{"fname", long, 256}, {"lname", long, 256}, {"affiliation", long, 256}, {"uuid", strings.Repeat("u", 81), 80}, {"openid", strings.Repeat("o", 201), 200}} {
+		exact(t, "new_user "+c.field, anon.call("POST", "/new_user", newUser(url.Values{c.field: {c.value}})),
+			200, ctJSON, jsonifyErr(fmt.Sprintf(`\"%s\" is longer than %d characters`, c.field, c.max)))
+	}
+	if r := anon.call("POST", "/new_user", newUser(url.Values{"fname": {fit}})); !strings.Contains(string(r.body), `"uid"`) {
+		t.Fatalf("new_user with a 256-character fname: %s", r.body)
+	}
+	u := e.login("col", "long-password")
+	u.getcerts()
+	for _, c := range []struct {
+		path string
+		form url.Values
+		want string
+	}{
+		{"/createapp", url.Values{"name": {long}}, `\"name\" is longer than 256 characters`},
+		{"/renameapp/1", url.Values{"name": {long}}, `\"name\" is longer than 256 characters`},
+		{"/upload_manifest", url.Values{"manifest": {`{"Application": "` + strings.Repeat("a", 252) + `"}`}}, `\"Application\" is longer than 251 characters`},
+		{"/upload_manifest", url.Values{"manifest": {`{"Application": "m", "Services": [{"Type": "php", "ServiceName": "` + long + `"}]}`}}, "The uploded manifest is not valid"},
+	} {
+		exact(t, c.path, u.call("POST", c.path, c.form), 200, ctJSON, jsonifyErr(c.want))
+	}
+	if r := u.call("POST", "/createapp", url.Values{"name": {fit}}); !strings.Contains(string(r.body), `"aid"`) {
+		t.Fatalf("createapp with a 256-character name: %s", r.body)
+	}
+}

@@ -29,6 +29,9 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request, u *db.User) {
 		respondJSON(w, errObj(`"name" is a required argument`))
 		return
 	}
+	if !fits(w, "name", name, maxName) {
+		return
+	}
 	a, err := s.DB.CreateApplication(r.Context(), u.UID, name)
 	if errors.Is(err, db.ErrExists) {
 		respondJSON(w, errObj(fmt.Sprintf(`Application name "%s" is already taken`, name)))
@@ -149,6 +152,9 @@ func (s *Server) renameApp(w http.ResponseWriter, r *http.Request, u *db.User) {
 	name, _ := value(r, "name")
 	if name == "" {
 		respondJSON(w, errObj(`"name" is a required argument`))
+		return
+	}
+	if !fits(w, "name", name, maxName) {
 		return
 	}
 	switch err := s.DB.RenameApplication(r.Context(), u.UID, aid, name); {
@@ -296,6 +302,9 @@ func (s *Server) renameService(w http.ResponseWriter, r *http.Request, u *db.Use
 	name, _ := value(r, "name")
 	if name == "" {
 		respondJSON(w, errObj(`"name" is a required argument`))
+		return
+	}
+	if !fits(w, "name", name, maxName) {
 		return
 	}
 	sv, err := s.DB.Service(r.Context(), u.UID, aid, sid)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/db"
 )
@@ -36,7 +37,7 @@ func (s *Server) uploadManifest(w http.ResponseWriter, r *http.Request, u *db.Us
 	var m manifest
 	valid := json.Unmarshal([]byte(text), &m) == nil
 	for _, sv := range m.Services {
-		valid = valid && sv.Type != ""
+		valid = valid && sv.Type != "" && utf8.RuneCountInString(sv.ServiceName) <= maxName
 	}
 	if !valid {
 		respondJSON(w, errObj("The uploded manifest is not valid"))
@@ -44,6 +45,10 @@ func (s *Server) uploadManifest(w http.ResponseWriter, r *http.Request, u *db.Us
 	}
 	if m.Application == "" {
 		respondJSON(w, errObj("Application is not defined"))
+		return
+	}
+	// Room for the " (98)" a taken name gets.
+	if !fits(w, "Application", m.Application, maxName-5) {
 		return
 	}
 	ctx := r.Context()

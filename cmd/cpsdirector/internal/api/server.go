@@ -11,12 +11,14 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/auth"
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/certs"
@@ -153,6 +155,26 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusInternalServerError)
 	w.Write(jsonify(errObj("internal error (see the director's log)")))
+}
+
+// Column sizes of the original's schema (VARCHAR(n), in characters).
+// MySQL and PostgreSQL refuse longer values with an error the user would
+// see only as an internal error; SQLite stores anything, so one request
+// could put megabytes into a name (and /new_user needs no login).
+const (
+	maxName   = 256 // application and service names, fname, lname, affiliation
+	maxUUID   = 80
+	maxOpenID = 200
+)
+
+// fits answers {"error": "\"field\" is longer than N characters"} when v
+// does not fit its column.
+func fits(w http.ResponseWriter, field, v string, max int) bool {
+	if utf8.RuneCountInString(v) <= max {
+		return true
+	}
+	respondJSON(w, errObj(fmt.Sprintf("%q is longer than %d characters", field, max)))
+	return false
 }
 
 // maxForm bounds request bodies (manifests and startup scripts included).

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/auth"
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/certs"
@@ -70,6 +71,15 @@ func (s *Server) newUser(w http.ResponseWriter, r *http.Request) {
 	if err := auth.ValidateEmail(v["email"]); err != nil {
 		fail(err.Error())
 		return
+	}
+	for _, f := range []struct {
+		name string
+		max  int
+	}{{"fname", maxName}, {"lname", maxName}, {"affiliation", maxName}, {"uuid", maxUUID}, {"openid", maxOpenID}} {
+		if utf8.RuneCountInString(v[f.name]) > f.max {
+			fail(fmt.Sprintf("%q is longer than %d characters", f.name, f.max))
+			return
+		}
 	}
 	credit, err := strconv.ParseInt(v["credit"], 10, 64)
 	switch {
