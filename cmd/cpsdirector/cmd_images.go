@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"text/tabwriter"
 
+	"github.com/conpaas/cps/cmd/cpsdirector/internal/imagesel"
 	"github.com/conpaas/cps/internal/cli"
 )
 
@@ -26,9 +27,15 @@ func runImages(ctx context.Context, args []string) error {
 	}
 	_, list, rerr := resolveImages(cfg)
 	if *asJSON {
+		if list == nil {
+			list = []imagesel.Choice{} // a JSON list even when no cloud resolved
+		}
 		b, _ := json.MarshalIndent(list, "", "  ")
 		fmt.Fprintln(cli.Stdout, string(b))
 		return rerr
+	}
+	if len(cfg.Clouds) == 0 {
+		fmt.Fprintf(cli.Stderr, "no cloud is configured in %s: set DRIVER in [iaas] (see director.cfg.example)\n", cfg.Path)
 	}
 	if len(list) == 0 {
 		return rerr

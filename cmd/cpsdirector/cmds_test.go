@@ -167,3 +167,25 @@ func TestAddUser(t *testing.T) {
 		t.Error("password not bcrypt-hashed in the database")
 	}
 }
+
+// TestImagesWithoutClouds: with no cloud configured (or none resolved),
+// images --json printed `null`, which scripts reading a list choke on
+// (jq '.[]': "Cannot iterate over null"), and the table printed nothing at
+// all, exit 0, as if everything were fine.
+func TestImagesWithoutClouds(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "director.cfg")
+	os.WriteFile(p, []byte("[director]\nDIRECTOR_URL = https://h\n"), 0o600)
+	for _, c := range []struct {
+		args             []string
+		stdout, inStderr string
+	}{
+		{[]string{"images", "--config", p, "--json"}, "[]\n", ""},
+		{[]string{"images", "--config", p}, "", "no cloud is configured in " + p + ": set DRIVER in [iaas]"},
+	} {
+		out, stderr, code := run(t, "", c.args...)
+		if code != 0 || out != c.stdout || !strings.Contains(stderr, c.inStderr) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", c.args, code, out, stderr)
+		}
+	}
+}
