@@ -317,6 +317,27 @@ func lifecycle(t *testing.T, e *env) {
 		t.Fatalf("manager certificate on /createapp: %d %s", r.code, r.body)
 	}
 
+	// A create_nodes no agent can come from (a field the agents' shell
+	// context refuses) is refused before credit is taken and a key made
+	// per node: the answer the route gives when no agent came up, and the
+	// credit untouched. It used to debit, generate a key per node, fail
+	// each and refund, so a long nodes_info kept the director busy for
+	// hours at no cost.
+	for _, bad := range [][2]string{{"service_type", "php;reboot"}, {"manager_ip", "$(reboot)"}, {"context", "{'X': '`reboot`'}"}} {
+		fields := [][2]string{{"nodes_info", "[" + strings.Repeat("{'cloud': 'default'}, ", 50) + "{'cloud': 'default'}]"},
+			{"app_id", aid}, {"service_id", "1"}, {"manager_ip", "127.0.0.1"}, {"service_type", "php"}, {"context", "{}"}}
+		for i := range fields {
+			if fields[i][0] == bad[0] {
+				fields[i][1] = bad[1]
+			}
+		}
+		exact(t, "create_nodes with "+bad[0]+" "+bad[1], httpsPost(t, mgr, e.url+"/create_nodes", fields, nil), 200, ctText, "[]")
+		exact(t, "credit after a refused create_nodes", httpsPost(t, mgr, e.url+"/credit", nil, nil), 200, ctText, `{"credit": 18}`)
+	}
+	if log := e.stderr.String(); strings.Count(log, "create_nodes refused") != 3 || strings.Contains(log, "creating an agent") {
+		t.Fatalf("refused create_nodes still tried agents:\n%s", log)
+	}
+
 	// cloud.py create_nodes with nodes_info and context as callbacker.py
 	// posts them: str() of Python values.
 	r = httpsPost(t, mgr, e.url+"/create_nodes", [][2]string{

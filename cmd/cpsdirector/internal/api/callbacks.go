@@ -118,6 +118,18 @@ func (s *Server) createNodes(w http.ResponseWriter, r *http.Request, u *db.User,
 		}
 		clouds[i] = cl
 	}
+	// What every agent's context would refuse is refused here, before
+	// credit is taken and a key generated per node (the answer is the one
+	// the route gave when no agent came up): a request listing 300,000
+	// nodes used to start 300,000 key generations that all failed.
+	for _, cl := range clouds {
+		if err := (userdata.Agent{CloudType: cl.Driver, DirectorURL: s.Cfg.DirectorURL.String(), ServiceID: strconv.FormatInt(sid, 10),
+			ServiceType: stype, ManagerIP: managerIP, Context: ctxRepl}).CheckFields(); err != nil {
+			s.Log.Error("create_nodes refused", "app", a.AID, "count", len(infos), "err", err)
+			respond(w, []Obj{})
+			return
+		}
+	}
 	n := int64(len(infos))
 	if ok, err := s.DB.Debit(r.Context(), u.UID, n); err != nil {
 		s.internal(w, r, err)

@@ -126,23 +126,33 @@ func (m Manager) Render(t Templates) ([]byte, error) {
 	return sized(b.String())
 }
 
-// Render writes an agent's context (AgentController._generate_context_file).
-func (a Agent) Render(t Templates) ([]byte, error) {
+// CheckFields checks what Render takes from the manager's request (all
+// but the certificates), so a request that can make no agent is refused
+// before any credit is taken or key generated.
+func (a Agent) CheckFields() error {
 	if !safeRE.MatchString(a.DirectorURL) || !typeRE.MatchString(a.ServiceType) || !typeRE.MatchString(a.CloudType) ||
 		!safeRE.MatchString(a.ManagerIP) || !safeRE.MatchString(a.ServiceID) {
-		return nil, fmt.Errorf("user data: director URL %q, service type %q, cloud type %q, manager IP %q or service id %q has characters unsafe in a shell script",
+		return fmt.Errorf("user data: director URL %q, service type %q, cloud type %q, manager IP %q or service id %q has characters unsafe in a shell script",
 			a.DirectorURL, a.ServiceType, a.CloudType, a.ManagerIP, a.ServiceID)
-	}
-	for name, p := range map[string][]byte{"certificate": a.Cert, "key": a.Key, "CA certificate": a.CA} {
-		if err := checkPEM(name, p); err != nil {
-			return nil, err
-		}
 	}
 	// The manager's replacements end up in a heredoc the shell expands:
 	// nothing that could run a command.
 	for k, v := range a.Context {
 		if !identRE.MatchString(k) || !valueRE.MatchString(v) {
-			return nil, fmt.Errorf("user data: context value %s=%q has characters unsafe in a shell script", k, v)
+			return fmt.Errorf("user data: context value %s=%q has characters unsafe in a shell script", k, v)
+		}
+	}
+	return nil
+}
+
+// Render writes an agent's context (AgentController._generate_context_file).
+func (a Agent) Render(t Templates) ([]byte, error) {
+	if err := a.CheckFields(); err != nil {
+		return nil, err
+	}
+	for name, p := range map[string][]byte{"certificate": a.Cert, "key": a.Key, "CA certificate": a.CA} {
+		if err := checkPEM(name, p); err != nil {
+			return nil, err
 		}
 	}
 	setup := SafeSubstitute(get(t, "scripts/agent/agent-setup"), map[string]string{"DIRECTOR": a.DirectorURL})
