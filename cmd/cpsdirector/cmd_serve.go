@@ -124,11 +124,24 @@ func runServe(ctx context.Context, args []string) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+		return shutdownError(err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// shutdownGrace is how long SIGINT/SIGTERM waits for running requests.
+const shutdownGrace = 20 * time.Second
+
+// shutdownError explains a shutdown that did not finish in time (the bare
+// error was "context deadline exceeded"): requests such as /create_nodes,
+// which waits for agents to boot, were still running.
+func shutdownError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("stopped with requests still running after %s (/create_nodes and /upload_manifest wait for VMs): the VMs they were making are recorded and the next start takes them over", shutdownGrace)
+	}
+	return fmt.Errorf("shutdown: %w", err)
 }
