@@ -69,7 +69,7 @@ var ErrNotFound = errors.New("not found")
 const MaxCredit = 1 << 53
 
 // ErrCreditTooLarge means a credit change would go past MaxCredit.
-var ErrCreditTooLarge = fmt.Errorf("credit, and a change of it, cannot exceed %d", int64(MaxCredit))
+var ErrCreditTooLarge = fmt.Errorf("credit cannot exceed %d", int64(MaxCredit))
 
 // ErrExists is returned on a uniqueness conflict.
 var ErrExists = errors.New("already exists")

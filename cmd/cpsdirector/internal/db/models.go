@@ -277,7 +277,8 @@ func (d *DB) Debit(ctx context.Context, uid, n int64) (bool, error) {
 // The balance stays at most MaxCredit (ErrCreditTooLarge otherwise, and
 // nothing changes), so credit + n never overflows.
 func (d *DB) AddCredit(ctx context.Context, uid, n int64) (int64, error) {
-	if n > MaxCredit || n < -MaxCredit {
+	// Taking any amount cannot overflow: credit is never negative.
+	if n > MaxCredit {
 		return 0, ErrCreditTooLarge
 	}
 	var c int64
