@@ -146,18 +146,37 @@ func Load(dir string) (*Authority, error) {
 	return a, nil
 }
 
+// ErrCADamaged means CERT_DIR holds half a CA or one that does not load.
+// Ensure must not replace it: a new CA invalidates every user, manager and
+// agent certificate the old one signed.
+var ErrCADamaged = errors.New("the CA is damaged")
+
+// caDamaged explains a CA that is there but unusable, and what to do.
+func caDamaged(dir, what string) error {
+	return fmt.Errorf("%w: %s in %s: restore %s and %s from a backup (moving both away makes `cpsdirector certs` create a new CA, and every user, manager and agent certificate of the old one stops working)",
+		ErrCADamaged, what, dir, CACertFile, CAKeyFile)
+}
+
+// loadCA reads the CA; an error wrapping os.ErrNotExist means there is
+// none at all (neither file), the only case Ensure creates one.
 func loadCA(dir string) (*Authority, error) {
-	certPEM, err := os.ReadFile(filepath.Join(dir, CACertFile))
-	if err != nil {
-		return nil, err
-	}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("CA certificate without key: %w", err)
+	certPEM, cerr := os.ReadFile(filepath.Join(dir, CACertFile))
+	keyPEM, kerr := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	switch {
+	case errors.Is(cerr, os.ErrNotExist) && errors.Is(kerr, os.ErrNotExist):
+		return nil, cerr
+	case errors.Is(cerr, os.ErrNotExist):
+		return nil, caDamaged(dir, CAKeyFile+" is there but "+CACertFile+" is missing")
+	case errors.Is(kerr, os.ErrNotExist):
+		return nil, caDamaged(dir, CACertFile+" is there but "+CAKeyFile+" is missing")
+	case cerr != nil:
+		return nil, fmt.Errorf("CA certificate: %w", cerr)
+	case kerr != nil:
+		return nil, fmt.Errorf("CA key: %w", kerr)
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("CA in %s: %w", dir, err)
+		return nil, caDamaged(dir, err.Error())
 	}
 	ca, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {

@@ -1,8 +1,13 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,5 +50,59 @@ func TestIssueEmailMustBeASCII(t *testing.T) {
 		if _, err := x509.ParseCertificate(blk.Bytes); err != nil {
 			t.Errorf("email %q: the issued certificate does not parse: %v", c.email, err)
 		}
+	}
+}
+
+// TestEnsureKeepsDamagedCA: with ca_key.pem missing (or ca_cert.pem), the
+// read error was taken for "no CA yet" and `cpsdirector certs` created a
+// new CA over the old certificate: every user, manager and agent
+// certificate stopped working. A CA that loads only in part is now
+// reported (ErrCADamaged, saying what to restore) and left as it is.
+func TestEnsureKeepsDamagedCA(t *testing.T) {
+	now := time.Now()
+	good := t.TempDir()
+	if _, _, err := Ensure(good, "127.0.0.1", now); err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := os.ReadFile(filepath.Join(good, CACertFile))
+	caKey, _ := os.ReadFile(filepath.Join(good, CAKeyFile))
+	for _, c := range []struct {
+		name       string
+		cert, key  []byte // nil: file absent
+		wantCreate bool
+	}{
+		{"key missing", caCert, nil, false},
+		{"certificate missing", nil, caKey, false},
+		{"certificate truncated", caCert[:100], caKey, false},
+		{"key empty", caCert, []byte{}, false},
+		{"neither: a new CA", nil, nil, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for f, b := range map[string][]byte{CACertFile: c.cert, CAKeyFile: c.key} {
+				if b != nil {
+					os.WriteFile(filepath.Join(dir, f), b, 0o600)
+				}
+			}
+			_, res, err := Ensure(dir, "127.0.0.1", now)
+			if c.wantCreate {
+				if err != nil || !res.CACreated {
+					t.Fatalf("Ensure: %v %+v", err, res)
+				}
+				return
+			}
+			if !errors.Is(err, ErrCADamaged) || !strings.Contains(err.Error(), "restore ca_cert.pem and ca_key.pem from a backup") {
+				t.Fatalf("Ensure: %v", err)
+			}
+			for f, b := range map[string][]byte{CACertFile: c.cert, CAKeyFile: c.key} {
+				got, rerr := os.ReadFile(filepath.Join(dir, f))
+				if b == nil && rerr == nil || b != nil && !bytes.Equal(got, b) {
+					t.Errorf("%s changed", f)
+				}
+			}
+			if _, err := Load(dir); !errors.Is(err, ErrCADamaged) {
+				t.Errorf("Load: %v", err)
+			}
+		})
 	}
 }

@@ -63,7 +63,12 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) []Finding {
 	var pool *tlsRoots
 	ca, err := certs.Load(cfg.CertDir)
 	if err != nil {
-		add(Finding{Check: "certificates", Msg: err.Error(), Fix: "run `cpsdirector certs --config " + cfg.Path + "`"})
+		fix := "run `cpsdirector certs --config " + cfg.Path + "`"
+		if errors.Is(err, certs.ErrCADamaged) {
+			// certs would refuse it too: the error says what to do.
+			fix = "see above; `cpsdirector certs` will not replace a CA"
+		}
+		add(Finding{Check: "certificates", Msg: err.Error(), Fix: fix})
 	} else {
 		pool = &tlsRoots{ca}
 		leaf := ca.Server.Leaf
