@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"strings"
@@ -168,5 +170,32 @@ func TestNamesFitColumns(t *testing.T) {
 	}
 	if r := u.call("POST", "/createapp", url.Values{"name": {fit}}); !strings.Contains(string(r.body), `"aid"`) {
 		t.Fatalf("createapp with a 256-character name: %s", r.body)
+	}
+}
+
+// TestNoCertNoBodyRead: the certificate routes read the form (up to 4 MB
+// into memory) before looking at the certificate, so anyone could hold
+// 4 MB per connection without one (150 such POSTs: 600 MB). The
+// certificate is now checked first, as the original's cert_required did:
+// a request without one gets its 401 at once, before its body has even
+// been sent.
+func TestNoCertNoBodyRead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.start()
+	for _, path := range []string{"/createapp", "/renameapp/1", "/create_nodes", "/ca/get_cert.php"} {
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(e.url, "https://"), e.tlsConfig(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Announce 4,000,000 bytes, send 10: only a server that does not
+		// wait for the body answers within the deadline.
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 4000000\r\n\r\nname=aaaaa", path)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		status, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || !strings.Contains(status, " 401 ") {
+			t.Errorf("%s without a certificate: %q %v, want 401 at once", path, status, err)
+		}
 	}
 }
