@@ -87,7 +87,8 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) []Finding {
 		d.Close()
 	}
 	if err != nil {
-		add(Finding{Check: "database", Msg: fmt.Sprintf("%s is not writable: %v", cfg.Database.Redacted(), err), Fix: "check DATABASE_URI in [director], the server or the directory's permissions and free space (run as the director's user)"})
+		what, fix := databaseProblem(err)
+		add(Finding{Check: "database", Msg: fmt.Sprintf("%s %s: %v", cfg.Database.Redacted(), what, err), Fix: fix})
 	} else {
 		add(Finding{Check: "database", OK: true, Msg: cfg.Database.Redacted() + " is writable"})
 	}
@@ -224,4 +225,19 @@ func checkDownload(ctx context.Context, cfg *config.Config, ca *certs.Authority)
 		return Finding{Check: "ConPaaS.tar.gz", Msg: fmt.Sprintf("%s answered %s", u, resp.Status), Fix: "install ConPaaS.tar.gz at CONPAAS_TARBALL and check DIRECTOR_URL points at this director"}
 	}
 	return Finding{Check: "ConPaaS.tar.gz", OK: true, Msg: fmt.Sprintf("downloaded %d bytes from %s", n, u)}
+}
+
+// databaseProblem says what a database error means and what to do. A file
+// that is not an SQLite database (or a damaged one) was reported as "not
+// writable" with advice about permissions and free space, which cannot
+// help; a locked one needs only a retry.
+func databaseProblem(err error) (what, fix string) {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "file is not a database") || strings.Contains(msg, "database disk image is malformed"):
+		return "is not a usable SQLite database", "restore director.db from a backup (or move it away: the next start makes an empty one, without the users and applications), or correct DATABASE_URI in [director]"
+	case strings.Contains(msg, "database is locked"):
+		return "is locked by another process", "retry when the other process (a sqlite3 shell, another cpsdirector command) has finished"
+	}
+	return "is not writable", "check DATABASE_URI in [director], the server or the directory's permissions and free space (run as the director's user)"
 }
