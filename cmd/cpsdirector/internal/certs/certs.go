@@ -30,7 +30,11 @@ import (
 	"time"
 
 	"github.com/conpaas/cps/internal/atomicfile"
+	"golang.org/x/sys/unix"
 )
+
+// lockFile in CERT_DIR serialises Ensure (cps's; the original had none).
+const lockFile = ".certs.lock"
 
 // File names inside CERT_DIR, as in the original.
 const (
@@ -97,6 +101,18 @@ func Ensure(dir, host string, now time.Time) (*Authority, Result, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, res, fmt.Errorf("create %s: %w", dir, err)
 	}
+	// One Ensure at a time per CERT_DIR: concurrent `cpsdirector certs`
+	// runs each created a CA (printing fingerprints of which only one
+	// survived) and could leave cert.pem and key.pem from different runs.
+	lock, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, res, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return nil, res, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 	a, err := loadCA(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		a, err = createCA(dir, now)

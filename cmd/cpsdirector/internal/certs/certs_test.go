@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -104,5 +105,58 @@ func TestEnsureKeepsDamagedCA(t *testing.T) {
 				t.Errorf("Load: %v", err)
 			}
 		})
+	}
+}
+
+// TestEnsureConcurrent: concurrent Ensure calls on an empty CERT_DIR (two
+// `cpsdirector certs` at once) each created a CA, and could leave
+// cert.pem and key.pem from different calls. Now exactly one creates the
+// CA, all return it, and the files load as a matching set.
+func TestEnsureConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	const n = 6
+	var wg sync.WaitGroup
+	created := make(chan bool, n)
+	fps := make(chan string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, res, err := Ensure(dir, "127.0.0.1", now)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			created <- res.CACreated
+			fps <- string(a.CAPEM)
+		}()
+	}
+	wg.Wait()
+	close(created)
+	close(fps)
+	count := 0
+	for c := range created {
+		if c {
+			count++
+		}
+	}
+	if count != 1 {
+		t.Errorf("%d calls created a CA, want 1", count)
+	}
+	first := ""
+	for fp := range fps {
+		if first == "" {
+			first = fp
+		} else if fp != first {
+			t.Error("the calls returned different CAs")
+		}
+	}
+	a, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a.CAPEM) != first {
+		t.Error("the CA on disk is not the one returned")
 	}
 }
