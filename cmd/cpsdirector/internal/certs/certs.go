@@ -25,6 +25,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -234,7 +235,16 @@ func Generation(sn *big.Int) int64 {
 	return new(big.Int).Rsh(g, 1).Int64()
 }
 
-func newKey() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, KeyBits) }
+// keySlots bounds the RSA key generations running at once to the CPUs
+// there are: it is CPU work, so more at once only hold more memory and
+// slow every request (one /create_nodes of many nodes starts one per node).
+var keySlots = make(chan struct{}, runtime.GOMAXPROCS(0))
+
+func newKey() (*rsa.PrivateKey, error) {
+	keySlots <- struct{}{}
+	defer func() { <-keySlots }()
+	return rsa.GenerateKey(rand.Reader, KeyBits)
+}
 
 // Name is a ConPaaS certificate subject.
 type Name struct {

@@ -160,3 +160,28 @@ func TestEnsureConcurrent(t *testing.T) {
 		t.Error("the CA on disk is not the one returned")
 	}
 }
+
+// A key generation waits while GOMAXPROCS others run (one /create_nodes
+// of many nodes starts one per node), and runs once one of them ends.
+func TestKeyGenerationsBounded(t *testing.T) {
+	for range cap(keySlots) {
+		keySlots <- struct{}{} // every slot taken, as by running generations
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := newKey()
+		done <- err
+	}()
+	select {
+	case <-done:
+		t.Fatal("a key was generated while every slot was taken")
+	case <-time.After(300 * time.Millisecond):
+	}
+	<-keySlots // one generation ends
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for range cap(keySlots) - 1 {
+		<-keySlots
+	}
+}
