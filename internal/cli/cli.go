@@ -144,6 +144,42 @@ func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "-
 // for (help, -h, --help, help TOPIC, COMMAND -h) goes to Stdout with exit
 // code 0, like git's and the AWS CLI's; usage errors go to stderr.
 func (r *Registry) Main(ctx context.Context, args []string, stderr io.Writer) int {
+	// A result that could not be written (stdout on a full disk, /dev/full,
+	// a closed pipe with SIGPIPE ignored) must not end in exit 0: md5sum
+	// says "write error" and exits 1, and a script would take a truncated
+	// checksum list or plan for the whole of it.
+	out := &checkedWriter{w: Stdout}
+	Stdout = out
+	defer func() { Stdout = out.w }()
+	code := r.main(ctx, args, stderr)
+	if out.err != nil {
+		fmt.Fprintf(stderr, "%s: could not write the output (%v), so it is incomplete: write it to a file or pipe with room for it.\n", r.Prog, out.err)
+		if code == ExitOK {
+			code = ExitFailure
+		}
+	}
+	return code
+}
+
+// checkedWriter remembers the first write error and fails every later
+// write with it, so a command's output stops at the first lost line.
+type checkedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
+
+func (r *Registry) main(ctx context.Context, args []string, stderr io.Writer) int {
 	if len(args) == 0 {
 		r.Usage(stderr)
 		return ExitUsage

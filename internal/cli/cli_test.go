@@ -67,3 +67,55 @@ func TestMainExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// fullWriter is standard output on a full disk (/dev/full): every write fails.
+type fullWriter struct{}
+
+func (fullWriter) Write([]byte) (int, error) {
+	return 0, errors.New("write /dev/stdout: no space left on device")
+}
+
+// TestMainWriteError: output that could not be written is a failure (exit
+// 1 and one sentence), as md5sum's "write error"; before, `cpsimage md5 FILE
+// >/dev/full` printed nothing and exited 0, so a script kept an empty list.
+func TestMainWriteError(t *testing.T) {
+	r := &Registry{Prog: "cpsimage"}
+	r.Add(&Command{Name: "print", Run: func(context.Context, []string) error {
+		fmt.Fprintln(Stdout, "d41d8cd98f00b204e9800998ecf8427e  empty")
+		return nil
+	}})
+	r.Add(&Command{Name: "printfail", Run: func(context.Context, []string) error {
+		fmt.Fprintln(Stdout, "a: FAILED")
+		return Exit(ExitFailure)
+	}})
+	r.Add(&Command{Name: "quiet", Run: func(context.Context, []string) error { return nil }})
+	tests := []struct {
+		args   []string
+		code   int
+		stderr string // what it must contain ("" = must be empty)
+	}{
+		{[]string{"print"}, ExitFailure, "cpsimage: could not write the output (write /dev/stdout: no space left on device), so it is incomplete"},
+		{[]string{"printfail"}, ExitFailure, "could not write the output"}, // keeps its own code
+		{[]string{"help"}, ExitFailure, "could not write the output"},      // help is output too
+		{[]string{"quiet"}, ExitOK, ""}, // nothing written: nothing lost
+	}
+	oldOut, oldErr := Stdout, Stderr
+	defer func() { Stdout, Stderr = oldOut, oldErr }()
+	for _, tc := range tests {
+		var errb bytes.Buffer
+		Stdout, Stderr = fullWriter{}, &errb
+		code := r.Main(context.Background(), tc.args, &errb)
+		if code != tc.code {
+			t.Errorf("%v: code %d, want %d (%s)", tc.args, code, tc.code, errb.String())
+		}
+		if tc.stderr == "" && errb.Len() > 0 || !strings.Contains(errb.String(), tc.stderr) {
+			t.Errorf("%v: stderr %q, want %q", tc.args, errb.String(), tc.stderr)
+		}
+		if strings.Count(errb.String(), "could not write") > 1 {
+			t.Errorf("%v: the write error said more than once: %q", tc.args, errb.String())
+		}
+		if _, ok := Stdout.(fullWriter); !ok {
+			t.Errorf("%v: Main left Stdout as %T, want it restored", tc.args, Stdout)
+		}
+	}
+}
