@@ -38,6 +38,11 @@ func runVerify(ctx context.Context, args []string) error {
 		fs.Usage()
 		return cli.Usagef("name at least one file")
 	}
+	if *md5 != "" && *sumFile != "" {
+		// Each gives the expected checksum; -c used to win silently, so a
+		// wrong --md5 beside a checksum file still said OK.
+		return cli.Usagef("--md5 and -c both give the expected checksum: pass only one of them")
+	}
 	opt := verify.Options{MD5: *md5, Catalogue: *cat, Name: *name, Version: *version, Structure: *structure, Deep: *deep}
 	// A checksum file's lines by path, and by file name for files named
 	// from another directory (several lines may share a file name: then

@@ -115,6 +115,8 @@ func TestVerifyExpectedSources(t *testing.T) {
 	os.WriteFile(nutshell, []byte("not the appliance"), 0o644)
 	other := filepath.Join(dir, "mine.img")
 	os.WriteFile(other, []byte("hello\n"), 0o644)
+	sums := filepath.Join(dir, "mine.img.sums")
+	os.WriteFile(sums, []byte("b1946ac92492d2347c6235b4d2611184  "+other+"\n"), 0o644)
 	cases := []struct {
 		name string
 		args []string
@@ -129,6 +131,11 @@ func TestVerifyExpectedSources(t *testing.T) {
 		{"missing file", []string{"verify", "--md5", "b1946ac92492d2347c6235b4d2611184", filepath.Join(dir, "nope")}, 1, "no such file"},
 		{"directory", []string{"verify", "--md5", "b1946ac92492d2347c6235b4d2611184", dir}, 1, "directory"},
 		{"json", []string{"verify", "--json", "--md5", "b1946ac92492d2347c6235b4d2611184", other}, 0, `"ok": true`},
+		// --md5 and -c are alternatives (the usage line says so): both is a
+		// usage error, whichever order, not -c silently overriding a wrong --md5.
+		{"--md5 and -c", []string{"verify", "--md5", "00000000000000000000000000000000", "-c", sums, other}, 2, "pass only one of them"},
+		{"-c and --md5", []string{"verify", "-c", sums, "--md5", "b1946ac92492d2347c6235b4d2611184", other}, 2, "pass only one of them"},
+		{"-c alone", []string{"verify", "-c", sums, other}, 0, "OK"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
