@@ -55,6 +55,51 @@ func TestBoundedTemplates(t *testing.T) {
 	}
 }
 
+// A -var-file is read like a template: before, one of 900 KB of zeros
+// (a disk image given by mistake) printed 18 MB of diagnostics, each with
+// the whole line, and random bytes a page of them; now one sentence.
+func TestBoundedVarFiles(t *testing.T) {
+	dir := t.TempDir()
+	tmpl := filepath.Join(dir, "t.pkr.hcl")
+	os.WriteFile(tmpl, []byte(good), 0o644)
+	binary := make([]byte, 900_000)
+	rand.New(rand.NewSource(15)).Read(binary)
+	binary[0] = 0xff // not UTF-8 at its first byte, whatever the seed
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
+	tests := []struct {
+		path string
+		want string
+	}{
+		{write("zeros.pkrvars.hcl", make([]byte, 900_000)), "zeros.pkrvars.hcl:1:1: error: Not a text file; byte 0 is 0x00, which is not UTF-8 text; a variable file is an HCL text file"},
+		{write("random.pkrvars.hcl", binary), "random.pkrvars.hcl:1:1: error: Not a text file"},
+		{write("nul.pkrvars.hcl", []byte("cpus = 4\nmirror = \"x\x00\"\n")), "nul.pkrvars.hcl:2:12: error: Not a text file"},
+		{"/dev/zero", "over the 1048576-byte limit"},
+	}
+	for _, tc := range tests {
+		t.Run(filepath.Base(tc.path), func(t *testing.T) {
+			_, err := Load(tmpl, Options{Context: t.Context(), VarFiles: []string{tc.path}})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %.300v; want %q", err, tc.want)
+			}
+			if n := strings.Count(err.Error(), "error: "); n != 1 {
+				t.Errorf("%d diagnostics printed, want 1", n)
+			}
+			if len(err.Error()) > 1000 {
+				t.Errorf("%d bytes of diagnostics, want one short sentence", len(err.Error()))
+			}
+		})
+	}
+	// A good variable file still sets its variables.
+	p, err := Load(tmpl, Options{Context: t.Context(), VarFiles: []string{write("ok.pkrvars.hcl", []byte("cpus = 4\n"))}})
+	if err != nil || p == nil {
+		t.Fatalf("good variable file: %v", err)
+	}
+}
+
 // FuzzLoad is the template loader's fuzz target: any bytes give a plan or
 // an *Error, never a panic, and an error prints a bounded report.
 func FuzzLoad(f *testing.F) {

@@ -168,9 +168,14 @@ func (o Options) ctx() context.Context {
 // than MaxSourceSize bytes, or bytes that are not UTF-8 text (HCL is
 // UTF-8; a binary file would give a diagnostic for nearly every byte).
 func CheckSource(name string, src []byte) hcl.Diagnostics {
+	return checkSource(name, src, "a template")
+}
+
+// checkSource is CheckSource for what (a template, a variable file).
+func checkSource(name string, src []byte, what string) hcl.Diagnostics {
 	if len(src) > MaxSourceSize {
 		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Template too large",
-			Detail: fmt.Sprintf("%s is %d bytes; a template is at most %d. Is it the right file?", name, len(src), MaxSourceSize)}}
+			Detail: fmt.Sprintf("%s is %d bytes; %s is at most %d. Is it the right file?", name, len(src), what, MaxSourceSize)}}
 	}
 	bad := bytes.IndexByte(src, 0)
 	if i := invalidUTF8(src); i >= 0 && (bad < 0 || i < bad) {
@@ -184,7 +189,7 @@ func CheckSource(name string, src []byte) hcl.Diagnostics {
 	end.Column++
 	end.Byte++
 	return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Not a text file",
-		Detail:  fmt.Sprintf("byte %d is 0x%02x, which is not UTF-8 text; a template is an HCL text file. Is it the right file?", bad, src[bad]),
+		Detail:  fmt.Sprintf("byte %d is 0x%02x, which is not UTF-8 text; %s is an HCL text file. Is it the right file?", bad, src[bad], what),
 		Subject: &hcl.Range{Filename: name, Start: pos, End: end}}}
 }
 

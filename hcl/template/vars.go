@@ -111,6 +111,12 @@ func (l *loader) variables(blocks hcl.Blocks) (map[string]cty.Value, hcl.Diagnos
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read variable file", Detail: err.Error()})
 			continue
 		}
+		// As a template: a binary or NUL-filled file would otherwise give
+		// a diagnostic per byte, each printing its megabyte-long line.
+		if d := checkSource(vf, src, "a variable file"); d.HasErrors() {
+			diags = append(diags, d...)
+			continue
+		}
 		f, d := l.parser.ParseHCL(src, vf)
 		diags = append(diags, d...)
 		if d.HasErrors() {
