@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/conpaas/cps/hcl/templates"
 	"github.com/conpaas/cps/internal/input"
@@ -126,4 +129,42 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("%d lines of diagnostics", n)
 		}
 	})
+}
+
+// A snippet shows a window of a long line: before, a one-line template of
+// 1 MB printed the whole megabyte under each of up to MaxDiagnostics
+// diagnostics. Short lines are shown whole, as before.
+func TestSnippetLongLines(t *testing.T) {
+	long := strings.Repeat("a", 1000)
+	at := func(col, endCol int) hcl.Range {
+		return hcl.Range{Start: hcl.Pos{Line: 1, Column: col}, End: hcl.Pos{Line: 1, Column: endCol}}
+	}
+	tests := []struct {
+		name string
+		src  string
+		r    hcl.Range
+		want string
+	}{
+		{"short line whole", "x = !", at(5, 6), "\n    1 | x = !\n      |     ^"},
+		{"long line, error at its start", "!" + long, at(1, 2),
+			"\n    1 | !" + long[:159] + "...\n      | ^"},
+		{"long line, error in the middle", long + "!" + long, at(1001, 1002),
+			"\n    1 | ..." + long[:80] + "!" + long[:79] + "...\n      |    " + strings.Repeat(" ", 80) + "^"},
+		{"long line, error at its end", long + "!", at(1001, 1002),
+			"\n    1 | ..." + long[:159] + "!\n      |    " + strings.Repeat(" ", 159) + "^"},
+		{"range past the window: carets stop at it", "!" + long, at(1, 1001),
+			"\n    1 | !" + long[:159] + "...\n      | " + strings.Repeat("^", 163)},
+		{"multi-byte text is cut on a rune boundary", strings.Repeat("é", 500) + "!", at(1001, 1002), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := snippet([]byte(tc.src), tc.r)
+			if tc.want != "" && got != tc.want {
+				t.Errorf("snippet =\n%q\nwant\n%q", got, tc.want)
+			}
+			if !utf8.ValidString(got) || len(got) > 2*snippetWidth+64 {
+				t.Errorf("snippet of %d bytes (valid UTF-8: %v): %q", len(got), utf8.ValidString(got), got)
+			}
+		})
+	}
 }

@@ -117,18 +117,45 @@ func snippet(src []byte, r hcl.Range) string {
 		return ""
 	}
 	line := strings.TrimRight(lines[r.Start.Line-1], "\r")
+	col := min(len(line), max(r.Start.Column-1, 0))
 	width := 1
 	if r.End.Line == r.Start.Line && r.End.Column > r.Start.Column {
 		width = r.End.Column - r.Start.Column
+	}
+	// A long line (a minified or binary-ish file: up to MaxSourceSize on
+	// one line) is cut to a window around the column, so each of up to
+	// MaxDiagnostics diagnostics prints a line, not a megabyte.
+	start, end := 0, len(line)
+	if len(line) > snippetWidth {
+		start = max(0, col-snippetWidth/2)
+		end = min(len(line), start+snippetWidth)
+		start = max(0, end-snippetWidth)
+		for start > 0 && !utf8.RuneStart(line[start]) {
+			start--
+		}
+		for end < len(line) && !utf8.RuneStart(line[end]) {
+			end++
+		}
+	}
+	shown, lead := line[start:end], ""
+	if start > 0 {
+		shown, lead = "..."+shown, "   "
+	}
+	if end < len(line) {
+		shown += "..."
+		width = min(width, end-col+3)
 	}
 	pad := strings.Map(func(c rune) rune {
 		if c == '\t' {
 			return '\t'
 		}
 		return ' '
-	}, line[:min(len(line), max(r.Start.Column-1, 0))])
-	return fmt.Sprintf("\n%5d | %s\n      | %s%s", r.Start.Line, line, pad, strings.Repeat("^", width))
+	}, line[start:col])
+	return fmt.Sprintf("\n%5d | %s\n      | %s%s%s", r.Start.Line, shown, lead, pad, strings.Repeat("^", max(width, 1)))
 }
+
+// snippetWidth is how many bytes of a source line a snippet shows at most.
+const snippetWidth = 160
 
 // Load reads the template at path.
 func Load(path string, opt Options) (*plan.Plan, error) {
