@@ -235,6 +235,46 @@ func TestFmtSymlinkAndFlashTargets(t *testing.T) {
 	}
 }
 
+// fmt renamed its formatted output over a FIFO it had read (the FIFO was
+// gone, a regular file in its place, exit 0) and said "stat -: no such
+// file or directory" for standard input. What it cannot rewrite in place
+// is refused before anything is read; -check still reads it.
+func TestFmtRefusesNonFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "t.pkr.hcl")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unformatted := "a   =  1\n"
+	tests := []struct {
+		name  string
+		args  []string
+		stdin string
+		code  int
+		want  string // in stderr, or for code 1 in stdout
+	}{
+		{"FIFO", []string{"fmt", fifo}, "", 2, fifo + " is a FIFO, not a regular file, and fmt rewrites files in place: format a copy of it"},
+		{"standard input", []string{"fmt", "-"}, unformatted, 2, "cannot rewrite standard input: save it to a file"},
+		{"a character device", []string{"fmt", "/dev/null"}, "", 2, "/dev/null is a device, not a regular file"},
+		{"-check reads standard input", []string{"fmt", "-check", "-"}, unformatted, 1, "-\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := execIn(dir, tc.stdin, cpsimage(t, tc.args...))
+			got := res.stderr
+			if tc.code == 1 {
+				got = res.stdout
+			}
+			if res.code != tc.code || !strings.Contains(got, tc.want) {
+				t.Errorf("exit %d (want %d), want %q in %s", res.code, tc.code, tc.want, res)
+			}
+		})
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO was replaced: %v %v", fi.Mode(), err)
+	}
+}
+
 // convert exited 2 (the usage code) on I/O errors. A write that fails
 // (here: the file size limit, as on a full disk) exits 1 and leaves no
 // temporary file.

@@ -35,6 +35,14 @@ func runFmt(ctx context.Context, args []string) error {
 	}
 	unformatted := 0
 	for _, path := range fs.Args() {
+		// fmt rewrites in place: a temporary file renamed over the path.
+		// Over a FIFO or a device that would put a regular file in its
+		// place (and "-" has no place), so those are only read with -check.
+		if !*check {
+			if err := rewritable(path); err != nil {
+				return err
+			}
+		}
 		src, err := input.ReadFile(ctx, path, template.MaxSourceSize)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -72,4 +80,25 @@ func runFmt(ctx context.Context, args []string) error {
 		return cli.WithCode(cli.ExitFailure, fmt.Errorf("%d file(s) not formatted; run cpsimage fmt on them", unformatted))
 	}
 	return nil
+}
+
+// rewritable refuses, with one sentence, a path fmt cannot rewrite in
+// place: standard input, a FIFO, a device or socket (after symbolic links).
+// A missing file or a directory is left to the read, which says so.
+func rewritable(path string) error {
+	if path == input.Stdin {
+		return cli.Usagef("fmt rewrites files in place and cannot rewrite standard input: save it to a file and format that, or pass -check to only report")
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().IsRegular() || st.IsDir() {
+		return nil
+	}
+	what := "a device"
+	switch {
+	case st.Mode()&os.ModeNamedPipe != 0:
+		what = "a FIFO"
+	case st.Mode()&os.ModeSocket != 0:
+		what = "a socket"
+	}
+	return cli.Usagef("%s is %s, not a regular file, and fmt rewrites files in place: format a copy of it, or pass -check to only report", path, what)
 }
