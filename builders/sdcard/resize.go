@@ -109,6 +109,14 @@ func Resize(ctx context.Context, ui *progress.UI, path string, newSize, align in
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	for i, p := range parts {
+		// A truncated image (an interrupted download or copy) would be
+		// grown with its missing tail read as zeros, and its side files
+		// recomputed over the loss: refuse it.
+		if p.End > oldSize {
+			return nil, fmt.Errorf("partition %d of %s ends at byte %d, past the end of the %d-byte file: the image is truncated (an interrupted download or copy?); get it again and check it with cpsimage verify", i+1, path, p.End, oldSize)
+		}
+	}
+	for i, p := range parts {
 		if p.Start%align != 0 {
 			return nil, fmt.Errorf("partition %d of %s starts at byte %d, not on a %d-byte boundary; pass the image's alignment with --align", i+1, path, p.Start, align)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +134,45 @@ func TestResizeRefuses(t *testing.T) {
 		})
 	}
 }
+
+// A truncated image (a download cut short) was grown as if its missing
+// tail were zeros, its .md5 recomputed over the loss, and exit 0. It is
+// refused, naming the partition past the end, and left as it was.
+func TestResizeRefusesTruncated(t *testing.T) {
+	_, img := buildSmall(t)
+	root, swap := img.Partitions[1], img.Partitions[2]
+	tests := []struct {
+		name string
+		size int64 // the file cut to this many bytes
+		want string
+	}{
+		{"inside the root partition", root.Start + 1<<20, "rpi.img ends at byte " + itoa(root.End) + ", past the end of the " + itoa(root.Start+1<<20) + "-byte file: the image is truncated"},
+		{"inside the swap partition", swap.End - 4096, "rpi.img ends at byte " + itoa(swap.End) + ", past the end"},
+		{"by one sector", swap.End - 512, "get it again and check it with cpsimage verify"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path, _ := buildSmall(t) // each from a sound image: only the cut is wrong
+			side := path + ".md5"
+			os.WriteFile(side, []byte("00000000000000000000000000000000  rpi.img\n"), 0o644)
+			if err := os.Truncate(path, tc.size); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Resize(t.Context(), nil, path, 2*plan.SDCardSize, 0)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			if st, _ := os.Stat(path); st.Size() != tc.size {
+				t.Errorf("the image is %d bytes, was %d", st.Size(), tc.size)
+			}
+			if b, _ := os.ReadFile(side); !strings.HasPrefix(string(b), "00000000") {
+				t.Errorf("the side file was rewritten: %q", b)
+			}
+		})
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func mbrSignature(t *testing.T, path string) string {
 	f, err := os.Open(path)
