@@ -8,7 +8,9 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/conpaas/cps/internal/cli"
 	"github.com/conpaas/cps/internal/size"
@@ -30,14 +32,50 @@ func init() {
 }
 
 func main() {
-	// Ctrl-C or SIGTERM cancels the context: waits for a FIFO or a pipe
-	// end, builders remove temp files, registrars delete what they created
-	// (unless --keep-on-error). A second one ends the process at once.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(time.Second, func(sig os.Signal) {
+		signal.Reset(sig) // the default action: end the process at once
+		syscall.Kill(os.Getpid(), sig.(syscall.Signal))
+		os.Exit(cli.ExitCanceled) // if the signal was ignored
+	})
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // back to the default action for the next signal
-	}()
 	os.Exit(commands.Main(ctx, os.Args[1:], os.Stderr))
+}
+
+// interruptContext is cancelled by the first Ctrl-C or SIGTERM: waits for
+// a FIFO or a pipe end, builders remove temp files, registrars delete what
+// they created (unless --keep-on-error). A second signal calls die (end
+// the process at once), unless it comes within window of the first: that
+// is the same interrupt delivered twice, as `timeout -s INT` does (to the
+// process, then to its process group), which killed a run in the middle
+// of its clean-up and left its temporary files behind.
+func interruptContext(window time.Duration, die func(os.Signal)) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		var first time.Time
+		for {
+			select {
+			case sig := <-sigs:
+				switch {
+				case first.IsZero():
+					first = time.Now()
+					cancel()
+				case time.Since(first) >= window:
+					die(sig)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			signal.Stop(sigs)
+			close(done)
+			cancel()
+		})
+	}
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestMain lets the test binary stand in for cpsimage: with
@@ -45,4 +47,46 @@ func runProc(t testing.TB, stdin []byte, args ...string) (int, string, string) {
 		t.Fatal(err)
 	}
 	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+// The first SIGINT cancels; a second one soon after is the same interrupt
+// delivered twice (`timeout -s INT` signals the process, then its group)
+// and used to kill the run mid-clean-up, leaving .NAME.tmp-* files; a
+// second one later still ends the process at once.
+func TestInterruptContext(t *testing.T) {
+	tests := []struct {
+		name    string
+		window  time.Duration
+		gap     time.Duration // between the two signals
+		wantDie bool
+	}{
+		{"twice at once (timeout -s INT)", time.Second, 0, false},
+		{"twice within the window", time.Second, 100 * time.Millisecond, false},
+		{"again after the window", 50 * time.Millisecond, 150 * time.Millisecond, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			died := make(chan os.Signal, 2)
+			ctx, stop := interruptContext(tc.window, func(s os.Signal) { died <- s })
+			defer stop()
+			syscall.Kill(os.Getpid(), syscall.SIGINT)
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Second):
+				t.Fatal("the first SIGINT did not cancel the context")
+			}
+			time.Sleep(tc.gap)
+			syscall.Kill(os.Getpid(), syscall.SIGINT)
+			select {
+			case s := <-died:
+				if !tc.wantDie {
+					t.Errorf("the second signal ended the process (%v)", s)
+				}
+			case <-time.After(300 * time.Millisecond):
+				if tc.wantDie {
+					t.Error("a second signal after the window did not end the process")
+				}
+			}
+		})
+	}
 }
