@@ -9,7 +9,9 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +35,15 @@ func Create(path string, perm os.FileMode) (*File, error) {
 	target, err := Resolve(path)
 	if err != nil {
 		return nil, err
+	}
+	// The rename at the end replaces whatever the target is: as root, a
+	// device node (convert -o /dev/full put a regular file in its place)
+	// or, failing only then, a directory. Refuse those before any work.
+	if fi, err := os.Stat(target); err == nil && !fi.Mode().IsRegular() {
+		if fi.IsDir() {
+			return nil, fmt.Errorf("%s is a directory: name the file to write, e.g. %s", path, filepath.Join(path, "NAME"))
+		}
+		return nil, fmt.Errorf("%s is %s, not a regular file, and writing it would replace it with one: name a regular file to write", path, kind(fi.Mode()))
 	}
 	f, err := Scratch(target, "")
 	if err != nil {
@@ -67,6 +78,21 @@ func Resolve(path string) (string, error) {
 	return "", fmt.Errorf("%s: too many levels of symbolic links", path)
 }
 
+// kind names a file type that is not a regular file, for messages.
+func kind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "an irregular file"
+}
+
 // staleAge is how old an unlocked temporary file must be to be removed:
 // a writer locks its file right after creating it, and this leaves that
 // moment alone.
@@ -88,7 +114,10 @@ func Scratch(path, what string) (*os.File, error) {
 	}
 	f, err := os.CreateTemp(dir, pattern)
 	if err != nil {
-		return nil, fmt.Errorf("create temporary file for %s: %w", path, err)
+		if _, serr := os.Stat(dir); errors.Is(serr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("cannot write %s: the directory %s does not exist; create it first or write elsewhere: %w", path, dir, err)
+		}
+		return nil, fmt.Errorf("cannot write %s: a temporary file in %s could not be created (%w); write elsewhere or fix the directory", path, dir, errors.Unwrap(err))
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()

@@ -3,8 +3,11 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestCommitReplacesAndAbortLeavesNothing(t *testing.T) {
@@ -48,6 +51,58 @@ func TestCommitReplacesAndAbortLeavesNothing(t *testing.T) {
 func TestCreateInMissingDirFails(t *testing.T) {
 	if _, err := Create(filepath.Join(t.TempDir(), "nope", "x"), 0o644); err == nil {
 		t.Fatal("Create in a missing directory succeeded")
+	}
+}
+
+// The final rename replaces whatever is at the path: `cpsimage convert -o
+// /dev/full` (as root) put a regular file in place of the device, and -o
+// naming a directory did all the work before failing at the rename. Such
+// targets are refused up front, and nothing is created next to them; a
+// missing or unwritable directory is named with what to do.
+func TestCreateRefusesTargets(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	os.Mkdir(sub, 0o755)
+	// A device node of our own (a regression must not replace /dev/null).
+	null := filepath.Join(dir, "null")
+	if err := unix.Mknod(null, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+		os.WriteFile(null, nil, 0o644) // not root: the case is skipped below
+	}
+	link := filepath.Join(dir, "null-link")
+	os.Symlink("null", link)
+	tests := []struct {
+		name, path, want string
+	}{
+		{"character device", null, null + " is a character device, not a regular file, and writing it would replace it with one: name a regular file to write"},
+		{"link to a device", link, "null-link is a character device, not a regular file"},
+		{"FIFO", fifo, fifo + " is a FIFO, not a regular file"},
+		{"directory", sub, sub + " is a directory: name the file to write, e.g. " + filepath.Join(sub, "NAME")},
+		{"missing directory", filepath.Join(dir, "nope", "x.vmdk"), "the directory " + filepath.Join(dir, "nope") + "/ does not exist; create it first or write elsewhere"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if fi, err := os.Stat(null); strings.Contains(tc.name, "device") && (err != nil || fi.Mode().IsRegular()) {
+				t.Skip("mknod needs root")
+			}
+			f, err := Create(tc.path, 0o644)
+			if err == nil {
+				f.Abort()
+				t.Fatalf("Create(%s) succeeded", tc.path)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v\nwant %q", err, tc.want)
+			}
+		})
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO was replaced")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 4 {
+		t.Errorf("%d entries in %s, want the 4 made here (no temporary file left)", len(ents), dir)
 	}
 }
 
