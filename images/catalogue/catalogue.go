@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"time"
@@ -195,14 +196,27 @@ func lineCol(data []byte, off int64) (int, int) {
 	return line, col
 }
 
+// MaxFileSize bounds what Load reads: a catalogue holds some hundred
+// bytes per artifact, and `-f /dev/zero` (or a disk image given by
+// mistake) was read whole, until the kernel killed the process.
+const MaxFileSize = 64 << 20
+
 // Load reads path; a missing file is an empty catalogue.
 func Load(path string) (*Catalogue, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return &Catalogue{SchemaVersion: SchemaVersion}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read catalogue: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read catalogue: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("catalogue %s is over %d bytes, far more than a catalogue holds: is it the right file?", path, MaxFileSize)
 	}
 	c, err := Parse(data)
 	var pe *ParseError

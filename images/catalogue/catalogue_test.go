@@ -126,6 +126,40 @@ func TestLoadNamesFile(t *testing.T) {
 	}
 }
 
+// Load read its file whole: `catalogue list -f /dev/zero` grew to 19 GB
+// until the kernel killed it (and other processes risked the same). It
+// reads at most MaxFileSize bytes and says the file is not a catalogue.
+// (Sparse files stand in for /dev/zero, so a regression fails, not OOMs.)
+func TestLoadBounded(t *testing.T) {
+	dir := t.TempDir()
+	sparse := func(name string, size int64) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(p, size); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, path, want string
+	}{
+		{"over the limit", sparse("zeros.json", MaxFileSize+1), "is over 67108864 bytes, far more than a catalogue holds: is it the right file?"},
+		{"a disk image", sparse("disk.img", 256<<20), "far more than a catalogue holds"},
+		{"at the limit: parsed (and refused as JSON)", sparse("limit.json", MaxFileSize), "line 1, column 1"},
+		{"a directory", dir, "is a directory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Load(%s) = %.200v; want %q", filepath.Base(tc.path), err, tc.want)
+			}
+		})
+	}
+}
+
 // Lower-case hex is what md5sum prints; upper case is read as the same
 // digest.
 func TestParseLowersDigests(t *testing.T) {
