@@ -2,6 +2,7 @@ package ec2
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,13 +28,24 @@ func checkAccess(ctx context.Context, access awsaccess.Config, set AMISettings) 
 	for _, region := range append([]string{cfg.Region}, set.CopyTo...) {
 		rc := cfg.Copy()
 		rc.Region = region
-		_, err := ec2.NewFromConfig(rc).DescribeRegions(ctx, &ec2.DescribeRegionsInput{RegionNames: []string{region}})
+		// An endpoint that accepts connections and never answers made
+		// every attempt wait forever: the check is bounded.
+		cctx, cancel := context.WithTimeout(ctx, AccessTimeout)
+		_, err := ec2.NewFromConfig(rc).DescribeRegions(cctx, &ec2.DescribeRegionsInput{RegionNames: []string{region}})
+		timedOut := ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded)
+		cancel()
+		if err != nil && timedOut {
+			return cfg, fmt.Errorf("EC2 in %s did not answer within %v; check the network, the region and any endpoint override (AWS_ENDPOINT_URL)", region, AccessTimeout)
+		}
 		if err != nil {
 			return cfg, fmt.Errorf("EC2 in %s: %w", region, explainRegion(err, region))
 		}
 	}
 	return cfg, nil
 }
+
+// AccessTimeout bounds checkAccess's call in each region, retries included.
+var AccessTimeout = time.Minute
 
 // imageInput is what every ConPaaS AMI has in common: HVM, ENA and SR-IOV,
 // the architecture and the boot mode of the image.

@@ -119,11 +119,17 @@ func (t *Target) client(ctx context.Context, cloud, region string) (*gophercloud
 	if t.Endpoint != "" {
 		// No Keystone to prove the way: ask Glance's version document
 		// (any answer will do) so an unreachable endpoint is found here.
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.Endpoint, nil)
+		// Bounded as osauth bounds Keystone: a silent endpoint hung here.
+		cctx, cancel := context.WithTimeout(ctx, osauth.AuthTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(cctx, http.MethodGet, t.Endpoint, nil)
 		if err != nil {
 			return nil, "", fmt.Errorf("the Glance endpoint %q: %w; check CPS_GLANCE_ENDPOINT", t.Endpoint, err)
 		}
 		resp, err := http.DefaultClient.Do(req)
+		if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+			return nil, "", fmt.Errorf("Glance at %s did not answer within %v; check CPS_GLANCE_ENDPOINT, and that Glance is up and reachable from here", t.Endpoint, osauth.AuthTimeout)
+		}
 		if err != nil {
 			return nil, "", fmt.Errorf("cannot reach Glance at %s (%v); check CPS_GLANCE_ENDPOINT", t.Endpoint, errors.Unwrap(err))
 		}

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
@@ -157,13 +158,24 @@ func domain(id, name, fallbackID, fallbackName string) (string, string) {
 	return "", fallbackName
 }
 
+// AuthTimeout bounds getting a token: an endpoint that accepts the
+// connection and never answers (a firewall, a hung Keystone, a wrong port
+// of another service) made register wait until it was killed. Later
+// requests (and re-authentication) have their own contexts.
+var AuthTimeout = time.Minute
+
 // Authenticate gets a token from Keystone.
 func (c Config) Authenticate(ctx context.Context) (*gophercloud.ProviderClient, error) {
-	pc, err := config.NewProviderClient(ctx, c.Auth, config.WithTLSConfig(c.TLS))
+	actx, cancel := context.WithTimeout(ctx, AuthTimeout)
+	defer cancel()
+	pc, err := config.NewProviderClient(actx, c.Auth, config.WithTLSConfig(c.TLS))
 	if err == nil {
 		return pc, nil
 	}
-	return nil, c.explain(ctx, err)
+	if ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+		return nil, fmt.Errorf("Keystone at %s did not answer within %v; check %s, and that Keystone is up and reachable from here", c.Auth.IdentityEndpoint, AuthTimeout, c.setting("OS_AUTH_URL", "auth_url"))
+	}
+	return nil, c.explain(actx, err)
 }
 
 // explain turns a failed authentication into what to fix.
