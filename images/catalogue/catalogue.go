@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -247,7 +248,16 @@ func (c *Catalogue) Marshal() ([]byte, error) {
 // PATH.lock file, so concurrent cpsimage runs merge instead of overwriting
 // each other) and writes the result atomically. If fn fails nothing changes.
 func Update(path string, fn func(*Catalogue) error) error {
+	// The lock file is created beside path: -f /dev/full made
+	// /dev/full.lock before the device was found not to be a catalogue,
+	// and -f in a missing directory said only "open ...lock: no such file".
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return fmt.Errorf("catalogue %s is not a regular file (%v): pass -f with the path of a catalogue file", path, fi.Mode().Type())
+	}
 	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cannot write catalogue %s: its directory %s does not exist; create it first or pass another -f", path, filepath.Dir(path))
+	}
 	if err != nil {
 		return fmt.Errorf("lock catalogue: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 	"time"
 )
 
@@ -242,5 +244,39 @@ func TestUpdateRefusesInvalid(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("an invalid catalogue was written: %v", err)
+	}
+}
+
+// Update made its lock file beside any path: -f /dev/full (as root) left
+// /dev/full.lock, and -f in a missing directory said only "open
+// ...lock: no such file or directory". Both are refused first, in one
+// sentence, and nothing is created.
+func TestUpdateRefusesPaths(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.json")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, want string
+	}{
+		{"FIFO", fifo, "catalogue " + fifo + " is not a regular file (p---------): pass -f with the path of a catalogue file"},
+		{"directory", dir, "is not a regular file (d---------)"},
+		{"missing directory", filepath.Join(dir, "nope", "catalogue.json"), "cannot write catalogue " + filepath.Join(dir, "nope", "catalogue.json") + ": its directory " + filepath.Join(dir, "nope") + " does not exist; create it first or pass another -f"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			called := false
+			err := Update(tc.path, func(*Catalogue) error { called = true; return nil })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v; want %q", err, tc.want)
+			}
+			if called {
+				t.Error("the update ran")
+			}
+			if _, err := os.Stat(tc.path + ".lock"); err == nil {
+				t.Errorf("%s.lock was created", tc.path)
+			}
+		})
 	}
 }
