@@ -216,6 +216,13 @@ func (r *Registry) main(ctx context.Context, args []string, stderr io.Writer) in
 	}
 	if err != nil && !errors.Is(err, errSaid) {
 		msg := err.Error()
+		if errors.Is(err, context.Canceled) {
+			// Go's "context canceled" means nothing to a user who pressed
+			// Ctrl-C ("cpsimage convert: context canceled"): say what it was.
+			if m, ok := strings.CutSuffix(msg, "context canceled"); ok {
+				msg = m + "interrupted (Ctrl-C or SIGTERM)"
+			}
+		}
 		if !strings.HasSuffix(msg, "\n") {
 			msg += "\n"
 		}

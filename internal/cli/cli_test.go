@@ -21,6 +21,7 @@ func TestMainExitCodes(t *testing.T) {
 	r.Add(&Command{Name: "canceled", Run: func(context.Context, []string) error {
 		return fmt.Errorf("upload: %w", context.Canceled)
 	}})
+	r.Add(&Command{Name: "canceled-bare", Run: func(context.Context, []string) error { return context.Canceled }})
 	r.Add(&Command{Name: "diag", Run: func(context.Context, []string) error {
 		return WithCode(ExitUsage, errors.New("Error: Unsupported argument\n\n  on t.hcl line 3"))
 	}})
@@ -46,7 +47,9 @@ func TestMainExitCodes(t *testing.T) {
 		{[]string{"ok"}, ExitOK, "", ""},
 		{[]string{"fail"}, ExitFailure, "", "cpsimage fail: md5 mismatch"},
 		{[]string{"usage", "--bogus"}, ExitUsage, "", "flag provided but not defined: -bogus\nusage: cpsimage usage [-n N]"},
-		{[]string{"canceled"}, ExitCanceled, "", "canceled"},
+		// Interrupted: exit 130 and words for "context canceled".
+		{[]string{"canceled"}, ExitCanceled, "", "cpsimage canceled: upload: interrupted (Ctrl-C or SIGTERM)\n"},
+		{[]string{"canceled-bare"}, ExitCanceled, "", "cpsimage canceled-bare: interrupted (Ctrl-C or SIGTERM)\n"},
 		{[]string{"diag"}, ExitUsage, "", "Error: Unsupported argument"},
 	}
 	oldOut, oldErr := Stdout, Stderr
