@@ -34,8 +34,20 @@ type ResizeResult struct {
 	Already bool
 }
 
-// ErrBadSize is wrapped when the requested size cannot be used.
+// ErrBadSize is wrapped when the requested size cannot be used (or the
+// image is not a file): errors.Is tells a usage error (exit 2).
 var ErrBadSize = errors.New("bad size")
+
+// badSize is a refusal that errors.Is reports as ErrBadSize without
+// appending its text: "/dev/null is not a regular file ...: bad size" read
+// as if the size were at fault.
+func badSize(format string, args ...any) error {
+	return badSizeError{fmt.Errorf(format, args...)}
+}
+
+type badSizeError struct{ error }
+
+func (badSizeError) Is(target error) bool { return target == ErrBadSize }
 
 // Resize grows the SD-card image at path to newSize bytes for a bigger card,
 // offline: the swap partition moves to the end of the new size (its start
@@ -62,7 +74,7 @@ func Resize(ctx context.Context, ui *progress.UI, path string, newSize, align in
 		align = DefaultAlignment
 	}
 	if align&(align-1) != 0 || align%ptable.Sector != 0 {
-		return nil, fmt.Errorf("alignment %d is not a power of two of at least 512 bytes; use e.g. 4MiB: %w", align, ErrBadSize)
+		return nil, badSize("alignment %d is not a power of two of at least 512 bytes; use e.g. 4MiB", align)
 	}
 	if path, err = atomicfile.Resolve(path); err != nil {
 		return nil, err
@@ -73,14 +85,14 @@ func Resize(ctx context.Context, ui *progress.UI, path string, newSize, align in
 	}
 	defer src.Close()
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file; sdcard resize grows an image file before it is flashed: %w", path, ErrBadSize)
+		return nil, badSize("%s is not a regular file; sdcard resize grows an image file before it is flashed", path)
 	}
 	oldSize := st.Size()
 	if newSize%ptable.Sector != 0 {
-		return nil, fmt.Errorf("size %d is not a multiple of %d bytes; give the card's size in bytes (blockdev --getsize64): %w", newSize, ptable.Sector, ErrBadSize)
+		return nil, badSize("size %d is not a multiple of %d bytes; give the card's size in bytes (blockdev --getsize64)", newSize, ptable.Sector)
 	}
 	if newSize < oldSize {
-		return nil, fmt.Errorf("size %d is smaller than the image (%d bytes); shrinking is not supported, give at least %d: %w", newSize, oldSize, oldSize, ErrBadSize)
+		return nil, badSize("size %d is smaller than the image (%d bytes); shrinking is not supported, give at least %d", newSize, oldSize, oldSize)
 	}
 	if newSize == oldSize {
 		// Done already (by an earlier run, maybe one that died before
@@ -91,7 +103,7 @@ func Resize(ctx context.Context, ui *progress.UI, path string, newSize, align in
 		return &ResizeResult{OldSize: oldSize, NewSize: newSize, Already: true}, nil
 	}
 	if newSize/ptable.Sector > 1<<32-1 {
-		return nil, fmt.Errorf("size %d is over the 2 TiB an MBR partition table can address: %w", newSize, ErrBadSize)
+		return nil, badSize("size %d is over the 2 TiB an MBR partition table can address", newSize)
 	}
 	table, parts, err := ptable.Read(src)
 	if err != nil {
@@ -134,7 +146,7 @@ func Resize(ctx context.Context, ui *progress.UI, path string, newSize, align in
 	np[root].End = rootEnd
 	if rootEnd <= parts[root].End {
 		need := parts[root].End + (parts[root].End - rootEnd) + align
-		return nil, fmt.Errorf("size %d leaves no room to grow the root partition (alignment %d); give at least %d: %w", newSize, align, need, ErrBadSize)
+		return nil, badSize("size %d leaves no room to grow the root partition (alignment %d); give at least %d", newSize, align, need)
 	}
 
 	res = &ResizeResult{OldSize: oldSize, NewSize: newSize, Partitions: np}

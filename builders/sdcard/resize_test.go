@@ -115,17 +115,28 @@ func TestResizeRefuses(t *testing.T) {
 		size  int64
 		align int64
 		want  string
+		dir   bool // resize a directory instead of the image
 	}{
-		{"smaller", plan.SDCardSize - 4<<20, 0, "smaller than the image (31998345216 bytes)"},
-		{"not sectors", plan.SDCardSize + 100, 0, "not a multiple of 512"},
-		{"too little to grow", plan.SDCardSize + 512, 0, "no room to grow"},
-		{"bad alignment", 2 * plan.SDCardSize, 3 << 20, "not a power of two"},
+		{"smaller", plan.SDCardSize - 4<<20, 0, "smaller than the image (31998345216 bytes)", false},
+		{"not sectors", plan.SDCardSize + 100, 0, "not a multiple of 512", false},
+		{"too little to grow", plan.SDCardSize + 512, 0, "no room to grow", false},
+		{"bad alignment", 2 * plan.SDCardSize, 3 << 20, "not a power of two", false},
+		{"not a file", 2 * plan.SDCardSize, 0, "is not a regular file; sdcard resize grows an image file before it is flashed", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Resize(t.Context(), nil, path, tc.size, tc.align)
+			p := path
+			if tc.dir {
+				p = t.TempDir()
+			}
+			_, err := Resize(t.Context(), nil, p, tc.size, tc.align)
 			if !errors.Is(err, ErrBadSize) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want ErrBadSize containing %q", err, tc.want)
+			}
+			// The sentinel classifies (exit 2); its text is not appended:
+			// "... is not a regular file ...: bad size" blamed the size.
+			if strings.HasSuffix(err.Error(), "bad size") {
+				t.Errorf("%q ends with the sentinel's text", err)
 			}
 			st, _ := os.Stat(path)
 			if st.Size() != orig.Size() || !st.ModTime().Equal(orig.ModTime()) {
