@@ -59,6 +59,22 @@ var ErrTooSmall = errors.New("target too small")
 // ErrRefused is wrapped when the target is in use (mounted, swap, root disk).
 var ErrRefused = errors.New("target in use")
 
+// refusal is an error that errors.Is reports as kind (ErrTooSmall,
+// ErrRefused, ErrBadTarget: exit 2) without appending kind's text, which
+// only repeated the sentence ("...: target too small").
+func refusal(kind error, format string, args ...any) error {
+	return classed{fmt.Errorf(format, args...), kind}
+}
+
+// classed is err, classified as kind for errors.Is.
+type classed struct {
+	error
+	kind error
+}
+
+func (c classed) Is(target error) bool { return target == c.kind }
+func (c classed) Unwrap() error        { return c.error }
+
 // ErrBadTarget is wrapped when the target cannot be a card: a directory,
 // a character device, a pipe.
 var ErrBadTarget = errors.New("not a block device or regular file")
@@ -178,7 +194,7 @@ func openTarget(dst string, src *os.File, sst os.FileInfo, size int64, host Host
 		return nil, fmt.Errorf("target: %w", err)
 	}
 	if os.SameFile(st, sst) {
-		return nil, fmt.Errorf("refusing to write %s onto itself: %w", dst, ErrRefused)
+		return nil, refusal(ErrRefused, "refusing to write %s onto itself", dst)
 	}
 	if st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0 {
 		sys, ok := st.Sys().(*unix.Stat_t)
@@ -190,14 +206,14 @@ func openTarget(dst string, src *os.File, sst os.FileInfo, size int64, host Host
 			sys = &u
 		}
 		if err := host.CheckBlockDevice(dst, sys.Rdev); err != nil {
-			return nil, fmt.Errorf("%w (%w)", err, ErrRefused)
+			return nil, classed{err, ErrRefused}
 		}
 		// O_EXCL on a block device: the kernel refuses it while mounted
 		// or held by another driver, closing the race with the checks.
 		f, err := os.OpenFile(dst, os.O_RDWR|unix.O_EXCL, 0)
 		if err != nil {
 			if errors.Is(err, unix.EBUSY) {
-				return nil, fmt.Errorf("refusing to write %s: it is busy (mounted, held by device-mapper/md, or opened exclusively): %w", dst, ErrRefused)
+				return nil, refusal(ErrRefused, "refusing to write %s: it is busy (mounted, held by device-mapper/md, or opened exclusively)", dst)
 			}
 			return nil, fmt.Errorf("open %s: %w", dst, err)
 		}
@@ -214,7 +230,7 @@ func openTarget(dst string, src *os.File, sst os.FileInfo, size int64, host Host
 		return t, nil
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is neither a block device nor a regular file; give the SD card's device, e.g. /dev/sdX (see lsblk): %w", dst, ErrBadTarget)
+		return nil, refusal(ErrBadTarget, "%s is neither a block device nor a regular file; give the SD card's device, e.g. /dev/sdX (see lsblk)", dst)
 	}
 	// An existing regular file stands in for a device: its size is the
 	// capacity and its old content outside the image's data stays, as on
@@ -240,8 +256,8 @@ func openTarget(dst string, src *os.File, sst os.FileInfo, size int64, host Host
 
 func (t *target) fits(dst string, size int64) error {
 	if t.capacity < size {
-		return fmt.Errorf("%s holds %d bytes but the image needs %d bytes; use a card of at least %d bytes (%.1f GB): %w",
-			dst, t.capacity, size, size, float64(size)/1e9, ErrTooSmall)
+		return refusal(ErrTooSmall, "%s holds %d bytes but the image needs %d bytes; use a card of at least %d bytes (%.1f GB)",
+			dst, t.capacity, size, size, float64(size)/1e9)
 	}
 	return nil
 }

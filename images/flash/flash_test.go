@@ -193,6 +193,11 @@ func TestFlashRefuses(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) || (tc.is != nil && !errors.Is(err, tc.is)) {
 				t.Fatalf("got %v, want %v containing %q", err, tc.is, tc.want)
 			}
+			// The class is for errors.Is (exit 2), not for the message:
+			// "...; use a card of at least N bytes: target too small".
+			if tc.is != nil && strings.HasSuffix(err.Error(), tc.is.Error()) {
+				t.Errorf("%q ends with the sentinel's text", err)
+			}
 			if before != nil && !bytes.Equal(before, read(t, dst)) {
 				t.Fatal("a refused target was modified")
 			}
