@@ -7,6 +7,7 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -59,7 +60,7 @@ func checkOVA(f io.Reader, path string) ([]string, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: broken OVA (tar: %v): download or build it again", path, err)
+			return nil, brokenOVA(path, err)
 		}
 		if i == maxMembers {
 			add("more than %d members: not an appliance", maxMembers)
@@ -220,6 +221,16 @@ func InspectOVA(path string) (*OVAInfo, error) {
 	return inspectOVA(f, path)
 }
 
+// brokenOVA says why the archive's next header could not be read, and what
+// to do: `ova inspect` of a truncated download said only "broken OVA (tar:
+// unexpected EOF)".
+func brokenOVA(path string, err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%s is truncated (the archive ends inside a member or header): download or build it again", path)
+	}
+	return fmt.Errorf("%s: broken OVA (tar: %v): is it an .ova? download or build it again", path, err)
+}
+
 func inspectOVA(f io.Reader, path string) (*OVAInfo, error) {
 	tr := tar.NewReader(f)
 	info := &OVAInfo{}
@@ -230,7 +241,7 @@ func inspectOVA(f io.Reader, path string) (*OVAInfo, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: broken OVA (tar: %v)", path, err)
+			return nil, brokenOVA(path, err)
 		}
 		info.Members = append(info.Members, h.Name)
 		if len(info.Members) > maxMembers {
@@ -244,6 +255,9 @@ func inspectOVA(f io.Reader, path string) (*OVAInfo, error) {
 				return nil, fmt.Errorf("%s: %s is truncated (%v): download or build it again", path, h.Name, err)
 			}
 		}
+	}
+	if len(info.Members) == 0 {
+		return nil, fmt.Errorf("%s is empty (no tar members): it is not an appliance; download or build it again", path)
 	}
 	if ovf == nil {
 		return nil, fmt.Errorf("%s has no .ovf descriptor", path)

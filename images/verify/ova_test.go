@@ -132,3 +132,35 @@ func FuzzOVA(f *testing.F) {
 		inspectOVA(bytes.NewReader(b), "fuzz.ova")
 	})
 }
+
+// A truncated or empty .ova: inspect said "broken OVA (tar: unexpected
+// EOF)" (no what to do) and "has no .ovf descriptor" for an empty file.
+// Both entry points now say it is truncated (or empty) and to get it again.
+func TestOVATruncated(t *testing.T) {
+	ms := []member{{"t.ovf", []byte(testOVF)}, {"t-disk1.vmdk", testVMDK(t)}}
+	whole := tarOf(append(ms, member{"t.mf", []byte(mfLines(ms, "SHA256"))}))
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		n    int // bytes of the good OVA kept
+		want string
+	}{
+		{"empty", 0, "is empty (no tar members): it is not an appliance; download or build it again"},
+		{"inside the first header", 100, "is truncated (the archive ends inside a member or header): download or build it again"},
+		{"inside the disk", 512 + 1024 + 3000, "download or build it again"},
+		{"inside the last header", len(whole) - 1024 - 512 - 100, "download or build it again"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".ova")
+			os.WriteFile(p, whole[:tc.n], 0o644)
+			_, ierr := InspectOVA(p)
+			if ierr == nil || !strings.Contains(ierr.Error(), tc.want) {
+				t.Errorf("InspectOVA: %v; want %q", ierr, tc.want)
+			}
+			if _, err := OVA(p); tc.n > 0 && (err == nil || !strings.Contains(err.Error(), "download or build it again")) {
+				t.Errorf("OVA: %v; want what to do", err)
+			}
+		})
+	}
+}
