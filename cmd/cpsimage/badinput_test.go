@@ -148,6 +148,34 @@ func TestValidateNonTemplates(t *testing.T) {
 	}
 }
 
+// A template that cannot be read is bad input, exit 2 from validate and
+// inspect as from fmt: a directory and a link loop exited 1 (a missing
+// file 2), and a directory said only "open DIR: is a directory".
+func TestValidateUnreadableTemplates(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "templates")
+	os.Mkdir(sub, 0o755)
+	loop := filepath.Join(dir, "loop.pkr.hcl")
+	os.Symlink("loop.pkr.hcl", loop)
+	tests := []struct {
+		name, path, want string
+	}{
+		{"directory", sub, "template " + sub + " is a directory: name one template file, e.g. " + filepath.Join(sub, "NAME.pkr.hcl")},
+		{"link loop", loop, "too many levels of symbolic links"},
+		{"missing", filepath.Join(dir, "nope.pkr.hcl"), "no such file or directory"},
+	}
+	for _, tc := range tests {
+		for _, command := range []string{"validate", "inspect"} {
+			t.Run(command+" "+tc.name, func(t *testing.T) {
+				code, _, errs := run(t, command, tc.path)
+				if code != 2 || !strings.Contains(errs, tc.want) {
+					t.Errorf("exit %d (want 2), stderr %q; want %q", code, errs, tc.want)
+				}
+			})
+		}
+	}
+}
+
 // Issue 15: a 512 MiB .ovf member made `ova inspect` use 1.8 GB; random
 // bytes as the VMDK passed `verify --structure`; a tampered disk under a
 // SHA512 manifest line was "manifest: OK".

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/conpaas/cps/hcl/template"
 	"github.com/conpaas/cps/internal/cli"
-	"github.com/conpaas/cps/internal/input"
 	"github.com/conpaas/cps/plan"
 )
 
@@ -56,11 +54,13 @@ func (tf *templateFlags) load(ctx context.Context, args []string) (*plan.Plan, e
 		return nil, cli.Usagef("want at most one TEMPLATE, got %d", len(args))
 	}
 	if err != nil {
-		var herr *template.Error
-		if errors.As(err, &herr) || errors.Is(err, os.ErrNotExist) || errors.Is(err, input.ErrTooLarge) {
-			return nil, cli.WithCode(cli.ExitUsage, err)
+		// A template that cannot be read (missing, a directory, a link
+		// loop, too large) or is wrong is bad input: exit 2, as fmt's;
+		// validate of a directory or a link loop exited 1, a missing file 2.
+		if ctx.Err() != nil {
+			return nil, err
 		}
-		return nil, err
+		return nil, cli.WithCode(cli.ExitUsage, err)
 	}
 	return p, nil
 }

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
@@ -160,6 +161,10 @@ const snippetWidth = 160
 // Load reads the template at path.
 func Load(path string, opt Options) (*plan.Plan, error) {
 	src, err := input.ReadFile(opt.ctx(), path, MaxSourceSize)
+	if errors.Is(err, syscall.EISDIR) {
+		// Packer takes a directory of templates; we take one file.
+		return nil, fmt.Errorf("template %s is a directory: name one template file, e.g. %s", path, filepath.Join(path, "NAME.pkr.hcl"))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read template: %w", err)
 	}
