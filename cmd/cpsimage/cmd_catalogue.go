@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,22 +59,23 @@ func runCatalogue(ctx context.Context, args []string) error {
 		return w.Flush()
 	case "show":
 		version := fs.String("version", "", "the artifact's `VERSION` (default: the newest)")
-		if err := cli.Parse(fs, args); err != nil {
+		pos, err := parseAnyOrder(fs, args)
+		if err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return cli.Usagef("catalogue show: name one artifact")
 		}
 		c, err := loadCatalogue(*path)
 		if err != nil {
 			return err
 		}
-		a := c.Find(fs.Arg(0))
+		a := c.Find(pos[0])
 		if *version != "" {
-			a = c.FindVersion(fs.Arg(0), *version)
+			a = c.FindVersion(pos[0], *version)
 		}
 		if a == nil {
-			return cli.WithCode(cli.ExitFailure, fmt.Errorf("%s has no artifact %q %s", *path, fs.Arg(0), *version))
+			return cli.WithCode(cli.ExitFailure, fmt.Errorf("%s has no artifact %q %s", *path, pos[0], *version))
 		}
 		b, _ := json.MarshalIndent(a, "", "  ")
 		fmt.Fprintf(cli.Stdout, "%s\n", b)
@@ -84,13 +86,14 @@ func runCatalogue(ctx context.Context, args []string) error {
 		kind := fs.String("kind", "raw", "raw, sdcard, ova or lxc")
 		arch := fs.String("arch", "amd64", "Debian architecture")
 		boot := fs.String("boot", "", "the `MODES` it boots from: bios, uefi or bios,uefi (default: read from the image's partition table)")
-		if err := cli.Parse(fs, args); err != nil {
+		pos, err := parseAnyOrder(fs, args)
+		if err != nil {
 			return err
 		}
-		if fs.NArg() != 1 {
+		if len(pos) != 1 {
 			return cli.Usagef("catalogue add: name one file")
 		}
-		file := fs.Arg(0)
+		file := pos[0]
 		if *name == "" {
 			*name = trimExt(filepath.Base(file))
 		}
@@ -150,21 +153,22 @@ func runCatalogue(ctx context.Context, args []string) error {
 		cloudName := fs.String("cloud-name", "", "clouds.yaml entry or AWS profile")
 		imageID := fs.String("image-id", "", "AMI id or Glance image id")
 		snapID := fs.String("snapshot-id", "", "EBS snapshot id")
-		if err := cli.Parse(fs, args); err != nil {
+		pos, err := parseAnyOrder(fs, args)
+		if err != nil {
 			return err
 		}
-		if fs.NArg() != 1 || *cloud == "" || *target == "" || *imageID == "" {
+		if len(pos) != 1 || *cloud == "" || *target == "" || *imageID == "" {
 			return cli.Usagef("catalogue set-registration NAME --cloud C --target T --image-id ID [--region R]")
 		}
 		r := catalogue.Registration{Cloud: catalogue.Cloud(*cloud), Target: *target, Region: *region, CloudName: *cloudName,
 			ImageID: *imageID, SnapshotID: *snapID, Time: time.Now().UTC().Truncate(time.Second)}
-		err := catalogue.Update(*path, func(c *catalogue.Catalogue) error {
-			return c.SetRegistration(fs.Arg(0), *version, r)
+		err = catalogue.Update(*path, func(c *catalogue.Catalogue) error {
+			return c.SetRegistration(pos[0], *version, r)
 		})
 		if err != nil {
 			return cli.WithCode(cli.ExitFailure, err)
 		}
-		fmt.Fprintf(cli.Stdout, "%s: %s %s %s -> %s\n", fs.Arg(0), *cloud, *target, *region, *imageID)
+		fmt.Fprintf(cli.Stdout, "%s: %s %s %s -> %s\n", pos[0], *cloud, *target, *region, *imageID)
 		return nil
 	}
 	return cli.Usagef("catalogue: unknown subcommand %q (list, show, add, set-registration)", sub)
@@ -188,4 +192,26 @@ func trimExt(name string) string {
 		}
 	}
 	return name
+}
+
+// parseAnyOrder parses fs's flags before and after the positional
+// arguments, which it returns: the usage writes "show NAME [--version V]",
+// and Go's flag package stopped at NAME, so "catalogue show n --version 1"
+// and "catalogue add disk.img -f c.json" said "name one artifact/file".
+// After "--" everything is positional.
+func parseAnyOrder(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := cli.Parse(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
 }

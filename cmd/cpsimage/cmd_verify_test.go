@@ -174,6 +174,14 @@ func TestCatalogueCLI(t *testing.T) {
 		{[]string{"catalogue", "show", "-f", cat, "conpaas"}, 0, `"image_id": "ami-14f2d903"`},
 		{[]string{"catalogue", "list", "-f", cat}, 0, "conpaas  2.1.0"},
 		{[]string{"verify", "--catalogue", cat, img}, 0, "from catalogue"},
+		// Flags after the NAME or FILE, as the usage writes them ("show
+		// NAME [--version V]"); they were taken as more arguments.
+		{[]string{"catalogue", "show", "conpaas", "-f", cat, "--version", "2.1.0"}, 0, `"version": "2.1.0"`},
+		{[]string{"catalogue", "show", "conpaas", "-f", cat, "--version", "9"}, 1, `no artifact "conpaas" 9`},
+		{[]string{"catalogue", "add", img, "-f", cat, "--version", "2.2.0"}, 0, "added conpaas 2.2.0"},
+		{[]string{"catalogue", "set-registration", "conpaas", "-f", cat, "--version", "2.2.0", "--cloud", "ec2", "--target", "ec2-ebs", "--image-id", "ami-2"}, 0, "ami-2"},
+		{[]string{"catalogue", "show", "conpaas", "extra", "-f", cat}, 2, "name one artifact"},
+		{[]string{"catalogue", "show", "-f", cat, "--", "-conpaas"}, 1, `no artifact "-conpaas"`},
 	}
 	for _, s := range steps {
 		code, out, errOut := run(t, s.args...)
