@@ -66,6 +66,9 @@ func TestParseErrorsHaveLineCol(t *testing.T) {
 		{"string artifact", head + goodEntry + ", \"x\"]}", []string{`line 6, column 40: artifact 2 is the string "x", not an object`}},
 		{"missing fields", head + `{"name": "conpaas", "version": "1"}]}`, []string{`line 4, column 5: artifact "conpaas" version "1" has no kind, arch, file, size, md5, sha256`}},
 		{"empty name", head + entry(`"name": ""`) + "]}", []string{`line 4, column 14: artifact 1: name is empty`}},
+		// Control characters split list rows and log lines (catalogue add -name "a<newline>b" wrote one).
+		{"newline in name", head + entry(`"name": "a\nb"`) + "]}", []string{`line 4, column 14: artifact "a\nb" version "1": name "a\nb" holds the control character U+000A: use printable text`}},
+		{"tab in version", head + entry(`"version": "1\t2"`) + "]}", []string{`line 4, column 36: artifact "conpaas" version "1\t2": version "1\t2" holds the control character U+0009`}},
 		{"size not a number", head + entry(`"size": "6"`) + "]}", []string{`line 4, column 98: artifact 1: "size" is a string, not a whole number`}},
 		{"size fraction", head + entry(`"size": 6.5`) + "]}", []string{`line 4, column 98: artifact 1: "size" is number 6.5, not a whole number`}},
 		{"built not a time", head + entry(`"built": "yesterday"`) + "]}", []string{`line 6, column 15: artifact 1: "built" is not a time as RFC 3339 writes it`}},

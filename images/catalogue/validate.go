@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // A catalogue is edited by hand now and then, merged in version control and
@@ -434,6 +435,21 @@ func checkArtifact(a *Artifact, i int, o object, regs []object, ps *problems) {
 	}
 	nonEmpty("name", a.Name)
 	nonEmpty("file", a.File)
+	// A newline or other control character in a name (catalogue add
+	// -name "$(printf 'a\nb')") split `catalogue list` rows and the lines
+	// of every log that names the artifact.
+	printable := func(key, v string) {
+		off, ok := o.vals[key]
+		if !ok {
+			return
+		}
+		if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
+			ps.add(off, "%s: %s %q holds the control character %U: use printable text (letters, digits, '.', '-', '_')", what, key, v, []rune(v[i:])[0])
+		}
+	}
+	printable("name", a.Name)
+	printable("version", a.Version)
+	printable("file", a.File)
 	// The typed values (types.go) are one of their constants.
 	oneOf(ps, o, what, "kind", a.Kind, Kinds)
 	oneOf(ps, o, what, "arch", a.Arch, Arches)
