@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/conpaas/cps/images/catalogue"
 	"github.com/conpaas/cps/images/ptable"
@@ -45,6 +46,19 @@ var (
 // inspectFile sniffs the file's format and, for a raw disk, reads its boot
 // modes with images/ptable.
 func inspectFile(path string) (fileFacts, error) {
+	// Look before opening: a directory opened fine and was then called "a
+	// pipe or character device", and opening a FIFO blocked in the kernel
+	// (Ctrl-C could not end it) waiting for a writer.
+	kind, _, err := input.Stat(path)
+	if errors.Is(err, syscall.EISDIR) {
+		return fileFacts{}, fmt.Errorf("%s is a directory; register -image needs the image file", path)
+	}
+	if err != nil {
+		return fileFacts{}, err
+	}
+	if kind == input.Stream {
+		return fileFacts{}, fmt.Errorf("%s is a pipe, FIFO or character device; register needs a file or block device it can read twice", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fileFacts{}, err

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/conpaas/cps/images/catalogue"
 )
@@ -278,5 +282,41 @@ register "os" {
 	c, _ := catalogue.Load(cat)
 	if a := c.Find("conpaas"); a == nil || len(a.Registered) != 1 || a.Registered[0].ImageID != ami {
 		t.Errorf("catalogue: %+v", a)
+	}
+}
+
+// register -image DIR opened the directory and then called it "a pipe or
+// character device"; -image FIFO blocked in open(2) for a writer, which
+// Ctrl-C could not end. Both are refused before opening (exit 2). Run as
+// processes, killed after 20 s, so a regression fails instead of hanging.
+func TestRegisterImageNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "conpaas.img")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, image, want string
+	}{
+		{"directory", dir, dir + " is a directory; register -image needs the image file"},
+		{"FIFO", fifo, fifo + " is a pipe, FIFO or character device; register needs a file or block device it can read twice"},
+		{"character device", "/dev/null", "/dev/null is a pipe, FIFO or character device"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := cpsimage(t, "register", "-target", "glance", "-image", tc.image, "-catalogue", filepath.Join(dir, "c.json"))
+			cmd.Env = append(cmd.Env, "CPS_GLANCE_ENDPOINT=http://127.0.0.1:9")
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+			cmd.Wait()
+			timer.Stop()
+			if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(errb.String(), tc.want) {
+				t.Errorf("exit %d (want 2), stderr %q; want %q", code, errb.String(), tc.want)
+			}
+		})
 	}
 }
