@@ -229,6 +229,11 @@ func Resize(ctx context.Context, ui *progress.UI, path string, newSize, align in
 // must still name the locked file (another run may have renamed its
 // result over it).
 func openLocked(path string) (*os.File, os.FileInfo, error) {
+	// Looked at before it is opened: opening a FIFO blocks in the kernel
+	// for a writer, and Ctrl-C could not end that.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil, nil, badSize("%s is not a regular file; sdcard resize grows an image file before it is flashed", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open image: %w", err)

@@ -175,3 +175,47 @@ func signalAndWait(cmd *exec.Cmd, sig os.Signal) bool {
 		return false
 	}
 }
+
+// A FIFO with no writer named where a file is read with a plain open(2)
+// blocked in the kernel, and Ctrl-C could not end it (the process caught
+// the signal and stayed in open). Each now answers at once: a refusal
+// where a file is needed, an empty catalogue where one is read. Run as
+// processes killed after 20 s, so a regression fails instead of hanging.
+func TestFIFOArgumentsDoNotHang(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := filepath.Join(dir, "a")
+	os.WriteFile(a, []byte("hello\n"), 0o644)
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"sdcard", "resize", fifo, "--size", "100MiB"}, 2, fifo + " is not a regular file; sdcard resize grows an image file"},
+		{[]string{"flash", fifo, filepath.Join(dir, "out.img")}, 1, "image " + fifo + " is not a regular file (p---------): flash maps and reads the image file twice"},
+		{[]string{"catalogue", "list", "-f", fifo}, 2, "the file is empty"},
+		{[]string{"verify", "--catalogue", fifo, a}, 2, "the file is empty"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
+			cmd := cpsimage(t, tc.args...)
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+			cmd.Wait()
+			timer.Stop()
+			if code := cmd.ProcessState.ExitCode(); code != tc.code || !strings.Contains(errb.String(), tc.want) {
+				t.Errorf("exit %d (want %d), stderr %q; want %q", code, tc.code, errb.String(), tc.want)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.img")); err == nil {
+		t.Error("flash left an output")
+	}
+}

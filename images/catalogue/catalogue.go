@@ -204,7 +204,16 @@ const MaxFileSize = 64 << 20
 
 // Load reads path; a missing file is an empty catalogue.
 func Load(path string) (*Catalogue, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO with no writer blocked in the kernel,
+	// where Ctrl-C could not end it; now it reads as empty (and a pipe
+	// with a writer, as from <(...), is read as before). Reads block again.
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err == nil {
+		if serr := unix.SetNonblock(int(f.Fd()), false); serr != nil {
+			f.Close()
+			return nil, fmt.Errorf("read catalogue: %w", serr)
+		}
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return &Catalogue{SchemaVersion: SchemaVersion}, nil
 	}

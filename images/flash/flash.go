@@ -91,6 +91,11 @@ type target struct {
 // Flash writes image to dst (a block device, an existing file standing in
 // for one, or a new file) and returns what it did.
 func Flash(ctx context.Context, image, dst string, opt Options) (*Result, error) {
+	// Looked at before it is opened: opening a FIFO blocks in the kernel
+	// for a writer, and Ctrl-C could not end that.
+	if st, err := os.Stat(image); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("image %s is not a regular file (%v): flash maps and reads the image file twice; save it to a file first", image, st.Mode().Type())
+	}
 	src, err := os.Open(image)
 	if err != nil {
 		return nil, fmt.Errorf("open image: %w", err)
