@@ -434,3 +434,35 @@ func TestVerifySumFileSameNames(t *testing.T) {
 		t.Errorf("exit %d:\n%s%s", code, out, errOut)
 	}
 }
+
+// -c with one path on two lines that disagree: the later line won, so a
+// line saying the file is corrupt was ignored (md5sum -c says FAILED for
+// it). Disagreeing lines are refused; repeated agreeing ones, and lines of
+// the same name in other directories (above), are as before.
+func TestVerifySumFileConflicts(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "conpaas.img")
+	os.WriteFile(img, []byte("hello\n"), 0o644)
+	const good, bad = "b1946ac92492d2347c6235b4d2611184", "00000000000000000000000000000000"
+	const goodSHA = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+	tests := []struct {
+		name, sums string
+		code       int
+		want       string
+	}{
+		{"wrong md5, then right", bad + "  " + img + "\n" + good + "  " + img + "\n", 2, " on line 1 and on line 2 with different checksums: keep the one line that is right"},
+		{"right md5, then wrong", good + "  " + img + "\n" + bad + "  " + img + "\n", 2, "with different checksums"},
+		{"wrong md5, then right sha256", bad + "  " + img + "\n" + goodSHA + "  " + img + "\n", 2, "with different checksums"},
+		{"the same line twice", good + "  " + img + "\n" + good + "  " + img + "\n", 0, "OK (md5 " + good},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sums := filepath.Join(dir, "SUMS")
+			os.WriteFile(sums, []byte(tc.sums), 0o644)
+			code, out, errOut := run(t, "verify", "-c", sums, img)
+			if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+				t.Errorf("exit %d (want %d), want %q in:\n%s%s", code, tc.code, tc.want, out, errOut)
+			}
+		})
+	}
+}
