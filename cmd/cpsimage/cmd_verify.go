@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/conpaas/cps/images/checksum"
 	"github.com/conpaas/cps/images/verify"
 	"github.com/conpaas/cps/internal/cli"
 	"github.com/conpaas/cps/internal/input"
@@ -65,13 +66,32 @@ func runVerify(ctx context.Context, args []string) error {
 		}
 		for _, e := range entries {
 			x := &verify.Expected{Algo: e.Algo, Hex: e.Hex, Source: fmt.Sprintf("%s line %d", *sumFile, e.Line)}
-			// One path on two lines that disagree: the later line used to
-			// win, so "00..0  a" then a's real sum said OK where md5sum -c
-			// says FAILED. Which line is right is not ours to choose.
-			if old, ok := fromFile[filepath.Clean(e.File)]; ok && (old.Algo != x.Algo || old.Hex != x.Hex) {
-				conflict[filepath.Clean(e.File)] = fmt.Sprintf("%s lists %s on %s and on line %d with different checksums: keep the one line that is right", *sumFile, e.File, old.Source[len(*sumFile)+1:], e.Line)
+			key := filepath.Clean(e.File)
+			if old, ok := fromFile[key]; ok {
+				// One path on two lines of one algorithm that disagree: the
+				// later line used to win, so "00..0  a" then a's real sum said
+				// OK where md5sum -c says FAILED. Which line is right is not
+				// ours to choose.
+				if old.Algo == x.Algo && old.Hex != x.Hex || old.Algo != x.Algo && x.Algo == checksum.SHA256 && old.SHA256 != "" && old.SHA256 != x.Hex {
+					conflict[key] = fmt.Sprintf("%s lists %s on %s and on line %d with different checksums: keep the one line that is right", *sumFile, e.File, old.Source[len(*sumFile)+1:], e.Line)
+				}
+				// Lines of two algorithms (an MD5 and a SHA-256 line, as a
+				// BSD-style CHECKSUM file has) must both hold: the SHA-256
+				// rides along as a catalogue entry's does; of two others the
+				// longer digest is kept.
+				switch {
+				case old.Algo == x.Algo:
+					continue
+				case x.Algo == checksum.SHA256:
+					old.SHA256 = x.Hex
+					continue
+				case old.Algo == checksum.SHA256:
+					x.SHA256 = old.Hex
+				case old.Algo.HexLen() > x.Algo.HexLen():
+					continue
+				}
 			}
-			fromFile[filepath.Clean(e.File)] = x
+			fromFile[key] = x
 			byBase[filepath.Base(e.File)] = append(byBase[filepath.Base(e.File)], x)
 		}
 	}

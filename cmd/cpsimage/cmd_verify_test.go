@@ -437,8 +437,9 @@ func TestVerifySumFileSameNames(t *testing.T) {
 
 // -c with one path on two lines that disagree: the later line won, so a
 // line saying the file is corrupt was ignored (md5sum -c says FAILED for
-// it). Disagreeing lines are refused; repeated agreeing ones, and lines of
-// the same name in other directories (above), are as before.
+// it). Disagreeing lines of one algorithm are refused; lines of two
+// algorithms must both hold; repeated agreeing ones, and lines of the same
+// name in other directories (above), are as before.
 func TestVerifySumFileConflicts(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "conpaas.img")
@@ -452,7 +453,13 @@ func TestVerifySumFileConflicts(t *testing.T) {
 	}{
 		{"wrong md5, then right", bad + "  " + img + "\n" + good + "  " + img + "\n", 2, " on line 1 and on line 2 with different checksums: keep the one line that is right"},
 		{"right md5, then wrong", good + "  " + img + "\n" + bad + "  " + img + "\n", 2, "with different checksums"},
-		{"wrong md5, then right sha256", bad + "  " + img + "\n" + goodSHA + "  " + img + "\n", 2, "with different checksums"},
+		// Two algorithms: both lines must hold, each is checked (md5sum -c
+		// and sha256sum -c would each check theirs).
+		{"wrong md5, then right sha256", bad + "  " + img + "\n" + goodSHA + "  " + img + "\n", 1, "FAILED"},
+		{"right md5, then wrong sha256", good + "  " + img + "\n" + strings.Repeat("0", 64) + "  " + img + "\n", 1, "sha256 is " + goodSHA + " but"},
+		{"right sha256, then right md5", goodSHA + "  " + img + "\n" + good + "  " + img + "\n", 0, "OK (md5 " + good},
+		{"BSD tags, both right", "MD5 (" + img + ") = " + good + "\nSHA256 (" + img + ") = " + goodSHA + "\n", 0, "OK (md5 " + good},
+		{"two sha256 lines disagree", goodSHA + "  " + img + "\n" + good + "  " + img + "\n" + strings.Repeat("0", 64) + "  " + img + "\n", 2, "with different checksums"},
 		{"the same line twice", good + "  " + img + "\n" + good + "  " + img + "\n", 0, "OK (md5 " + good},
 	}
 	for _, tc := range tests {
