@@ -104,10 +104,14 @@ func runCatalogue(ctx context.Context, args []string) error {
 		}
 		// The catalogue names the file for later verification and
 		// registration: a stream cannot be found again.
-		if k, _, err := input.Stat(file); err != nil {
+		if k, size, err := input.Stat(file); err != nil {
 			return cli.WithCode(cli.ExitFailure, err)
 		} else if k == input.Stream {
 			return cli.Usagef("catalogue add: %s is a pipe or character device; the catalogue records files (or block devices) that can be read again: save it to a file first", file)
+		} else if size == 0 {
+			// An empty file is a failed build or download, never an image:
+			// recorded, it would verify OK forever.
+			return cli.WithCode(cli.ExitFailure, fmt.Errorf("catalogue add: %s is empty (0 bytes), not an image: build or download it again", file))
 		}
 		ar, err := parseArch(*arch)
 		if err != nil {

@@ -171,7 +171,16 @@ func TestCatalogueAddFormat(t *testing.T) {
 	if code, o, e := run(t, "catalogue", "add", "-f", cat, "-version", "2.1.0", raw); code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, o, e)
 	}
+	// An empty file (a failed download) is no image: refused, nothing added.
+	empty := filepath.Join(dir, "empty.img")
+	os.WriteFile(empty, nil, 0o644)
+	if code, o, e := run(t, "catalogue", "add", "-f", cat, empty); code != 1 || !strings.Contains(e, "is empty (0 bytes), not an image") {
+		t.Errorf("empty image: exit %d\n%s%s", code, o, e)
+	}
 	c, _ := catalogue.Load(cat)
+	if c.Find("empty") != nil {
+		t.Errorf("the empty file was added")
+	}
 	for name, want := range map[string]string{"conpaas-qcow2": "qcow2 ", "conpaas-vmdk": "vmdk ", "both": "raw bios,uefi"} {
 		a := c.Find(name)
 		if a == nil || string(a.Format)+" "+a.Boot.String() != want {
