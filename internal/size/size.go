@@ -48,6 +48,11 @@ var units = map[string]int64{
 // Parse reads a size by the rule in the package comment.
 func Parse(s string) (int64, error) {
 	t := strings.TrimSpace(s)
+	// "-5GiB" (often a negative variable in "${var.n}GiB") is a sign, not
+	// a unit: say what is wrong with it.
+	if strings.HasPrefix(t, "-") && len(t) > 1 && (t[1] >= '0' && t[1] <= '9' || t[1] == '.') {
+		return 0, fmt.Errorf("%q must be positive", s)
+	}
 	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
 	num, unit := t, ""
 	if i >= 0 {

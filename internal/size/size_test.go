@@ -18,7 +18,7 @@ func TestParse(t *testing.T) {
 		}
 	}
 	for in, why := range map[string]string{
-		"": "not a size", "GB": "not a size", "-1": "unknown unit", "0": "positive", "1.5": "whole number",
+		"": "not a size", "GB": "not a size", "-1": "positive", "-5GiB": "positive", "- 1": "unknown unit", "0": "positive", "1.5": "whole number",
 		"0.1KiB": "whole number", "12 parsecs": "unknown unit", "99999999999TiB": "too big", "1e9": "unknown unit",
 	} {
 		if _, err := Parse(in); err == nil || !strings.Contains(err.Error(), why) {
