@@ -348,7 +348,10 @@ func growExt4(ctx context.Context, ui *progress.UI, image string, dst, src *os.F
 		if ctx.Err() != nil {
 			return written, err
 		}
-		return written, fmt.Errorf("the root filesystem is not clean before resizing, run e2fsck -f on it first: %w", err)
+		// The check ran on a scratch copy, deleted on return: name the
+		// image and the partition's offset, which the user can repair.
+		msg := strings.ReplaceAll(err.Error(), tmp.Name(), "(a copy of it)")
+		return written, fmt.Errorf("the root filesystem of %s (the partition at byte %d) is not clean, so it was not resized; repair it first (e2fsck -f on that partition, or on the card's root partition) and run resize again. %s", image, root.Start, msg)
 	}
 	ui.Logf("resize: growing the root filesystem from %d to %d bytes", root.End-root.Start, newLen)
 	cmd := exec.CommandContext(ctx, "resize2fs", tmp.Name(), strconv.FormatInt(newLen/1024, 10)+"K")
@@ -384,7 +387,13 @@ func E2fsck(ctx context.Context, path string) error {
 			// Killed by us, not a verdict on the filesystem.
 			return fmt.Errorf("interrupted while e2fsck checked the filesystem: %w", ctx.Err())
 		}
-		return fmt.Errorf("e2fsck -fn %s: %v: %s", path, err, strings.TrimSpace(out.String()))
+		// The verdict is at the end; a damaged filesystem can make e2fsck
+		// print thousands of lines.
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if len(lines) > 8 {
+			lines = append([]string{fmt.Sprintf("(%d lines before)", len(lines)-8)}, lines[len(lines)-8:]...)
+		}
+		return fmt.Errorf("e2fsck -fn %s: %v: %s", path, err, strings.Join(lines, "\n"))
 	}
 	return nil
 }

@@ -229,3 +229,32 @@ func TestResizeInterruptedAndStaleFiles(t *testing.T) {
 		}
 	}
 }
+
+// A root filesystem e2fsck finds damaged: the error named the scratch
+// copy the check ran on (deleted by then) and carried all of e2fsck's
+// output. It now names the image and the partition's offset, keeps the
+// end of the output (where e2fsck's verdict is), and the image is as it was.
+func TestResizeUncleanRoot(t *testing.T) {
+	img := buildTiny(t)
+	bin := t.TempDir()
+	// e2fsck -n on a damaged filesystem: many lines, exit 4 (errors left
+	// uncorrected, e2fsck(8) EXIT CODE).
+	os.WriteFile(filepath.Join(bin, "e2fsck"), []byte("#!/bin/sh\nfor i in $(seq 50); do echo \"Inode $i has an invalid extent\"; done\necho \"$2: ********** WARNING: Filesystem still has errors **********\"\nexit 4\n"), 0o755)
+	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+	_, err := Resize(t.Context(), nil, img, 512<<20, 0)
+	if err == nil {
+		t.Fatal("resized a filesystem e2fsck found damaged")
+	}
+	msg := err.Error()
+	for _, want := range []string{"the root filesystem of " + img + " (the partition at byte ", "repair it first", "(43 lines before)", "Filesystem still has errors", "(a copy of it)"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, ".tmp-") || strings.Count(msg, "\n") > 10 {
+		t.Errorf("error names the scratch file or carries all of e2fsck's output:\n%s", msg)
+	}
+	if st, _ := os.Stat(img); st.Size() != 256<<20 || !sideFilesMatch(t, img) {
+		t.Fatal("a refused resize changed the image or its side files")
+	}
+}
