@@ -30,7 +30,7 @@ func runFlash(ctx context.Context, args []string) error {
 	}
 	res, err := flash.Flash(ctx, fs.Arg(0), fs.Arg(1), flash.Options{Discard: *discard, NoVerify: *noVerify})
 	if err != nil {
-		if errors.Is(err, flash.ErrTooSmall) || errors.Is(err, flash.ErrRefused) || errors.Is(err, flash.ErrBadTarget) {
+		if errors.Is(err, flash.ErrTooSmall) || errors.Is(err, flash.ErrRefused) || errors.Is(err, flash.ErrBadTarget) || errors.Is(err, flash.ErrBadImage) {
 			return cli.WithCode(cli.ExitUsage, err)
 		}
 		return err

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func sparseFile(t *testing.T, dir, name string, size int64) string {
@@ -27,6 +29,10 @@ func TestFlashAndResizeCLI(t *testing.T) {
 	dir := t.TempDir()
 	img := sparseFile(t, dir, "sd.img", 31998345216)
 	small := sparseFile(t, dir, "card16", 16_000_000_000)
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -36,6 +42,9 @@ func TestFlashAndResizeCLI(t *testing.T) {
 		{"flash: card too small", []string{"flash", img, small}, 2, "needs 31998345216 bytes"},
 		{"flash: missing device", []string{"flash", img}, 2, "want IMAGE and DEVICE"},
 		{"flash: missing image", []string{"flash", filepath.Join(dir, "nope.img"), small}, 1, "no such file"},
+		// A refused argument, as the docs say: exit 2 (it was 1).
+		{"flash: image is a FIFO", []string{"flash", fifo, filepath.Join(dir, "out.img")}, 2, "is not a regular file"},
+		{"flash: image is a directory", []string{"flash", dir, filepath.Join(dir, "out.img")}, 2, "is not a regular file"},
 		{"resize: no size", []string{"sdcard", "resize", img}, 2, "--size is required"},
 		{"resize: bad unit", []string{"sdcard", "resize", img, "--size", "64XB"}, 2, "unknown unit"},
 		{"resize: smaller", []string{"sdcard", "resize", img, "--size", "16GB"}, 2, "shrinking is not supported"},

@@ -79,6 +79,10 @@ func (c classed) Unwrap() error        { return c.error }
 // a character device, a pipe.
 var ErrBadTarget = errors.New("not a block device or regular file")
 
+// ErrBadImage is wrapped when the image is not a regular file (a pipe, a
+// device, a directory): flash reads it twice.
+var ErrBadImage = errors.New("image not a regular file")
+
 // target is the opened destination.
 type target struct {
 	f        *os.File
@@ -94,7 +98,7 @@ func Flash(ctx context.Context, image, dst string, opt Options) (*Result, error)
 	// Looked at before it is opened: opening a FIFO blocks in the kernel
 	// for a writer, and Ctrl-C could not end that.
 	if st, err := os.Stat(image); err == nil && !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("image %s is not a regular file (%v): flash maps and reads the image file twice; save it to a file first", image, st.Mode().Type())
+		return nil, refusal(ErrBadImage, "image %s is not a regular file (%v): flash maps and reads the image file twice; save it to a file first", image, st.Mode().Type())
 	}
 	src, err := os.Open(image)
 	if err != nil {
@@ -106,7 +110,7 @@ func Flash(ctx context.Context, image, dst string, opt Options) (*Result, error)
 		return nil, fmt.Errorf("stat image: %w", err)
 	}
 	if !sst.Mode().IsRegular() {
-		return nil, fmt.Errorf("image %s is not a regular file", image)
+		return nil, refusal(ErrBadImage, "image %s is not a regular file: flash maps and reads the image file twice; save it to a file first", image)
 	}
 	size := sst.Size()
 	if size == 0 {
