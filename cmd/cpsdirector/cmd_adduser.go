@@ -39,20 +39,21 @@ func runAddUser(ctx context.Context, args []string) error {
 	reset := fs.Bool("reset", false, "set a new password for an existing user; their certificates stop working")
 	email := fs.String("email", "", "e-mail address")
 	credit := fs.Int64("credit", config.DefaultMaxCredit, "initial credit")
-	if err := cli.Parse(fs, args); err != nil {
+	pos, err := cli.ParseKnownAnywhere(fs, args)
+	if err != nil {
 		return err
 	}
 	var name, pw string
-	switch fs.NArg() {
+	switch len(pos) {
 	case 1:
-		name = fs.Arg(0)
+		name = pos[0]
 	case 3, 4:
 		// cpsadduser.py: email username password [credit]
-		*email, name, pw = fs.Arg(0), fs.Arg(1), fs.Arg(2)
-		if fs.NArg() == 4 {
-			n, err := strconv.ParseInt(fs.Arg(3), 10, 64)
+		*email, name, pw = pos[0], pos[1], pos[2]
+		if len(pos) == 4 {
+			n, err := strconv.ParseInt(pos[3], 10, 64)
 			if err != nil {
-				return cli.Usagef("credit %q is not an integer", fs.Arg(3))
+				return cli.Usagef("credit %q is not an integer", pos[3])
 			}
 			*credit = n
 		}
@@ -123,10 +124,11 @@ func runAddUser(ctx context.Context, args []string) error {
 func runDelUser(ctx context.Context, args []string) error {
 	fs := cli.NewFlagSet("cpsdirector", "deluser", "[--config FILE] USERNAME")
 	cfgPath := configFlag(fs)
-	if err := cli.Parse(fs, args); err != nil {
+	pos, err := cli.ParseKnownAnywhere(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		return cli.Usagef("deluser needs exactly one USERNAME")
 	}
 	cfg, err := loadConfig(*cfgPath)
@@ -138,9 +140,9 @@ func runDelUser(ctx context.Context, args []string) error {
 		return err
 	}
 	defer d.Close()
-	u, err := d.UserByName(ctx, fs.Arg(0))
+	u, err := d.UserByName(ctx, pos[0])
 	if errors.Is(err, db.ErrNotFound) {
-		return fmt.Errorf("no user %q", fs.Arg(0))
+		return fmt.Errorf("no user %q", pos[0])
 	}
 	if err != nil {
 		return err
@@ -155,21 +157,22 @@ func runDelUser(ctx context.Context, args []string) error {
 func runCredit(ctx context.Context, args []string) error {
 	fs := cli.NewFlagSet("cpsdirector", "credit", "[--config FILE] USERNAME CREDIT")
 	cfgPath := configFlag(fs)
-	if err := cli.Parse(fs, args); err != nil {
+	pos, err := cli.ParseKnownAnywhere(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
+	if len(pos) != 2 {
 		return cli.Usagef("credit needs USERNAME and CREDIT (a positive or negative integer)")
 	}
-	n, err := strconv.ParseInt(fs.Arg(1), 10, 64)
+	n, err := strconv.ParseInt(pos[1], 10, 64)
 	if err != nil {
-		return cli.Usagef("credit %q is not an integer", fs.Arg(1))
+		return cli.Usagef("credit %q is not an integer", pos[1])
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
-	return addCredit(ctx, cfg, fs.Arg(0), n)
+	return addCredit(ctx, cfg, pos[0], n)
 }
 
 func addCredit(ctx context.Context, cfg *config.Config, name string, n int64) error {

@@ -159,6 +159,29 @@ func TestAddUser(t *testing.T) {
 	if out, stderr, code := run(t, "", "adduser", "--config", e.cfg, "bob@example.org", "bob", "bob-password", "7"); code != 0 || !strings.Contains(out, "added user bob (id 2, credit 7)") {
 		t.Fatalf("cpsadduser.py form: %d %s %s", code, out, stderr)
 	}
+	// Flags after USERNAME, as the usage's order suggests to nobody but
+	// people type anyway: "adduser --reset ghost --password-stdin" took
+	// --password-stdin for a second name ("adduser needs USERNAME"). A
+	// dash-led password in the legacy form, and a negative CREDIT, stay
+	// values.
+	for _, c := range []struct {
+		stdin string
+		args  []string
+		msg   string
+	}{
+		{"", []string{"adduser", "--config", e.cfg, "eve", "--credit", "9", "--password-stdin"}, "added user eve (id 3, credit 9)"},
+		{"", []string{"adduser", "--config", e.cfg, "fay@example.org", "fay", "-dash-led-password"}, "added user fay (id 4"},
+		{"", []string{"credit", "--config", e.cfg, "eve", "-4"}, "the new credit is 5."},
+		{"", []string{"credit", "eve", "-1", "--config", e.cfg}, "the new credit is 4."},
+	} {
+		stdin := c.stdin
+		if stdin == "" && c.args[0] == "adduser" && c.args[len(c.args)-1] == "--password-stdin" {
+			stdin = "eve-long-password\n"
+		}
+		if out, stderr, code := run(t, stdin, c.args...); code != 0 || !strings.Contains(out+stderr, c.msg) {
+			t.Errorf("%v: %d %s%s, want %q", c.args, code, out, stderr, c.msg)
+		}
+	}
 	// The password is hashed with bcrypt, never stored.
 	db, _ := os.ReadFile(filepath.Join(e.dir, "director.db"))
 	wal, _ := os.ReadFile(filepath.Join(e.dir, "director.db-wal"))

@@ -271,3 +271,49 @@ var Stdout io.Writer = os.Stdout
 // Stderr is where commands print per-item warnings and errors while they
 // go on; tests may swap it.
 var Stderr io.Writer = os.Stderr
+
+// ParseKnownAnywhere parses fs's flags before the positional arguments
+// and, after them, every argument that names one of fs's flags ("-x",
+// "--x", "--x=v"); the other arguments stay positional, which it returns.
+// Go's flag package stops at the first positional argument, so
+// "adduser NAME --password-stdin" took the flag for a second name; but
+// "credit NAME -5" and a legacy "adduser EMAIL NAME -pass" must keep their
+// dash-led values, which is why unknown dashes are not flags here. After
+// "--" everything is positional.
+func ParseKnownAnywhere(fs *flag.FlagSet, args []string) ([]string, error) {
+	if err := Parse(fs, args); err != nil {
+		return nil, err
+	}
+	rest := fs.Args()
+	if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+		return rest, nil
+	}
+	var pos []string
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if a == "--" {
+			return append(pos, rest[i+1:]...), nil
+		}
+		name := strings.TrimLeft(a, "-")
+		name, _, _ = strings.Cut(name, "=")
+		if !strings.HasPrefix(a, "-") || name == "" || fs.Lookup(name) == nil {
+			pos = append(pos, a)
+			continue
+		}
+		// A known flag: parse it (with its value, if it takes one) alone.
+		one := []string{a}
+		if !strings.Contains(a, "=") && !isBool(fs.Lookup(name)) && i+1 < len(rest) {
+			i++
+			one = append(one, rest[i])
+		}
+		if err := Parse(fs, one); err != nil {
+			return nil, err
+		}
+	}
+	return pos, nil
+}
+
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"testing"
@@ -120,5 +121,39 @@ func TestMainWriteError(t *testing.T) {
 		if _, ok := Stdout.(fullWriter); !ok {
 			t.Errorf("%v: Main left Stdout as %T, want it restored", tc.args, Stdout)
 		}
+	}
+}
+
+// Flags after positional arguments are parsed when they name a flag of
+// the set; other dash-led arguments (a negative number, a legacy
+// password) stay positional, as does everything after "--".
+func TestParseKnownAnywhere(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		pos     string
+		config  string
+		verbose bool
+	}{
+		{[]string{"alice"}, "alice", "", false},
+		{[]string{"--config", "c", "alice", "-5"}, "alice -5", "c", false},
+		{[]string{"alice", "-5", "--config", "c"}, "alice -5", "c", false},
+		{[]string{"alice", "--config=c", "-v"}, "alice", "c", true},
+		{[]string{"alice", "-secret", "-v"}, "alice -secret", "", true},
+		{[]string{"alice", "--", "-v", "--config", "c"}, "alice -v --config c", "", false},
+		{[]string{"--", "-v"}, "-v", "", false},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		config := fs.String("config", "", "")
+		verbose := fs.Bool("v", false, "")
+		pos, err := ParseKnownAnywhere(fs, tc.args)
+		if err != nil || strings.Join(pos, " ") != tc.pos || *config != tc.config || *verbose != tc.verbose {
+			t.Errorf("%q: positional %q, config %q, v %v, err %v; want %q, %q, %v", tc.args, pos, *config, *verbose, err, tc.pos, tc.config, tc.verbose)
+		}
+	}
+	// A known flag after the positionals that lacks its value is an error.
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.String("config", "", "")
+	if _, err := ParseKnownAnywhere(fs, []string{"alice", "--config"}); err == nil {
+		t.Error("--config without a value was accepted")
 	}
 }
