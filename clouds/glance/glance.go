@@ -128,7 +128,7 @@ func (t *Target) client(ctx context.Context, cloud, region string) (*gophercloud
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
-			return nil, "", fmt.Errorf("Glance at %s did not answer within %v; check CPS_GLANCE_ENDPOINT, and that Glance is up and reachable from here", t.Endpoint, osauth.AuthTimeout)
+			return nil, "", fmt.Errorf("no answer from Glance at %s within %v; check CPS_GLANCE_ENDPOINT, and that Glance is up and reachable from here", t.Endpoint, osauth.AuthTimeout)
 		}
 		if err != nil {
 			return nil, "", fmt.Errorf("cannot reach Glance at %s (%v); check CPS_GLANCE_ENDPOINT", t.Endpoint, errors.Unwrap(err))

@@ -38,7 +38,7 @@ func TestNoAuthSilentEndpoint(t *testing.T) {
 	tests := []struct {
 		name, endpoint, want string
 	}{
-		{"silent", silent, "Glance at " + silent + " did not answer within 300ms; check CPS_GLANCE_ENDPOINT"},
+		{"silent", silent, "no answer from Glance at " + silent + " within 300ms; check CPS_GLANCE_ENDPOINT"},
 		{"closed port", "http://127.0.0.1:9", "cannot reach Glance at http://127.0.0.1:9"},
 	}
 	for _, tc := range tests {

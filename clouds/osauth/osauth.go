@@ -173,7 +173,7 @@ func (c Config) Authenticate(ctx context.Context) (*gophercloud.ProviderClient, 
 		return pc, nil
 	}
 	if ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
-		return nil, fmt.Errorf("Keystone at %s did not answer within %v; check %s, and that Keystone is up and reachable from here", c.Auth.IdentityEndpoint, AuthTimeout, c.setting("OS_AUTH_URL", "auth_url"))
+		return nil, fmt.Errorf("no answer from Keystone at %s within %v; check %s, and that Keystone is up and reachable from here", c.Auth.IdentityEndpoint, AuthTimeout, c.setting("OS_AUTH_URL", "auth_url"))
 	}
 	return nil, c.explain(actx, err)
 }

@@ -36,7 +36,7 @@ func TestAuthenticateSilentEndpoint(t *testing.T) {
 	tests := []struct {
 		name, url, want string
 	}{
-		{"silent", silent, "Keystone at " + silent + " did not answer within 300ms; check OS_AUTH_URL"},
+		{"silent", silent, "no answer from Keystone at " + silent + " within 300ms; check OS_AUTH_URL"},
 		{"closed port", "http://127.0.0.1:9/v3", "cannot reach Keystone at http://127.0.0.1:9/v3"},
 	}
 	for _, tc := range tests {
