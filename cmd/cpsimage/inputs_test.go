@@ -195,7 +195,7 @@ func TestFIFOArgumentsDoNotHang(t *testing.T) {
 		want string
 	}{
 		{[]string{"sdcard", "resize", fifo, "--size", "100MiB"}, 2, fifo + " is not a regular file; sdcard resize grows an image file"},
-		{[]string{"flash", fifo, filepath.Join(dir, "out.img")}, 1, "image " + fifo + " is not a regular file (p---------): flash maps and reads the image file twice"},
+		{[]string{"flash", fifo, filepath.Join(dir, "out.img")}, 2, "image " + fifo + " is not a regular file (p---------): flash maps and reads the image file twice"},
 		{[]string{"catalogue", "list", "-f", fifo}, 2, "the file is empty"},
 		{[]string{"verify", "--catalogue", fifo, a}, 2, "the file is empty"},
 	}
