@@ -2,7 +2,6 @@ package ec2
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/conpaas/cps/clouds/awsaccess"
+	"github.com/conpaas/cps/internal/testutil"
 )
 
 // An endpoint that accepts connections and never answers (a firewall, a
@@ -17,30 +17,13 @@ import (
 // killed: every attempt had no deadline. The access check is bounded by
 // AccessTimeout and says what to check; a closed port still fails at once.
 func TestAccessSilentEndpoint(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		var held []net.Conn // accepted and never answered
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				for _, c := range held {
-					c.Close()
-				}
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	silentAddr := testutil.SilentListener(t)
 	defer func(d time.Duration) { AccessTimeout = d }(AccessTimeout)
 	AccessTimeout = 300 * time.Millisecond
 	tests := []struct {
 		name, endpoint, want string
 	}{
-		{"silent", "http://" + ln.Addr().String(), "EC2 in us-east-1 did not answer within 300ms; check the network, the region and any endpoint override"},
+		{"silent", "http://" + silentAddr, "EC2 in us-east-1 did not answer within 300ms; check the network, the region and any endpoint override"},
 		{"closed port", "http://127.0.0.1:9", "cannot reach the AWS endpoint"},
 	}
 	for _, tc := range tests {

@@ -2,39 +2,22 @@ package glance
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/conpaas/cps/clouds/osauth"
+	"github.com/conpaas/cps/internal/testutil"
 )
 
 // A noauth Glance endpoint that accepts connections and never answers
 // made register wait until it was killed; the first request is bounded by
 // osauth.AuthTimeout like Keystone's, and the error names the setting.
 func TestNoAuthSilentEndpoint(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		var held []net.Conn // accepted and never answered
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				for _, c := range held {
-					c.Close()
-				}
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	silentAddr := testutil.SilentListener(t)
 	defer func(d time.Duration) { osauth.AuthTimeout = d }(osauth.AuthTimeout)
 	osauth.AuthTimeout = 300 * time.Millisecond
-	silent := "http://" + ln.Addr().String()
+	silent := "http://" + silentAddr
 	tests := []struct {
 		name, endpoint, want string
 	}{

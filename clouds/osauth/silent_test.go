@@ -2,37 +2,21 @@ package osauth
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/conpaas/cps/internal/testutil"
 )
 
 // A Keystone URL that accepts connections and never answers made register
 // wait until it was killed. Getting a token is bounded by AuthTimeout, and
 // the error names the setting; a closed port still fails at once.
 func TestAuthenticateSilentEndpoint(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		var held []net.Conn // accepted and never answered
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				for _, c := range held {
-					c.Close()
-				}
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	silentAddr := testutil.SilentListener(t)
 	defer func(d time.Duration) { AuthTimeout = d }(AuthTimeout)
 	AuthTimeout = 300 * time.Millisecond
-	silent := "http://" + ln.Addr().String() + "/v3"
+	silent := "http://" + silentAddr + "/v3"
 	tests := []struct {
 		name, url, want string
 	}{
