@@ -201,17 +201,9 @@ func TestFIFOArgumentsDoNotHang(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
-			cmd := cpsimage(t, tc.args...)
-			var errb bytes.Buffer
-			cmd.Stderr = &errb
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
-			cmd.Wait()
-			timer.Stop()
-			if code := cmd.ProcessState.ExitCode(); code != tc.code || !strings.Contains(errb.String(), tc.want) {
-				t.Errorf("exit %d (want %d), stderr %q; want %q", code, tc.code, errb.String(), tc.want)
+			code, stderr := runKilledAfter(t, 20*time.Second, cpsimage(t, tc.args...))
+			if code != tc.code || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d (want %d), stderr %q; want %q", code, tc.code, stderr, tc.want)
 			}
 		})
 	}

@@ -49,6 +49,22 @@ func runProc(t testing.TB, stdin []byte, args ...string) (int, string, string) {
 	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 }
 
+// runKilledAfter runs cmd (from cpsimage) and returns its exit code and
+// stderr; it kills the process after limit, so that a run that hangs
+// (blocked in open(2) on a FIFO, say) fails its test instead of blocking it.
+func runKilledAfter(t testing.TB, limit time.Duration, cmd *exec.Cmd) (int, string) {
+	t.Helper()
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(limit, func() { cmd.Process.Kill() })
+	cmd.Wait()
+	timer.Stop()
+	return cmd.ProcessState.ExitCode(), errb.String()
+}
+
 // The first SIGINT cancels; a second one soon after is the same interrupt
 // delivered twice (`timeout -s INT` signals the process, then its group)
 // and used to kill the run mid-clean-up, leaving .NAME.tmp-* files; a

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -315,16 +314,9 @@ func TestRegisterImageNotAFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := cpsimage(t, "register", "-target", "glance", "-image", tc.image, "-catalogue", filepath.Join(dir, "c.json"))
 			cmd.Env = append(cmd.Env, "CPS_GLANCE_ENDPOINT=http://127.0.0.1:9")
-			var errb bytes.Buffer
-			cmd.Stderr = &errb
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
-			cmd.Wait()
-			timer.Stop()
-			if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(errb.String(), tc.want) {
-				t.Errorf("exit %d (want 2), stderr %q; want %q", code, errb.String(), tc.want)
+			code, stderr := runKilledAfter(t, 20*time.Second, cmd)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d (want 2), stderr %q; want %q", code, stderr, tc.want)
 			}
 		})
 	}
