@@ -29,21 +29,16 @@ func TestBoundedTemplates(t *testing.T) {
 	for i := range text {
 		text[i] = alphabet[rng.Intn(len(alphabet))]
 	}
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, b, 0o644)
-		return p
-	}
 	tests := []struct {
 		path string
 		want string
 		is   error
 	}{
 		{"/dev/zero", "over the 1048576-byte limit", input.ErrTooLarge},
-		{write("big.hcl", make([]byte, 1<<20+1)), "over the 1048576-byte limit", input.ErrTooLarge},
-		{write("random.hcl", binary), "Not a text file", nil},
-		{write("nul.hcl", []byte("image \"x\" {\n  kind = \"raw\"\x00\n}\n")), "nul.hcl:2:15: error: Not a text file", nil},
-		{write("garbage.hcl", text), "more; fix these first", nil},
+		{writeIn(t, dir, "big.hcl", make([]byte, 1<<20+1)), "over the 1048576-byte limit", input.ErrTooLarge},
+		{writeIn(t, dir, "random.hcl", binary), "Not a text file", nil},
+		{writeIn(t, dir, "nul.hcl", []byte("image \"x\" {\n  kind = \"raw\"\x00\n}\n")), "nul.hcl:2:15: error: Not a text file", nil},
+		{writeIn(t, dir, "garbage.hcl", text), "more; fix these first", nil},
 	}
 	for _, tc := range tests {
 		t.Run(filepath.Base(tc.path), func(t *testing.T) {
@@ -68,18 +63,13 @@ func TestBoundedVarFiles(t *testing.T) {
 	binary := make([]byte, 900_000)
 	rand.New(rand.NewSource(15)).Read(binary)
 	binary[0] = 0xff // not UTF-8 at its first byte, whatever the seed
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, b, 0o644)
-		return p
-	}
 	tests := []struct {
 		path string
 		want string
 	}{
-		{write("zeros.pkrvars.hcl", make([]byte, 900_000)), "zeros.pkrvars.hcl:1:1: error: Not a text file; byte 0 is 0x00, which is not UTF-8 text; a variable file is an HCL text file"},
-		{write("random.pkrvars.hcl", binary), "random.pkrvars.hcl:1:1: error: Not a text file"},
-		{write("nul.pkrvars.hcl", []byte("cpus = 4\nmirror = \"x\x00\"\n")), "nul.pkrvars.hcl:2:12: error: Not a text file"},
+		{writeIn(t, dir, "zeros.pkrvars.hcl", make([]byte, 900_000)), "zeros.pkrvars.hcl:1:1: error: Not a text file; byte 0 is 0x00, which is not UTF-8 text; a variable file is an HCL text file"},
+		{writeIn(t, dir, "random.pkrvars.hcl", binary), "random.pkrvars.hcl:1:1: error: Not a text file"},
+		{writeIn(t, dir, "nul.pkrvars.hcl", []byte("cpus = 4\nmirror = \"x\x00\"\n")), "nul.pkrvars.hcl:2:12: error: Not a text file"},
 		{"/dev/zero", "over the 1048576-byte limit"},
 	}
 	for _, tc := range tests {
@@ -97,7 +87,7 @@ func TestBoundedVarFiles(t *testing.T) {
 		})
 	}
 	// A good variable file still sets its variables.
-	p, err := Load(tmpl, Options{Context: t.Context(), VarFiles: []string{write("ok.pkrvars.hcl", []byte("cpus = 4\n"))}})
+	p, err := Load(tmpl, Options{Context: t.Context(), VarFiles: []string{writeIn(t, dir, "ok.pkrvars.hcl", []byte("cpus = 4\n"))}})
 	if err != nil || p == nil {
 		t.Fatalf("good variable file: %v", err)
 	}
@@ -167,4 +157,14 @@ func TestSnippetLongLines(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeIn writes b to dir/name and returns that path.
+func writeIn(t *testing.T, dir, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
