@@ -167,14 +167,23 @@ const (
 	maxOpenID = 200
 )
 
+// tooLong is the answer's error when v does not fit its column of max
+// characters, "" when it does.
+func tooLong(field, v string, max int) string {
+	if utf8.RuneCountInString(v) <= max {
+		return ""
+	}
+	return fmt.Sprintf("%q is longer than %d characters", field, max)
+}
+
 // fits answers {"error": "\"field\" is longer than N characters"} when v
 // does not fit its column.
 func fits(w http.ResponseWriter, field, v string, max int) bool {
-	if utf8.RuneCountInString(v) <= max {
-		return true
+	if msg := tooLong(field, v, max); msg != "" {
+		respondJSON(w, errObj(msg))
+		return false
 	}
-	respondJSON(w, errObj(fmt.Sprintf("%q is longer than %d characters", field, max)))
-	return false
+	return true
 }
 
 // maxForm bounds request bodies (manifests and startup scripts included).

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/auth"
 	"github.com/conpaas/cps/cmd/cpsdirector/internal/certs"
@@ -76,8 +75,8 @@ func (s *Server) newUser(w http.ResponseWriter, r *http.Request) {
 		name string
 		max  int
 	}{{"fname", maxName}, {"lname", maxName}, {"affiliation", maxName}, {"uuid", maxUUID}, {"openid", maxOpenID}} {
-		if utf8.RuneCountInString(v[f.name]) > f.max {
-			fail(fmt.Sprintf("%q is longer than %d characters", f.name, f.max))
+		if msg := tooLong(f.name, v[f.name], f.max); msg != "" {
+			fail(msg)
 			return
 		}
 	}
