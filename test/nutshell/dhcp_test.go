@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/conpaas/cps/internal/testutil"
 	"github.com/conpaas/cps/test/keystonefake"
 )
 
@@ -149,11 +148,7 @@ func (n *neutron) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ...: no agents available", no DHCP server ever came, and the first
 // boot waited 4 minutes and then restarted the DHCP agent.
 func TestWaitDHCP(t *testing.T) {
-	const python = "/usr/bin/python3"
-	testutil.RequireTool(t, python)
-	if err := exec.Command(python, "-c", "import openstack").Run(); err != nil {
-		t.Skip("python3-openstacksdk is not installed")
-	}
+	python := requireOpenstacksdk(t)
 	script, err := filepath.Abs("../../scripts/nutshell/nutshell-openstack.py")
 	if err != nil {
 		t.Fatal(err)
